@@ -1,0 +1,1 @@
+"""The `billing` command and the services it shares with the web app."""

@@ -1,0 +1,386 @@
+"""The compiler's checks (spec §5), one small function each, run in the order of CHECKS.
+
+Each check reads the syntax tree and yields diagnostics; none stops the others.
+A problem between two lines (a repeat, a conflict) is reported at the later one.
+Rules are checked in their own block and again as each site sees them after
+the defaults are applied (dsl/resolve.py), so a default that clashes with a
+site's rule is caught at the site's line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from decimal import Decimal
+from typing import Iterable, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dsl.diagnostics import Diagnostic, Span, error, warning
+from dsl.parse import KEYWORDS
+from dsl.resolve import Effective, effective_rules, kind_of
+from dsl.syntax import Block, Contract, DateLiteral, NoRule, RateOverride, Ref, Scope
+from engine.money import is_currency
+from engine.primitives.registry import Context, primitive
+
+REQUIRED_HEADERS = ("customer", "currency", "starts")
+
+
+def later(a, b) -> Span:
+    return max(a.span, b.span)
+
+
+def _header_date(contract: Contract, key: str):
+    header = contract.header(key)
+    return header.value.value if header else None
+
+
+# --- the contract as a whole -------------------------------------------------
+
+
+def check_headers(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    seen = {}
+    for header in contract.headers:
+        if header.key in seen:
+            yield error(
+                "repeated-header",
+                header.span,
+                f"'{header.key}' is repeated (first given on line {seen[header.key].span.line}); "
+                f"a contract states it once",
+            )
+        else:
+            seen[header.key] = header
+    for key in REQUIRED_HEADERS:
+        if key not in seen:
+            yield error(
+                "missing-header",
+                contract.id_span,
+                f"the contract is missing its '{key}' line; add it before the categories",
+            )
+    if not contract.categories:
+        yield error("missing-category", contract.id_span, "the contract declares no category; declare at least one")
+
+
+def check_header_values(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    currency = contract.header("currency")
+    if currency and not is_currency(currency.value):
+        yield error(
+            "unknown-currency",
+            currency.value_span,
+            f"unknown currency code '{currency.value}'; use an ISO 4217 code such as GBP, USD, EUR or JPY",
+        )
+    timezone = contract.header("timezone")
+    if timezone:
+        try:
+            ZoneInfo(timezone.value)
+        except (ZoneInfoNotFoundError, ValueError):
+            yield error(
+                "unknown-timezone",
+                timezone.value_span,
+                f"unknown timezone '{timezone.value}'; use an IANA name such as \"Europe/London\" or \"UTC\"",
+            )
+    starts, ends = contract.header("starts"), contract.header("ends")
+    if starts and starts.value.value and starts.value.value.day != 1:
+        yield error(
+            "starts-not-first",
+            starts.value_span,
+            f"starts {starts.value.text} is not the first day of a month; the contract year starts on a "
+            f"month's first day, such as {starts.value.value.replace(day=1).isoformat()}",
+        )
+    if starts and ends and starts.value.value and ends.value.value and ends.value.value < starts.value.value:
+        yield error(
+            "ends-before-starts",
+            ends.value_span,
+            f"ends {ends.value.text} is before starts {starts.value.text}; the contract would bill nothing",
+        )
+
+
+def check_dates(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    for node in _walk(contract):
+        if isinstance(node, DateLiteral) and node.value is None:
+            yield error("impossible-date", node.span, f"{node.text} is not a real calendar date (impossible date)")
+
+
+def check_ids(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    categories = {}
+    for category in contract.categories:
+        if category.id in KEYWORDS:
+            yield error(
+                "keyword-as-id",
+                category.id_span,
+                f"'{category.id}' is a keyword of the language and cannot be a category id; choose another name",
+            )
+        if category.id in categories:
+            yield error(
+                "repeated-category",
+                category.id_span,
+                f"category '{category.id}' is repeated (first declared on line {categories[category.id].span.line}); "
+                f"each category is declared once",
+            )
+        categories.setdefault(category.id, category)
+    sites = {}
+    for site in contract.sites:
+        if site.id in sites:
+            yield error(
+                "repeated-site",
+                site.id_span,
+                f"site \"{site.id}\" is repeated (first declared on line {sites[site.id].span.line}); "
+                f"put all of a site's rules in one block",
+            )
+        sites.setdefault(site.id, site)
+
+
+def check_references(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    declared = set(contract.category_ids)
+    for block in _blocks(contract):
+        for node in _walk(block):
+            if isinstance(node, Ref) and node.name not in declared:
+                yield error(
+                    "undeclared-category",
+                    node.span,
+                    f"undeclared category '{node.name}'; declare it with `category {node.name} \"…\" rate …` "
+                    f"or use one of: {', '.join(contract.category_ids) or 'none declared'}",
+                )
+
+
+def check_primitives(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    """Each rule and price on its own: its primitive's checks."""
+    for node in _walk(contract):
+        name = getattr(node, "primitive", None)
+        if isinstance(name, str):
+            yield from primitive(name).check(node, ctx)
+
+
+# --- each block on its own -----------------------------------------------------
+
+
+def check_block_rules(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    for block in _blocks(contract):
+        yield from _toggles_and_rates(block)
+        yield from _no_rule_beside_rule(block)
+        yield from _repeated_window(block)
+        if block.name == "defaults":
+            for rule in block.rules:
+                if isinstance(rule, NoRule):
+                    yield error(
+                        f"no-{rule.kind}-in-defaults",
+                        rule.span,
+                        f"`no {rule.kind}` belongs in a site; to have no default {rule.kind}, leave it out of defaults",
+                    )
+
+
+def _toggles_and_rates(block: Block) -> Iterator[Diagnostic]:
+    toggled, rated = {}, {}
+    for rule in block.rules:
+        if kind_of(rule) == "toggle":
+            for ref in rule.refs:
+                first = toggled.get(ref.name)
+                if first is not None and first[0] != rule.enabled:
+                    yield error(
+                        "disabled-and-enabled",
+                        ref.span,
+                        f"category '{ref.name}' is both disabled and enabled in this block "
+                        f"(see line {first[1].line}); keep one",
+                    )
+                toggled.setdefault(ref.name, (rule.enabled, ref.span))
+        elif isinstance(rule, RateOverride):
+            name = rule.category.name
+            if name in rated:
+                yield error(
+                    "two-rates",
+                    rule.span,
+                    f"category '{name}' is given two rates in this block (the other on line {rated[name].line}); "
+                    f"keep one",
+                )
+            rated.setdefault(name, rule.span)
+
+
+def _no_rule_beside_rule(block: Block) -> Iterator[Diagnostic]:
+    for kind in ("minimum", "cap"):
+        nos = [r for r in block.rules if isinstance(r, NoRule) and r.kind == kind]
+        rules = [r for r in block.rules if kind_of(r) == kind and not isinstance(r, NoRule)]
+        for no in nos:
+            for rule in rules:
+                yield error(
+                    f"no-{kind}-beside-{kind}",
+                    later(no, rule),
+                    f"`no {kind}` stands beside a {kind} in the same block (lines {min(no.span.line, rule.span.line)} "
+                    f"and {max(no.span.line, rule.span.line)}); keep one of them",
+                )
+        for first, second in zip(nos, nos[1:]):
+            yield error(f"repeated-no-{kind}", second.span, f"`no {kind}` is repeated; say it once")
+
+
+def _repeated_window(block: Block) -> Iterator[Diagnostic]:
+    seen = {}
+    for rule in block.rules:
+        if kind_of(rule) != "window":
+            continue
+        if rule.edge in seen:
+            yield error(
+                "repeated-active",
+                rule.span,
+                f"`active {rule.edge}` is repeated (first on line {seen[rule.edge].span.line}); a site has one",
+            )
+        else:
+            seen[rule.edge] = rule
+    start, end = seen.get("from"), seen.get("until")
+    if start and end and start.date.value and end.date.value and end.date.value < start.date.value:
+        yield error(
+            "active-until-before-from",
+            end.span,
+            f"active until {end.date.text} is before active from {start.date.text}; the site would never be billed",
+        )
+
+
+# --- rules as each site sees them ---------------------------------------------
+
+
+def check_scopes(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    """Minimums and caps: disjoint among their kind, and no minimum straddling a cap."""
+    declared = contract.category_ids
+    views = [effective_rules(contract, None)] + [effective_rules(contract, site) for site in contract.sites]
+    for view in views:
+        minimums = [e.node for e in view if e.kind == "minimum"]
+        caps = [e.node for e in view if e.kind == "cap"]
+        yield from _disjoint(minimums, declared, "category-in-two-minimums", "minimums")
+        yield from _disjoint(caps, declared, "overlapping-caps", "caps")
+        for minimum in minimums:
+            inside = minimum.scope.categories(declared)
+            for cap in caps:
+                covered = cap.scope.categories(declared)
+                if inside & covered and not inside <= covered:
+                    yield error(
+                        "minimum-straddles-cap",
+                        later(minimum, cap),
+                        f"the minimum on {_scope_text(minimum.scope)} (line {minimum.span.line}) straddles the cap on "
+                        f"{_scope_text(cap.scope)} (line {cap.span.line}): it is partly inside the cap's scope and "
+                        f"partly outside; make the minimum's categories all inside or all outside the cap",
+                    )
+
+
+def _disjoint(rules, declared, code: str, what: str) -> Iterator[Diagnostic]:
+    for i, second in enumerate(rules):
+        for first in rules[:i]:
+            shared = first.scope.categories(declared) & second.scope.categories(declared)
+            if shared:
+                a, b = sorted((first, second), key=lambda r: r.span)
+                yield error(
+                    code,
+                    b.span,
+                    f"{', '.join(sorted(shared))} is in two {what} of one site (lines {a.span.line} and "
+                    f"{b.span.line}); {what} of a site need disjoint scopes (overlapping {what})",
+                )
+
+
+def _scope_text(scope: Scope) -> str:
+    return ", ".join(scope.written)
+
+
+# --- warnings ------------------------------------------------------------------
+
+
+def warn_cap_below_minimums(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    declared = contract.category_ids
+    for site in contract.sites:
+        view = effective_rules(contract, site)
+        for cap in (e.node for e in view if e.kind == "cap"):
+            covered = cap.scope.categories(declared)
+            monthly = sum(
+                (
+                    e.node.amount.value
+                    for e in view
+                    if e.node.primitive == "spend_minimum" and e.node.scope.categories(declared) <= covered
+                ),
+                Decimal(0),
+            )
+            if monthly and cap.amount.value < 12 * monthly:
+                yield warning(
+                    "cap-below-minimums",
+                    site.id_span,
+                    f"site \"{site.id}\": the yearly cap {cap.amount.value} on {_scope_text(cap.scope)} is below twelve "
+                    f"times its monthly minimums (12 × {monthly} = {12 * monthly}); the cap will cancel minimums "
+                    f"late in the year",
+                )
+
+
+def warn_minimum_all_disabled(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    declared = contract.category_ids
+    for site in contract.sites:
+        view = effective_rules(contract, site)
+        disabled = {c for e in view if e.kind == "toggle" and not e.node.enabled for c in e.categories}
+        for minimum in (e.node for e in view if e.kind == "minimum"):
+            covered = minimum.scope.categories(declared)
+            if covered and covered <= disabled:
+                yield warning(
+                    "minimum-on-disabled",
+                    site.id_span,
+                    f"site \"{site.id}\": every category of the minimum on {_scope_text(minimum.scope)} "
+                    f"(line {minimum.span.line}) is disabled here; the minimum will always be billed in full",
+                )
+
+
+def warn_unbilled_categories(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    billed = set()
+    for site in contract.sites:
+        disabled = {
+            c for e in effective_rules(contract, site) if e.kind == "toggle" and not e.node.enabled for c in e.categories
+        }
+        billed |= set(contract.category_ids) - disabled
+    for category in contract.categories:
+        if category.id not in billed:
+            yield warning(
+                "category-never-billed",
+                category.id_span,
+                f"category '{category.id}' is declared but no site bills it",
+            )
+
+
+# --- the list, in order ----------------------------------------------------------
+
+CHECKS = (
+    check_headers,
+    check_header_values,
+    check_dates,
+    check_ids,
+    check_references,
+    check_primitives,
+    check_block_rules,
+    check_scopes,
+    warn_cap_below_minimums,
+    warn_minimum_all_disabled,
+    warn_unbilled_categories,
+)
+
+# These read the rules as resolved per site; they wait until every name and date is sound.
+NEEDS_SOUND_REFERENCES = frozenset({check_scopes, warn_cap_below_minimums, warn_minimum_all_disabled,
+                                    warn_unbilled_categories})
+
+
+def run_checks(contract: Contract, ctx: Context) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for check in CHECKS:
+        if check in NEEDS_SOUND_REFERENCES and any(d.code == "undeclared-category" for d in found):
+            continue
+        found.extend(check(contract, ctx))
+    return found
+
+
+# --- walking the tree ----------------------------------------------------------
+
+
+def _blocks(contract: Contract) -> Iterable[Block]:
+    if contract.defaults:
+        yield contract.defaults
+    for site in contract.sites:
+        yield site.block
+
+
+def _walk(node) -> Iterator:
+    yield node
+    if isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _walk(item)
+    elif is_dataclass(node) and not isinstance(node, (Span, Ref, DateLiteral)):
+        for field in fields(node):
+            value = getattr(node, field.name)
+            if is_dataclass(value) or isinstance(value, (tuple, list)):
+                yield from _walk(value)

@@ -1,0 +1,1 @@
+"""Runs evaluation plans over aggregated usage. No files, no web, no database."""

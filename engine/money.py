@@ -1,0 +1,55 @@
+"""Exact money: currencies' minor units from ISO 4217 (via Babel) and per-line rounding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from babel import numbers as babel_numbers
+
+ROUNDING_MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
+ZERO = Decimal(0)
+
+
+@lru_cache(maxsize=None)
+def is_currency(code: str) -> bool:
+    return len(code) == 3 and code.isupper() and babel_numbers.is_currency(code)
+
+
+@lru_cache(maxsize=None)
+def minor_unit(code: str) -> int:
+    """Digits after the decimal point for a currency: 2 for GBP, 0 for JPY, 3 for KWD."""
+    return babel_numbers.get_currency_precision(code)
+
+
+@dataclass(frozen=True)
+class Money:
+    """How a contract's amounts are rounded: its currency's minor unit and its rounding mode."""
+
+    currency: str
+    places: int
+    rounding: str = "half_up"
+
+    @classmethod
+    def of(cls, currency: str, rounding: str = "half_up") -> "Money":
+        return cls(currency, minor_unit(currency), rounding)
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.places)
+
+    def round(self, amount: Decimal) -> Decimal:
+        """Round once, to the minor unit, with the contract's mode; never -0."""
+        rounded = amount.quantize(self.quantum, rounding=ROUNDING_MODES[self.rounding])
+        return rounded if rounded else abs(rounded)
+
+    def format(self, amount: Decimal) -> str:
+        """The JSON form of an amount: exact, with the minor-unit places, never `-0.00`."""
+        return f"{self.round(amount):f}"
+
+
+def format_quantity(quantity: Decimal) -> str:
+    """A quantity as exact decimal text, never in exponent form."""
+    text = f"{quantity:f}"
+    return text if quantity else text.lstrip("-")

@@ -1,0 +1,109 @@
+"""The evaluation plan: the one place where the composition order of rules lives.
+
+A plan is, per site, a tuple of steps ordered by phase. The phases and their
+order are fixed here (spec §4.6); every step says which lines it reads and
+writes, so `billing plan` can print exactly what the evaluator will do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from engine.money import Money
+
+
+class Phase(str, Enum):
+    METER = "meter"      # classify events and sum quantities per category
+    RATE = "rate"        # one priced usage line per category with usage
+    MINIMUM = "minimum"  # true-ups, from the rounded usage lines
+    CAP = "cap"          # reductions, from the lines above, counted over the contract year
+    TOTAL = "total"      # site total = sum of its lines
+
+
+PHASES: tuple[Phase, ...] = tuple(Phase)
+
+
+@dataclass(frozen=True)
+class Source:
+    """The contract text behind a step or a line, so a reader can ask why it is there."""
+
+    line: int
+    column: int
+    text: str
+    block: str  # "category review", "defaults", "site lon-01", "contract"
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "column": self.column, "block": self.block, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: Phase
+    primitive: str          # the registry name of what runs it
+    summary: str            # what it does, in words a finance reader follows
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    params: Any             # the primitive's own parameters (a frozen dataclass)
+    source: Source | None = None
+    stage: int = 0          # order inside the phase, set by the primitive
+
+    def as_dict(self) -> dict:
+        params = self.params.as_dict() if hasattr(self.params, "as_dict") else {}
+        return {
+            "phase": self.phase.value,
+            "step": self.primitive,
+            "summary": self.summary,
+            "reads": list(self.reads),
+            "writes": list(self.writes),
+            "params": params,
+            "source": self.source.as_dict() if self.source else None,
+        }
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What holds for the whole contract version."""
+
+    contract_id: str
+    customer: str
+    money: Money
+    starts: dt.date
+    ends: dt.date | None
+    timezone: str
+    categories: tuple[tuple[str, str], ...]  # (id, label), in declaration order
+    version: str                              # sha256 of the contract text
+
+    @property
+    def category_ids(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.categories)
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    site: str
+    name: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    terms: Terms
+    steps: tuple[Step, ...]          # contract-wide: the meter's classification of events
+    sites: tuple[SitePlan, ...]
+    site_index: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        self.site_index.update({s.site: s for s in self.sites})
+
+    def site(self, site_id: str) -> SitePlan | None:
+        return self.site_index.get(site_id)
+
+
+def order_steps(steps) -> tuple[Step, ...]:
+    """Phase order first, then each primitive's stage; the written order only breaks ties."""
+    indexed = list(enumerate(steps))
+    indexed.sort(key=lambda pair: (PHASES.index(pair[1].phase), pair[1].stage, pair[0]))
+    return tuple(step for _, step in indexed)

@@ -1,0 +1,1 @@
+"""Rule primitives: one module per kind of rule, found through registry.py."""

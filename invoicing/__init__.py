@@ -1,0 +1,1 @@
+"""Invoicing: what the customer sees. One invoice object; JSON, text (and later PDF, CSV) render it."""

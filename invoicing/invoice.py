@@ -1,0 +1,154 @@
+"""The invoice object, built from a period's result, and its JSON form (interfaces §3).
+
+Totals are computed here from the lines and nowhere else: a site's total is the
+sum of its lines, each kind's total the sum of that kind's lines over all
+sites, and the invoice total the sum of the site totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from engine.evaluate import PeriodResult, SiteResult
+from engine.lines import LINE_KINDS
+from engine.money import Money, format_quantity
+from engine.periods import Period, contract_year_start
+from engine.usage import Tally
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class UnbilledGroup:
+    reason: str
+    site: str
+    category: str
+    events: int
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    contract: str
+    customer: str
+    money: Money
+    period: Period
+    timezone: str
+    starts_year: Period
+    contract_version: str
+    sites: tuple[SiteResult, ...]
+    unbilled: tuple[UnbilledGroup, ...]
+
+    def kind_total(self, kind: str) -> Decimal:
+        return sum((l.amount for s in self.sites for l in s.lines if l.kind == kind), ZERO)
+
+    @property
+    def totals(self) -> dict[str, Decimal]:
+        totals = {kind: self.kind_total(kind) for kind in LINE_KINDS}
+        totals["total"] = sum((s.total for s in self.sites), ZERO)
+        return totals
+
+
+def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str], Tally] | None = None) -> Invoice:
+    """The invoice of a period; `extra_unbilled` adds what metering did not count (duplicates, conflicts)."""
+    terms = result.plan.terms
+    groups: dict[tuple[str, str, str], Tally] = {}
+    for source in (result.unbilled, extra_unbilled or {}):
+        for key, tally in source.items():
+            groups.setdefault(key, Tally()).add(tally.quantity, tally.events)
+    unbilled = tuple(
+        UnbilledGroup(reason, site, category, tally.events, tally.quantity)
+        for (reason, site, category), tally in sorted(groups.items())
+    )
+    return Invoice(
+        contract=terms.contract_id,
+        customer=terms.customer,
+        money=terms.money,
+        period=result.period,
+        timezone=terms.timezone,
+        starts_year=contract_year_start(terms.starts, result.period),
+        contract_version=terms.version,
+        sites=tuple(result.sites),
+        unbilled=unbilled,
+    )
+
+
+def line_json(line, money: Money) -> dict:
+    source = line.source.as_dict() if line.source else None
+    if line.kind == "usage":
+        return {
+            "kind": "usage",
+            "category": line.category,
+            "label": line.label,
+            "quantity": format_quantity(line.quantity),
+            "amount": money.format(line.amount),
+            "billed": line.billed,
+            "tiers": [
+                {
+                    "quantity": format_quantity(t.quantity),
+                    "unit_price": f"{t.unit_price:f}",
+                    "amount": money.format(t.amount),
+                    **({"note": t.note} if t.note else {}),
+                }
+                for t in line.tiers
+            ],
+            "events": line.events,
+            "source": source,
+        }
+    if line.kind == "minimum":
+        return {
+            "kind": "minimum",
+            "categories": list(line.categories),
+            "commitment": money.format(line.commitment) if line.unit == "spend" else format_quantity(line.commitment),
+            "commitment_unit": line.unit,
+            "amount": money.format(line.amount),
+            "explanation": line.explanation,
+            "source": source,
+        }
+    return {
+        "kind": "cap",
+        "categories": list(line.categories),
+        "limit": money.format(line.limit),
+        "counted_before": money.format(line.counted_before),
+        "in_scope": money.format(line.in_scope),
+        "amount": money.format(line.amount),
+        "explanation": line.explanation,
+        "source": source,
+    }
+
+
+def invoice_json(invoice: Invoice) -> dict:
+    money = invoice.money
+    zone = ZoneInfo(invoice.timezone)
+    return {
+        "contract": invoice.contract,
+        "customer": invoice.customer,
+        "currency": money.currency,
+        "period": str(invoice.period),
+        "period_start": invoice.period.start(zone).isoformat(),
+        "period_end": invoice.period.end(zone).isoformat(),
+        "contract_year_start": invoice.starts_year.first_day.isoformat(),
+        "contract_version": invoice.contract_version,
+        "sites": [
+            {
+                "site": site.site,
+                "name": site.name,
+                "lines": [line_json(line, money) for line in site.lines],
+                "total": money.format(site.total),
+            }
+            for site in invoice.sites
+        ],
+        "totals": {kind: money.format(amount) for kind, amount in invoice.totals.items()},
+        "unbilled": [
+            {
+                "reason": group.reason,
+                "site": group.site,
+                "category": group.category,
+                "events": group.events,
+                "quantity": format_quantity(group.quantity),
+            }
+            for group in invoice.unbilled
+        ],
+    }
