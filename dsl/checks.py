@@ -137,7 +137,7 @@ def check_references(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
                     "undeclared-category",
                     node.span,
                     f"undeclared category '{node.name}'; declare it with `category {node.name} \"…\" rate …` "
-                    f"or use one of: {', '.join(contract.category_ids) or 'none declared'}",
+                    f"or use one of: {', '.join(dict.fromkeys(contract.category_ids)) or 'none declared'}",
                 )
 
 
@@ -288,7 +288,8 @@ def warn_cap_below_minimums(contract: Contract, ctx: Context) -> Iterator[Diagno
                 (
                     e.node.amount.value
                     for e in view
-                    if e.node.primitive == "spend_minimum" and e.node.scope.categories(declared) <= covered
+                    if e.kind == "minimum" and e.node.primitive == "spend_minimum"
+                    and e.node.scope.categories(declared) <= covered
                 ),
                 Decimal(0),
             )
@@ -350,18 +351,8 @@ CHECKS = (
     warn_unbilled_categories,
 )
 
-# These read the rules as resolved per site; they wait until every name and date is sound.
-NEEDS_SOUND_REFERENCES = frozenset({check_scopes, warn_cap_below_minimums, warn_minimum_all_disabled,
-                                    warn_unbilled_categories})
-
-
 def run_checks(contract: Contract, ctx: Context) -> list[Diagnostic]:
-    found: list[Diagnostic] = []
-    for check in CHECKS:
-        if check in NEEDS_SOUND_REFERENCES and any(d.code == "undeclared-category" for d in found):
-            continue
-        found.extend(check(contract, ctx))
-    return found
+    return [diagnostic for check in CHECKS for diagnostic in check(contract, ctx)]
 
 
 # --- walking the tree ----------------------------------------------------------

@@ -36,6 +36,7 @@ class PeriodResult:
     plan: Plan
     sites: list[SiteResult]
     unbilled: dict[tuple[str, str, str], Tally]
+    cap_counts: dict[tuple[str, str], Decimal]  # after this period: (site, cap scope key) → counted in the year
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> Pe
             evaluation.report(SITE_INACTIVE, site.site, category, tally)
         if sheet.active_days > 0:
             results.append(SiteResult(site.site, site.name, tuple(sheet.lines), sheet.total))
-    return PeriodResult(period, plan, results, evaluation.unbilled)
+    return PeriodResult(period, plan, results, evaluation.unbilled, dict(ledger.counted))
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,30 @@ class Timeline:
         )
 
 
-def bill(timeline: Timeline, usage: Usage, period: Period) -> PeriodResult:
-    """One period's result, after running the earlier periods of its contract year for the caps."""
+@dataclass(frozen=True)
+class Carried:
+    """Cap counts frozen by an issued invoice: the counts after `period`, taken as they are."""
+
+    period: Period
+    cap_counts: dict[tuple[str, str], Decimal]
+
+
+def bill(timeline: Timeline, usage: Usage, period: Period, carried: Carried | None = None) -> PeriodResult:
+    """One period's result, after running the earlier periods of its contract year for the caps.
+
+    With `carried` (the last issued invoice before `period` in the same contract
+    year), the caps start from what that invoice counted instead of recomputing
+    the periods up to it.
+    """
     timeline.require_billed(period)
     ledger = CapLedger()
     year_start = contract_year_start(timeline.first.terms.starts, period)
     ledger.enter_year(year_start)
+    first = year_start
+    if carried is not None and year_start <= carried.period < period:
+        ledger.counted.update(carried.cap_counts)
+        first = carried.period.shift(1)
     result = None
-    for current in periods_between(year_start, period):
+    for current in periods_between(first, period):
         result = run_period(timeline.plan_for(current), current, usage.period(current), ledger)
     return result

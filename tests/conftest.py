@@ -1,0 +1,32 @@
+"""Shared fixtures: paths to the worked examples and the `billing` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_EXAMPLES = ROOT.parent / "shared" / "examples"
+
+
+@pytest.fixture(scope="session")
+def billing_exe() -> str:
+    """The installed `billing` console script beside this interpreter."""
+    candidate = Path(sys.executable).with_name("billing")
+    return str(candidate) if candidate.exists() else shutil.which("billing")
+
+
+@pytest.fixture
+def run_billing(billing_exe, tmp_path):
+    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [billing_exe, *map(str, args)], cwd=cwd or tmp_path, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+
+    return run
