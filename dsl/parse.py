@@ -6,6 +6,7 @@ a message in the contract's own words ("expected a date (YYYY-MM-DD)").
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -19,12 +20,6 @@ from engine.primitives.pricing import Tier
 from engine.primitives.registry import registry
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
-
-KEYWORDS = frozenset(
-    "contract customer currency starts ends timezone rounding half_up half_even category rate graduated "
-    "volume up to at above defaults site minimum monthly units cap yearly on all no active from until "
-    "disable enable included".split()
-)
 
 READABLE = {
     "LBRACE": "'{'",
@@ -45,6 +40,21 @@ READABLE = {
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True)
+
+
+def _keywords() -> frozenset[str]:
+    """Every lower-case word the grammar spells out: `rate`, `all`, `half_up`, …"""
+    words = set()
+    for terminal in parser().terminals:
+        pattern = terminal.pattern
+        if pattern.type == "str" and pattern.value.isidentifier():
+            words.add(pattern.value)
+        elif terminal.name in ("ALL", "ROUNDING_MODE", "TIER_MODE"):
+            words.update(re.findall(r"[a-z_]+", pattern.value))
+    return frozenset(words)
+
+
+KEYWORDS = _keywords()
 
 
 def _span(token: Token) -> Span:

@@ -111,7 +111,8 @@ def run_rate(step: Step, sheet) -> None:
         free = min(quantity, allowance) if allowance > 0 else ZERO
         exact, shares = price.shares(quantity - free)
         if free:
-            shares = (TierShare(free, ZERO, ZERO, "included"), *shares)
+            nothing = sheet.money.round(ZERO)
+            shares = (TierShare(free, nothing, nothing, "included"), *shares)
         return exact, shares
 
     sheet.pricers[category] = pricer

@@ -60,6 +60,7 @@ def _collect() -> dict[str, Primitive]:
         category_toggle,
         flat_rate,
         graduated,
+        included_units,
         spend_minimum,
         unit_minimum,
         volume,
@@ -74,6 +75,7 @@ def _collect() -> dict[str, Primitive]:
         cap,
         category_toggle,
         activity_window,
+        included_units,
     )
     return {p.name: p for module in modules for p in module.PRIMITIVES}
 
