@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from invoicing.invoice import Invoice
 from engine.money import format_quantity
 
@@ -32,7 +34,10 @@ def render_text(invoice: Invoice) -> str:
                     note = f" {tier.note}" if tier.note else ""
                     out.append(f"      {format_quantity(tier.quantity)} at {tier.unit_price:f}{note} = {fmt(tier.amount)}")
             else:
-                out.append(_row(f"  {line.kind}: {line.explanation}{where}", fmt(line.amount)))
+                title = "Minimum true-up" if line.kind == "minimum" else "Cap reduction"
+                out.append(_row(f"  {title} on {', '.join(line.categories)}{where}", fmt(line.amount)))
+                out.extend(textwrap.wrap(line.explanation, WIDTH - 10, initial_indent="      ",
+                                         subsequent_indent="      "))
         out.append(_row(f"  Total {site.site}", fmt(site.total)))
         out.append("")
     totals = invoice.totals
