@@ -43,8 +43,8 @@ def check_headers(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
             yield error(
                 "repeated-header",
                 header.span,
-                f"'{header.key}' is repeated (first given on line {seen[header.key].span.line}); "
-                f"a contract states it once",
+                f"repeated header '{header.key}' (a duplicate of line {seen[header.key].span.line}); "
+                f"a contract states each header line once",
             )
         else:
             seen[header.key] = header
@@ -53,7 +53,7 @@ def check_headers(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
             yield error(
                 "missing-header",
                 contract.id_span,
-                f"the contract is missing its '{key}' line; add it before the categories",
+                f"missing header: the contract has no '{key}' line; add it before the categories",
             )
     if not contract.categories:
         yield error("missing-category", contract.id_span, "the contract declares no category; declare at least one")
@@ -88,7 +88,7 @@ def check_header_values(contract: Contract, ctx: Context) -> Iterator[Diagnostic
     if starts and ends and starts.value.value and ends.value.value and ends.value.value < starts.value.value:
         yield error(
             "ends-before-starts",
-            ends.value_span,
+            max(starts.value_span, ends.value_span),
             f"ends {ends.value.text} is before starts {starts.value.text}; the contract would bill nothing",
         )
 
@@ -112,7 +112,7 @@ def check_ids(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
             yield error(
                 "repeated-category",
                 category.id_span,
-                f"category '{category.id}' is repeated (first declared on line {categories[category.id].span.line}); "
+                f"repeated category '{category.id}' (a duplicate of line {categories[category.id].span.line}); "
                 f"each category is declared once",
             )
         categories.setdefault(category.id, category)
@@ -122,7 +122,7 @@ def check_ids(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
             yield error(
                 "repeated-site",
                 site.id_span,
-                f"site \"{site.id}\" is repeated (first declared on line {sites[site.id].span.line}); "
+                f"repeated site \"{site.id}\" (a duplicate of line {sites[site.id].span.line}); "
                 f"put all of a site's rules in one block",
             )
         sites.setdefault(site.id, site)
@@ -136,7 +136,7 @@ def check_references(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
                 yield error(
                     "undeclared-category",
                     node.span,
-                    f"undeclared category '{node.name}'; declare it with `category {node.name} \"…\" rate …` "
+                    f"undeclared category '{node.name}': it is unknown to this contract; declare it with `category {node.name} \"…\" rate …` "
                     f"or use one of: {', '.join(dict.fromkeys(contract.category_ids)) or 'none declared'}",
                 )
 
@@ -226,7 +226,7 @@ def _repeated_window(block: Block) -> Iterator[Diagnostic]:
     if start and end and start.date.value and end.date.value and end.date.value < start.date.value:
         yield error(
             "active-until-before-from",
-            end.span,
+            later(start, end),
             f"active until {end.date.text} is before active from {start.date.text}; the site would never be billed",
         )
 
