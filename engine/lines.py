@@ -27,7 +27,8 @@ class UsageLine:
     amount: Decimal
     billed: bool
     tiers: tuple[TierShare, ...]
-    source: Source | None
+    source: Source | None                 # the price that made the amount
+    disabled_by: Source | None = None     # the toggle that set it to 0, when not billed
     kind = "usage"
 
 

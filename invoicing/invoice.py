@@ -96,6 +96,7 @@ def line_json(line, money: Money) -> dict:
             ],
             "events": line.events,
             "source": source,
+            **({"disabled_by": line.disabled_by.as_dict()} if line.disabled_by else {}),
         }
     if line.kind == "minimum":
         return {

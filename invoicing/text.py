@@ -28,7 +28,7 @@ def render_text(invoice: Invoice) -> str:
         for line in site.lines:
             where = f" [line {line.source.line}]" if line.source else ""
             if line.kind == "usage":
-                flag = "" if line.billed else " (disabled here: not billed)"
+                flag = "" if line.billed else f" (disabled at line {line.disabled_by.line}: not billed)"
                 out.append(_row(f"  {line.label}: {format_quantity(line.quantity)} units{flag}{where}", fmt(line.amount)))
                 for tier in line.tiers:
                     note = f" {tier.note}" if tier.note else ""

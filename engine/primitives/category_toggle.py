@@ -64,7 +64,9 @@ def run(step: Step, sheet) -> None:
     sheet.disabled.add(category)
     for index, line in enumerate(sheet.lines):
         if line.kind == "usage" and line.category == category:
-            sheet.lines[index] = replace(line, amount=sheet.money.round(Decimal(0)), billed=False)
+            sheet.lines[index] = replace(
+                line, amount=sheet.money.round(Decimal(0)), billed=False, disabled_by=step.source
+            )
 
 
 def build(enabled: bool):
