@@ -28,14 +28,17 @@ class Span:
         return cls(meta.line, meta.column, meta.end_line, meta.end_column)
 
     def text(self, source: str) -> str:
-        """The contract text this span covers, on one line."""
+        """The contract text this span covers, on one line, without comments or runs of spaces."""
         lines = source.splitlines()[self.line - 1 : self.end_line]
         if not lines:
             return ""
-        if len(lines) == 1:
-            return lines[0][self.column - 1 : self.end_column - 1].strip()
-        first = lines[0][self.column - 1 :]
-        return " ".join(part.strip() for part in [first, *lines[1:-1], lines[-1][: self.end_column - 1]])
+        lines[-1] = lines[-1][: self.end_column - 1]
+        lines[0] = lines[0][self.column - 1 :]
+        return " ".join(" ".join(_uncommented(line).split()) for line in lines).strip()
+
+
+def _uncommented(line: str) -> str:
+    return line.split("#", 1)[0] if '"' not in line else line
 
 
 class Severity(str, Enum):
