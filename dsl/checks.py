@@ -315,7 +315,12 @@ def warn_minimum_all_disabled(contract: Contract, ctx: Context) -> Iterator[Diag
                     "minimum-on-disabled",
                     site.id_span,
                     f"site \"{site.id}\": every category of the minimum on {_scope_text(minimum.scope)} "
-                    f"(line {minimum.span.line}) is disabled here; the minimum will always be billed in full",
+                    f"(line {minimum.span.line}) is disabled here; "
+                    + (
+                        "the minimum will always be billed in full"
+                        if minimum.primitive == "spend_minimum"
+                        else "a unit minimum on a disabled category never bills, so it has no effect"
+                    ),
                 )
 
 

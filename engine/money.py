@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -10,6 +11,14 @@ from babel import numbers as babel_numbers
 
 ROUNDING_MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
 ZERO = Decimal(0)
+
+# Python's default of 28 significant digits would round a product or a sum of
+# large amounts silently. Metering refuses quantities of 10^24 or more and with
+# more than 12 decimal places, so every product and sum we make fits in 60
+# digits exactly; only division (proration) and `round` ever discard digits.
+PRECISION = 60
+decimal.DefaultContext.prec = PRECISION   # contexts of threads started from now on
+decimal.getcontext().prec = PRECISION     # this thread's
 
 
 @lru_cache(maxsize=None)

@@ -71,18 +71,19 @@ def run(step: Step, sheet) -> None:
     ]
     now = sum_amounts(in_scope)
     before = sheet.ledger.before(sheet.site, params.scope.key)
-    reduction = sheet.money.round(min(now, max(Decimal(0), before + now - params.limit)))
+    limit = sheet.money.round(params.limit)  # as the too-many-decimals warning says
+    reduction = min(now, max(Decimal(0), before + now - limit))
     sheet.ledger.count(sheet.site, params.scope.key, now - reduction)
     if not reduction:
         return
     sheet.lines.append(
         CapLine(
             categories=params.scope.written,
-            limit=params.limit,
+            limit=limit,
             counted_before=before,
             in_scope=now,
             amount=-reduction,
-            explanation=f"annual cap {params.limit} on {scope_label(params.scope)}; "
+            explanation=f"annual cap {limit} on {scope_label(params.scope)}; "
             f"{before} counted before this period, {now} in scope now; reduction {reduction}",
             source=step.source,
         )
