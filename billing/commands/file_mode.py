@@ -59,6 +59,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_invoice(args) -> int:
+    if args.customer:
+        from billing.commands.db import cmd_invoice_from_db
+
+        return cmd_invoice_from_db(args)
     if not args.contract or not args.events:
         raise UsageError("file mode needs --contract FILE and --events FILE")
     try:
@@ -113,6 +117,7 @@ def register(commands) -> None:
     invoice = commands.add_parser("invoice", help="compute one period's invoice")
     invoice.add_argument("--contract", action="append", metavar="FILE[@YYYY-MM]")
     invoice.add_argument("--events", metavar="EVENTS.jsonl|.csv")
+    invoice.add_argument("--customer", metavar="CONTRACT_ID", help="compute from the database (BILLING_DATABASE_URL)")
     invoice.add_argument("--period", required=True, metavar="YYYY-MM")
     invoice.add_argument("--format", choices=("json", "text"), default="json")
     invoice.add_argument("--output", metavar="PATH")

@@ -1,0 +1,225 @@
+"""Commands that use the database (interfaces §2): `db upgrade`, `contract save|history`, `ingest`,
+and `invoice --customer` (the invoice parser is file_mode's; it hands over here).
+
+The database is BILLING_DATABASE_URL, or `billing.db` in the working directory.
+One that cannot be reached is one sentence and exit 2; the storage modules are
+imported only when a command needs them, so the file-mode commands stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from contextlib import contextmanager
+
+from billing.contracts import InputError, UsageError
+from billing.output import OK, WRONG_INPUT, emit, say
+from billing.progress import Progress
+from engine.periods import Period
+
+SHOWN_REJECTIONS_WITH_FILE = 10
+
+
+@contextmanager
+def database(create_schema: bool = False):
+    """A session factory for the current database; its failures become one clear UsageError."""
+    from sqlalchemy.exc import DBAPIError
+
+    from store import db, schema
+
+    engine = None
+    try:
+        engine = db.connect()
+        if not create_schema:
+            schema.require_current(engine)
+        yield engine, db.session_factory(engine)
+    except db.DatabaseUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    except DBAPIError as exc:
+        raise UsageError(f"the database {db.shown(engine.url)} failed: {db.reason(exc)}") from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def cmd_db_upgrade(args) -> int:
+    from store import db, schema
+
+    with database(create_schema=True) as (engine, _):
+        before, now = schema.upgrade(engine)
+    where = db.shown(engine.url)
+    if before == now:
+        print(f"{where}: the schema is current (revision {now})")
+    elif before is None:
+        print(f"{where}: created the schema (revision {now})")
+    else:
+        print(f"{where}: upgraded the schema from revision {before} to {now}")
+    return OK
+
+
+def _period(option: str, text: str | None) -> Period | None:
+    if text is None:
+        return None
+    try:
+        return Period.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def cmd_contract_save(args) -> int:
+    from dsl.compile import compile_file
+    from store.contracts import ContractRefused, save_contract
+
+    effective = _period("--effective", args.effective)
+    try:
+        compiled = compile_file(args.file)
+    except OSError as exc:
+        raise UsageError(f"{args.file}: cannot read the contract: {exc.strerror or exc}") from None
+    for diagnostic in compiled.diagnostics:
+        say(diagnostic.render(args.file))
+    if not compiled.ok:
+        say(f"{args.file}: not saved: the contract has errors")
+        return WRONG_INPUT
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                saved = save_contract(session, compiled, effective=effective, comment=args.comment or "",
+                                      author=args.author)
+        except ContractRefused as exc:
+            raise InputError(f"{args.file}: {exc}") from None
+    short = saved.sha256[:12]
+    if saved.outcome == "unchanged":
+        was = saved.same_as
+        print(f"{saved.contract_id}: unchanged: {args.file} is identical to the version in effect from "
+              f"{was.effective} (saved {was.saved_at:%Y-%m-%d %H:%M} UTC by {was.author}); nothing saved")
+    elif saved.outcome == "created":
+        print(f"{saved.contract_id}: saved the first version (sha256 {short}), in effect from {saved.effective}")
+    else:
+        replaced = ""
+        if saved.outcome == "replaced":
+            was = saved.same_as
+            replaced = (f"; it replaces the version for {was.effective} saved "
+                        f"{was.saved_at:%Y-%m-%d %H:%M} UTC by {was.author} (sha256 {was.sha256[:12]})")
+        print(f"{saved.contract_id}: saved a new version (sha256 {short}), in effect from {saved.effective}{replaced}")
+    return OK
+
+
+def cmd_contract_history(args) -> int:
+    from store.contracts import UnknownContract
+    from store.history import contract_history, render_history
+
+    with database() as (_, sessions):
+        with sessions() as session:
+            try:
+                history = contract_history(session, args.contract_id)
+            except UnknownContract as exc:
+                raise InputError(str(exc)) from None
+    emit(render_history(history), None)
+    return OK
+
+
+def cmd_ingest(args) -> int:
+    import msgspec
+
+    from metering.events import Rejection, read_events
+    from store.ingest import ACCEPTED, REJECTED, ingest_events
+
+    for path in args.files:
+        try:
+            open(path, "rb").close()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read the events: {exc.strerror or exc}") from None
+    rejects = None
+    if args.rejects:
+        try:
+            rejects = open(args.rejects, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--rejects {args.rejects}: cannot write: {exc.strerror or exc}") from None
+    statuses, reasons = Counter(), Counter()
+    late = 0
+    try:
+        with database() as (_, sessions):
+            for path in args.files:
+                progress = Progress.for_file(path)
+                done = 0
+                for line, item, outcome in ingest_events(sessions, read_events(path)):
+                    statuses[outcome.status] += 1
+                    late += outcome.late and outcome.status == ACCEPTED
+                    done += 1
+                    if outcome.status == REJECTED:
+                        reasons[outcome.reason] += 1
+                        if rejects is None or reasons.total() <= SHOWN_REJECTIONS_WITH_FILE:
+                            say(f"{path}:{line}: rejected: {outcome.detail}")
+                        if rejects is not None:
+                            text = item.text if isinstance(item, Rejection) else msgspec.json.encode(item).decode()
+                            rejects.write(json.dumps({"file": path, "line": line, "reason": outcome.reason,
+                                                      "detail": outcome.detail, "text": text}) + "\n")
+                    if progress is not None:
+                        progress.update(line, done)
+                if progress is not None:
+                    progress.close()
+    finally:
+        if rejects is not None:
+            rejects.close()
+    rejected = reasons.total()
+    if rejects is not None and rejected > SHOWN_REJECTIONS_WITH_FILE:
+        say(f"… {rejected - SHOWN_REJECTIONS_WITH_FILE:,} more rejected lines, all of them in {args.rejects}")
+    because = f" ({', '.join(f'{n:,} {r}' for r, n in sorted(reasons.items()))})" if reasons else ""
+    print(f"ingested {_count(len(args.files), 'file')}: {_count(statuses.total(), 'event')} read, "
+          f"{statuses[ACCEPTED]:,} accepted{f' ({late:,} late)' if late else ''}, "
+          f"{_count(statuses['duplicate'], 'duplicate')}, {_count(statuses['conflict'], 'conflict')}, "
+          f"{rejected:,} rejected{because}")
+    return WRONG_INPUT if rejected else OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def cmd_invoice_from_db(args) -> int:
+    """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here."""
+    from invoicing.text import render_text
+    from store.billing_from_db import invoice_from_db
+    from store.contracts import StoredVersionInvalid, UnknownContract
+
+    if args.contract or args.events:
+        raise UsageError("--customer computes from the database: leave out --contract and --events")
+    if args.format not in ("json", "text"):
+        raise UsageError(f"--format {args.format} is not available with --customer yet; use json or text")
+    period = _period("--period", args.period)
+    with database() as (_, sessions):
+        with sessions() as session:
+            try:
+                computed = invoice_from_db(session, args.customer, period)
+            except (UnknownContract, StoredVersionInvalid) as exc:
+                raise InputError(str(exc)) from None
+    if args.format == "text":
+        emit(render_text(computed.invoice), args.output)
+    else:
+        emit(json.dumps(computed.document, indent=2) + "\n", args.output)
+    return OK
+
+
+def register(commands) -> None:
+    db = commands.add_parser("db", help="create or migrate the database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_commands.add_parser("upgrade", help="create or migrate the schema").set_defaults(run=cmd_db_upgrade)
+
+    contract = commands.add_parser("contract", help="save contract versions, show their history")
+    contract_commands = contract.add_subparsers(dest="contract_command", required=True, metavar="COMMAND")
+    save = contract_commands.add_parser("save", help="store a new version of the contract named in FILE")
+    save.add_argument("file", metavar="FILE.pricing")
+    save.add_argument("--effective", metavar="YYYY-MM",
+                      help="the period it takes effect (default: the next period boundary after today)")
+    save.add_argument("--comment", metavar="TEXT", help="why this version")
+    save.add_argument("--author", help="who saves it (default: the user running the command)")
+    save.set_defaults(run=cmd_contract_save)
+    history = contract_commands.add_parser("history", help="every version: when, who, effective period, "
+                                                           "comment, what changed, which periods it bills")
+    history.add_argument("contract_id", metavar="CONTRACT_ID")
+    history.set_defaults(run=cmd_contract_history)
+
+    ingest = commands.add_parser("ingest", help="store usage events (JSONL or CSV) in the database")
+    ingest.add_argument("files", nargs="+", metavar="EVENTS.jsonl|.csv")
+    ingest.add_argument("--rejects", metavar="PATH", help="write the rejected lines, with reasons, as JSON Lines")
+    ingest.set_defaults(run=cmd_ingest)

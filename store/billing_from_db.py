@@ -1,0 +1,112 @@
+"""One period's invoice from the database, with exactly the engine and the invoice of the file mode.
+
+    computed = invoice_from_db(session, "acme-health", Period(2026, 5))
+    computed.invoice     # invoicing.invoice.Invoice: render it as text, PDF, …
+    computed.document    # its JSON (interfaces §3), late lines marked with "late_for"
+
+Every period is computed with the contract version in effect then. The caps
+start from the counts of the last issued invoice of the contract year before the
+period; the periods after it are computed again from their rollups. Exact
+duplicates are not listed under `unbilled` (they are routine retries; the ingest
+summary counts them); a conflict is listed once per distinct conflicting event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.evaluate import Carried, PeriodResult, bill
+from engine.periods import Period, contract_year_start
+from engine.usage import Tally, Usage
+from invoicing.invoice import Invoice, UnbilledGroup, build_invoice, invoice_json
+from store.contracts import StoredContract, load_contract
+from store.invoices import CapCounts, carried_into, issued_invoices
+from store.late import LateBilling, late_billings, with_late_lines
+from store.models import ConflictingEvent
+from store.rollups import as_usage, usage_cells
+from store.types import decimal_text
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class ComputedInvoice:
+    contract: StoredContract
+    invoice: Invoice
+    document: dict
+    result: PeriodResult
+    usage: Usage                   # on-time usage from the period after `carried` (or the year's start) on
+    carried: Carried | None        # where its caps started from, when an issued invoice froze that
+    usage_hash: str
+    late: tuple[LateBilling, ...]
+
+
+def invoice_from_db(session: Session, customer: str, period: Period) -> ComputedInvoice:
+    """Raises store.contracts.UnknownContract, engine.evaluate.OutsideContract."""
+    contract = load_contract(session, customer)
+    timeline = contract.timeline
+    timeline.require_billed(period)
+    connection = session.connection()
+    issued = issued_invoices(session, customer)
+    late = late_billings(connection, contract, issued, period)
+    year_start = contract_year_start(timeline.first.terms.starts, period)
+    carried = carried_into(issued, year_start, period)
+    if carried is not None:
+        counts = dict(carried.cap_counts)
+        for billing in late:
+            if contract_year_start(timeline.first.terms.starts, billing.period) == year_start:
+                for key, amount in billing.cap_counts.items():
+                    counts[key] = counts.get(key, ZERO) + amount
+        carried = Carried(carried.period, counts)
+    cells = usage_cells(connection, customer, carried.period.shift(1) if carried else year_start, period)
+    usage = as_usage(cells)
+    result, late_for = with_late_lines(bill(timeline, usage, period, carried), late)
+    invoice = build_invoice(result, _conflicts(session, customer, period))
+    late_groups = [
+        (UnbilledGroup(reason, site, category, tally.events, tally.quantity), billing.period)
+        for billing in late for (reason, site, category), tally in sorted(billing.unbilled.items())
+    ]
+    invoice = replace(invoice, unbilled=invoice.unbilled + tuple(group for group, _ in late_groups))
+    late_for.update({id(group): owner for group, owner in late_groups})
+    return ComputedInvoice(contract, invoice, _document(invoice, late_for), result, usage, carried,
+                           _usage_hash(period, cells, late), tuple(late))
+
+
+def _conflicts(session: Session, customer: str, period: Period) -> dict:
+    """Conflicts of the period that arrived before it was issued, one per distinct conflicting event."""
+    table = ConflictingEvent.__table__
+    query = select(table.c.site, table.c.category, table.c.quantity).where(
+        table.c.customer == customer, table.c.late.is_(False),
+        table.c.day >= period.first_day, table.c.day <= period.last_day,
+    )
+    groups: dict[tuple[str, str, str], Tally] = {}
+    for site, category, quantity in session.execute(query):
+        groups.setdefault(("conflict", site, category), Tally()).add(quantity)
+    return groups
+
+
+def _document(invoice: Invoice, late_for: dict[int, Period]) -> dict:
+    document = invoice_json(invoice)
+    for site, site_json in zip(invoice.sites, document["sites"]):
+        for line, line_json in zip(site.lines, site_json["lines"]):
+            if id(line) in late_for:
+                line_json["late_for"] = str(late_for[id(line)])
+    for group, group_json in zip(invoice.unbilled, document["unbilled"]):
+        if id(group) in late_for:
+            group_json["late_for"] = str(late_for[id(group)])
+    return document
+
+
+def _usage_hash(period: Period, cells, late: list[LateBilling]) -> str:
+    """A digest of the usage the invoice was computed from: its period's rollups and the late rows it bills."""
+    digest = hashlib.sha256()
+    for day, site, category, quantity, events in sorted(c for c in cells if Period.of(c[0]) == period):
+        digest.update(f"{day}|{site}|{category}|{decimal_text(quantity)}|{events}\n".encode())
+    for billing in late:
+        digest.update(f"late {billing.period}: {sorted(billing.rollup_ids)} {sorted(billing.conflict_ids)}\n".encode())
+    return digest.hexdigest()

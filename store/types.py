@@ -1,0 +1,79 @@
+"""Column types that keep the engine's values exact in every database.
+
+- `ExactDecimal`: `NUMERIC` on PostgreSQL; on SQLite, which has no exact decimal
+  type (SQLAlchemy's `Numeric` goes through a float there), the decimal's own
+  digits as text. Either way a `Decimal` goes in and the same `Decimal` comes out.
+- `UTCDateTime`: an instant, stored in UTC (`timestamptz` on PostgreSQL, UTC text
+  on SQLite) and read back as an aware datetime in UTC. A naive datetime is refused.
+- `PeriodType`: a billing period (`engine.periods.Period`) as `YYYY-MM` text,
+  which sorts in time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Numeric, String
+from sqlalchemy.types import TypeDecorator
+
+from engine.periods import Period
+
+UTC = dt.timezone.utc
+
+
+def decimal_text(value: Decimal) -> str:
+    """Exact decimal text without an exponent (what PostgreSQL's NUMERIC keeps too: digits and scale)."""
+    text = f"{value:f}"
+    return text if value else text.lstrip("-")
+
+
+class ExactDecimal(TypeDecorator):
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"an exact decimal column takes a Decimal, not {type(value).__name__}")
+        return decimal_text(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None or isinstance(value, Decimal):
+            return value
+        return Decimal(value)
+
+
+class UTCDateTime(TypeDecorator):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a timestamp must carry its offset: {value.isoformat()}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class PeriodType(TypeDecorator):
+    impl = String(7)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else str(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Period.parse(value)
