@@ -1,0 +1,53 @@
+"""Cookies, secret key and response headers: the parts of security every page shares."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+
+
+def secret_key(app: Flask, env) -> str:
+    """BILLING_SECRET_KEY, or outside production a key kept in the instance folder (never in the repository)."""
+    key = os.environ.get("BILLING_SECRET_KEY")
+    if key:
+        return key
+    if env.production:
+        raise RuntimeError(f"environment {env.name} needs BILLING_SECRET_KEY to be set")
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def configure(app: Flask, env) -> None:
+    app.config.update(
+        SECRET_KEY=secret_key(app, env),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=env.production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=env.production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),   # absolute lifetime of a session
+        SESSION_IDLE_MINUTES=30,                          # idle timeout
+    )
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if env.production:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
