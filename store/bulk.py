@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 
 def bulk_insert(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> bool:
@@ -39,8 +39,8 @@ def _copy(connection: Connection, table: Table, columns: tuple[str, ...], rows: 
         with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-    except connection.dialect.dbapi.IntegrityError as exc:
-        raise IntegrityError("COPY", None, exc) from exc
+    except connection.dialect.dbapi.Error as exc:   # as SQLAlchemy would have raised it: IntegrityError, …
+        raise DBAPIError.instance("COPY", None, exc, connection.dialect.dbapi.Error) from exc
     finally:
         cursor.close()
 

@@ -166,6 +166,8 @@ class _Ingestion:
             rows.append((item.source, item.id, data.customer, data.site, data.category, item.time, data.quantity,
                          day, late, now))
 
+        if rows:   # one lock order for concurrent writers, so PostgreSQL never has them wait on each other in a ring
+            candidates, rows = map(list, zip(*sorted(zip(candidates, rows), key=lambda pair: pair[1][:2])))
         inserted = self._insert(connection, rows)
         on_time: Increments = {}
         late_usage: Increments = {}
@@ -199,7 +201,7 @@ class _Ingestion:
         statement = dialect_insert(connection, EVENTS).on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(
             EVENTS.c.source, EVENTS.c.event_id
         )
-        inserted = set(connection.execute(statement, [dict(zip(EVENT_COLUMNS, row)) for row in rows]).tuples())
+        inserted = {tuple(row) for row in connection.execute(statement, [dict(zip(EVENT_COLUMNS, r)) for r in rows])}
         self.careful = len(inserted) < len(rows)   # repeats come in runs: a re-sent file, an overlapping one
         return inserted
 

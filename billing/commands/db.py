@@ -8,6 +8,7 @@ imported only when a command needs them, so the file-mode commands stay quick.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from contextlib import contextmanager
@@ -137,12 +138,13 @@ def cmd_ingest(args) -> int:
             raise UsageError(f"--rejects {args.rejects}: cannot write: {exc.strerror or exc}") from None
     statuses, reasons = Counter(), Counter()
     late = 0
+    batching = {"batch_size": args.batch_size} if args.batch_size else {}
     try:
         with database() as (_, sessions):
             for path in args.files:
                 progress = Progress.for_file(path)
                 done = 0
-                for line, item, outcome in ingest_events(sessions, read_events(path)):
+                for line, item, outcome in ingest_events(sessions, read_events(path), **batching):
                     statuses[outcome.status] += 1
                     late += outcome.late and outcome.status == ACCEPTED
                     done += 1
@@ -222,4 +224,5 @@ def register(commands) -> None:
     ingest = commands.add_parser("ingest", help="store usage events (JSONL or CSV) in the database")
     ingest.add_argument("files", nargs="+", metavar="EVENTS.jsonl|.csv")
     ingest.add_argument("--rejects", metavar="PATH", help="write the rejected lines, with reasons, as JSON Lines")
+    ingest.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)   # events per transaction
     ingest.set_defaults(run=cmd_ingest)

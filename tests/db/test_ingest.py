@@ -1,0 +1,151 @@
+"""`billing ingest`: each event stored once by (source, id), rollups exact, bad lines rejected one by one."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from metering.events import read_events
+from store.ingest import ingest_events
+from store.models import Rollup, UsageEvent
+
+from .support import TINY, event, stored_state, write_lines
+
+
+@pytest.fixture
+def tiny(cli, tmp_path):
+    assert cli("db", "upgrade")[0] == 0
+    path = tmp_path / "tiny.pricing"
+    path.write_text(TINY, encoding="utf-8")
+    status, _, err = cli("contract", "save", path)
+    assert status == 0, err
+    return path
+
+
+def test_summary_counts_and_a_rerun_changes_nothing(cli, tiny, tmp_path, sessions):
+    events = write_lines(tmp_path / "may.jsonl", [
+        event(1, "2026-05-03T10:00:00Z", "2"),
+        event(2, "2026-05-03T11:00:00Z", "1.5", category="review"),
+        event(3, "2026-05-04T09:00:00Z"),
+        event(1, "2026-05-03T11:00:00+01:00", "2.00"),     # the same instant and quantity: a duplicate
+        event(3, "2026-05-04T09:00:00Z", "7"),              # another quantity: a conflict
+    ])
+    status, out, err = cli("ingest", events)
+    assert status == 0, err
+    assert out.strip() == ("ingested 1 file: 5 events read, 3 accepted, 1 duplicate, 1 conflict, 0 rejected")
+    before = stored_state(sessions)
+    assert before["events"] == 3 and before["conflicts"] == 1
+    assert before["rollups"][("tiny", "s1", "standard", before_day("2026-05-03"))] == (Decimal("2"), 1)
+
+    status, out, err = cli("ingest", events)
+    assert status == 0, err
+    assert out.strip() == "ingested 1 file: 5 events read, 0 accepted, 4 duplicates, 1 conflict, 0 rejected"
+    assert stored_state(sessions) == before
+
+
+def before_day(text):
+    import datetime as dt
+    return dt.date.fromisoformat(text)
+
+
+def test_a_conflict_sent_again_is_listed_once(cli, tiny, tmp_path):
+    first = write_lines(tmp_path / "a.jsonl", [event(1, "2026-05-03T10:00:00Z", "2")])
+    again = write_lines(tmp_path / "b.jsonl", [event(1, "2026-05-03T10:00:00Z", "5")] * 3)
+    assert cli("ingest", first)[0] == 0
+    assert cli("ingest", again)[0] == 0
+    assert cli("ingest", again)[0] == 0
+    status, out, err = cli("invoice", "--customer", "tiny", "--period", "2026-05")
+    assert status == 0, err
+    assert json.loads(out)["unbilled"] == [
+        {"reason": "conflict", "site": "s1", "category": "standard", "events": 1, "quantity": "5"}
+    ]
+
+
+def test_quantities_add_up_exactly(sessions, cli, tiny, tmp_path):
+    write_lines(tmp_path / "tenths.jsonl", [
+        event(1, "2026-05-03T10:00:00Z", "0.1"),
+        event(2, "2026-05-03T11:00:00Z", 0.2),
+        event(3, "2026-05-03T12:00:00Z", "0.000000000000000000000000000001"),
+        event(4, "2026-05-04T12:00:00Z", "12345678901234567890.123456789012345678"),
+    ])
+    assert cli("ingest", tmp_path / "tenths.jsonl")[0] == 0
+    with sessions() as session:
+        rollups = {r.day.isoformat(): r.quantity for r in session.scalars(select(Rollup))}
+        stored = {e.event_id: e.quantity for e in session.scalars(select(UsageEvent))}
+    assert rollups["2026-05-03"] == Decimal("0.300000000000000000000000000001")
+    assert rollups["2026-05-04"] == Decimal("12345678901234567890.123456789012345678")
+    assert stored["evt-2"] == Decimal("0.2")
+
+
+def test_point_one_plus_point_two_is_point_three(sessions, cli, tiny, tmp_path):
+    write_lines(tmp_path / "tenths.jsonl", [event(1, "2026-05-03T10:00:00Z", 0.1),
+                                            event(2, "2026-05-03T11:00:00Z", 0.2)])
+    assert cli("ingest", tmp_path / "tenths.jsonl")[0] == 0
+    with sessions() as session:
+        assert session.scalars(select(Rollup.quantity)).all() == [Decimal("0.3")]
+    status, out, _ = cli("invoice", "--customer", "tiny", "--period", "2026-05")
+    usage = json.loads(out)["sites"][0]["lines"][0]
+    assert (usage["quantity"], usage["amount"]) == ("0.3", "0.30")
+
+
+def test_bad_lines_are_rejected_one_by_one_and_the_rest_is_taken(cli, tiny, tmp_path, sessions):
+    good = [event(1, "2026-05-03T10:00:00Z"), event(2, "2026-05-03T10:00:00Z")]
+    bad = {
+        "malformed JSON": '{"specversion": "1.0", "id": ',
+        "unknown customer": event(10, "2026-05-03T10:00:00Z", customer="nobody"),
+        "bad quantity": event(11, "2026-05-03T10:00:00Z", "lots"),
+        "bad time": event(12, "2026-05-03T10:00:00"),
+        "missing field": json.dumps({"specversion": "1.0", "id": "x", "source": "s", "type": "t",
+                                     "time": "2026-05-03T10:00:00Z", "data": {"customer": "tiny"}}),
+    }
+    path = write_lines(tmp_path / "mixed.jsonl", [good[0], *bad.values(), good[1]])
+    status, out, err = cli("ingest", path, "--rejects", tmp_path / "rejects.jsonl")
+    assert status == 1
+    assert "Traceback" not in err
+    for number in range(2, 2 + len(bad)):
+        assert f"{path}:{number}: rejected: " in err
+    assert "2 accepted" in out and "5 rejected (1 bad quantity, 1 bad time, 1 malformed JSON, " \
+                                    "1 missing field, 1 unknown customer)" in out
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(n, reason) for n, reason in enumerate(bad, 2)]
+    assert rejects[0]["text"] == bad["malformed JSON"]
+    assert stored_state(sessions)["events"] == 2
+
+
+@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
+                   reason="metering.events.decode_json_event lets msgspec's UnicodeDecodeError escape")
+def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_taken(cli, tiny, tmp_path, sessions):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(event(1, "2026-05-03T10:00:00Z").encode() + b"\n"
+                     + event(9, "2026-05-03T10:00:00Z").replace("s1", "caf\xe9").encode("latin-1") + b"\n"
+                     + event(2, "2026-05-03T10:00:00Z").encode() + b"\n")
+    status, out, err = cli("ingest", path)
+    assert status == 1 and f"{path}:2: rejected: " in err and "Traceback" not in err
+    assert stored_state(sessions)["events"] == 2
+
+
+def test_csv_is_accepted_too(cli, tiny, tmp_path, sessions):
+    path = tmp_path / "may.csv"
+    path.write_text("id,source,type,time,customer,site,category,quantity\n"
+                    "e1,platform/csv,unit.processed,2026-05-03T10:00:00Z,tiny,s1,standard,3\n"
+                    "e2,platform/csv,unit.processed,2026-05-03T10:00:00,tiny,s1,standard,3\n"
+                    "e3,platform/csv,unit.processed,2026-05-03T10:00:00Z,tiny,s1,review,0.5\n", encoding="utf-8")
+    status, out, err = cli("ingest", path)
+    assert status == 1 and f"{path}:3: rejected: time must be" in err
+    assert stored_state(sessions)["events"] == 2
+
+
+def test_a_file_that_cannot_be_read_is_a_usage_error(cli, tiny, tmp_path):
+    status, out, err = cli("ingest", tmp_path / "missing.jsonl")
+    assert status == 2 and "missing.jsonl: cannot read the events" in err
+
+
+def test_the_service_reports_every_item_in_order(sessions, cli, tiny, tmp_path):
+    path = write_lines(tmp_path / "e.jsonl", [event(1, "2026-05-03T10:00:00Z"), "not json",
+                                              event(1, "2026-05-03T10:00:00Z"), event(2, "2026-05-03T10:00:00Z")])
+    results = [(tag, outcome.status) for tag, _, outcome in ingest_events(sessions, read_events(path),
+                                                                          batch_size=2)]
+    assert results == [(1, "accepted"), (2, "rejected"), (3, "duplicate"), (4, "accepted")]
