@@ -12,10 +12,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from admin_app import access, environment, security
+from admin_app import access, api, environment, security
 
 # Each entry: a module with a `blueprint` and optionally `init_app(app)`.
-BLUEPRINTS: tuple = ()
+BLUEPRINTS: tuple = (api,)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

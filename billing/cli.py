@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billing.commands import db, file_mode
+from billing.commands import db, file_mode, web
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
 from engine.evaluate import OutsideContract
 
-COMMAND_MODULES = (file_mode, db)
+COMMAND_MODULES = (file_mode, db, web)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,110 @@
+"""Commands of the web side (interfaces §2): `apikey create|list|revoke` for the event API, and `serve`.
+
+    billing apikey create --customer acme-health --source platform/eu-west   # prints the key, once
+    billing serve --host 127.0.0.1 --port 8000                              # waitress, not a debug server
+"""
+
+from __future__ import annotations
+
+from billing.commands.db import database
+from billing.contracts import InputError, UsageError
+from billing.output import OK, say
+
+
+def cmd_apikey_create(args) -> int:
+    from store.apikeys import create_api_key
+    from store.contracts import UnknownContract
+
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                issued = create_api_key(session, args.customer, args.source)
+        except UnknownContract as exc:
+            raise InputError(f"no API key created: {exc}") from None
+        except ValueError as exc:
+            raise UsageError(f"--source: {exc}") from None
+    print(issued.key)
+    say(f"API key {issued.row.prefix} for customer '{issued.row.customer}', source '{issued.row.source}': "
+        "keep it now, it is shown only this once (the database keeps only its hash)")
+    return OK
+
+
+def cmd_apikey_list(args) -> int:
+    from store.apikeys import list_api_keys
+
+    with database() as (_, sessions):
+        with sessions() as session:
+            keys = list_api_keys(session, args.customer)
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M} UTC" if key.revoked_at else "live"
+        print(f"{key.prefix}  {key.customer}  {key.source}  created {key.created_at:%Y-%m-%d %H:%M} UTC  {state}")
+    if not keys:
+        say("no API keys" + (f" for customer '{args.customer}'" if args.customer else ""))
+    return OK
+
+
+def cmd_apikey_revoke(args) -> int:
+    from store.apikeys import UnknownApiKey, revoke_api_key
+
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                key = revoke_api_key(session, args.prefix)
+        except UnknownApiKey as exc:
+            raise InputError(str(exc)) from None
+    print(f"{key.prefix}: revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC ({key.customer}, {key.source})")
+    return OK
+
+
+def cmd_serve(args) -> int:
+    from waitress import serve
+
+    from admin_app import create_app
+    from admin_app.environment import UnknownEnvironment
+    from store import db, schema
+
+    try:
+        app = create_app({"MAX_CONTENT_LENGTH": args.max_body_bytes} if args.max_body_bytes else None)
+    except (UnknownEnvironment, RuntimeError) as exc:
+        raise UsageError(str(exc)) from None
+    url = app.config["DATABASE_URL"]
+    try:   # refuse to start on a database the app cannot use, rather than answer 503 to every request
+        engine = db.connect(url)
+        try:
+            schema.require_current(engine)
+        finally:
+            engine.dispose()
+    except db.DatabaseUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    say(f"billing: serving on http://{args.host}:{args.port} with {args.threads} threads "
+        f"(environment {app.config['BILLING_ENVIRONMENT'].name}, database {db.shown(url)}); Ctrl-C stops")
+    # waitress reads a whole body before the app sees it: it refuses (413, in plain text) bodies far over the
+    # limit, so a client cannot make it spool gigabytes; the app answers the merely oversize ones, in JSON
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    bounded = {"max_request_body_size": 4 * limit} if limit else {}
+    serve(app, host=args.host, port=args.port, threads=args.threads, **bounded)
+    return OK
+
+
+def register(commands) -> None:
+    apikey = commands.add_parser("apikey", help="API keys for the event API")
+    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True, metavar="COMMAND")
+    create = apikey_commands.add_parser("create", help="create a key for one customer and event source; "
+                                                       "prints it once")
+    create.add_argument("--customer", required=True, metavar="CONTRACT_ID")
+    create.add_argument("--source", required=True, metavar="SOURCE", help="the CloudEvents source it may post")
+    create.set_defaults(run=cmd_apikey_create)
+    listing = apikey_commands.add_parser("list", help="every key: prefix, customer, source, created, revoked")
+    listing.add_argument("--customer", metavar="CONTRACT_ID")
+    listing.set_defaults(run=cmd_apikey_list)
+    revoke = apikey_commands.add_parser("revoke", help="revoke the key with this prefix")
+    revoke.add_argument("prefix", metavar="PREFIX")
+    revoke.set_defaults(run=cmd_apikey_revoke)
+
+    serve = commands.add_parser("serve", help="serve the web app (event API and portal) with waitress")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    serve.add_argument("--max-body-bytes", type=int, metavar="BYTES",
+                       help="the largest request body taken (default 5 MiB); larger ones are answered 413")
+    serve.set_defaults(run=cmd_serve)
