@@ -12,10 +12,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from admin_app import access, api, environment, security
+from admin_app import access, api, auth, environment, portal, security
 
 # Each entry: a module with a `blueprint` and optionally `init_app(app)`.
-BLUEPRINTS: tuple = (api,)
+BLUEPRINTS: tuple = (auth, portal, api)   # auth first: it installs the database, sessions and CSRF
 
 
 def create_app(test_config: dict | None = None) -> Flask:

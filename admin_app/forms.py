@@ -1,0 +1,53 @@
+"""The portal's forms (Flask-WTF: each carries its CSRF token). A refused form is shown again with what
+was typed, and the reason beside the field it concerns; a password field is never filled in again."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from store.accounts import ROLES
+
+ROLE_CHOICES = [("", "Choose a role…")] + [(role, role.replace("_", " ")) for role in ROLES]
+
+
+class LoginForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired("Enter your email address."), Length(max=254)],
+                        render_kw={"autocomplete": "username", "autofocus": True})
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired("Enter the code."), Length(max=40)],
+                       render_kw={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false",
+                                  "autocapitalize": "off"})
+
+
+class UserForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired("Enter the user's email address."), Length(max=254)])
+    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role.")])
+    customer = SelectField("Customer", choices=[], validate_choice=False,
+                           description="Only for customer finance: the one customer this user may see.")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role.")])
+    customer = SelectField("Customer", choices=[], validate_choice=False)
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only its CSRF token."""
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False   # a search over GET changes nothing
+
+    actor = StringField("Actor", validators=[Optional(), Length(max=254)])
+    action = StringField("Action", validators=[Optional(), Length(max=100)],
+                         description="An action or its start: login finds login.password, login.mfa, …")
+    resource = StringField("Resource", validators=[Optional(), Length(max=254)])
+    since = DateField("From (UTC)", validators=[Optional()])
+    until = DateField("To (UTC)", validators=[Optional()])

@@ -1,0 +1,104 @@
+"""The portal's frame: the home page, the environment's colours, navigation, error pages, page headers.
+
+    GET /                  what the signed-in user's role may open
+    GET /environment.css   the environment's banner colour (the CSP allows no inline style)
+
+Navigation shows an area only to roles its route admits (admin_app/access.py),
+so the menu and the access rules cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+
+from admin_app import access, auditing
+from admin_app.access import public, signed_in
+from admin_app.database import db_session
+from store.audit import DENIED
+
+blueprint = Blueprint("portal", __name__)
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+@dataclass(frozen=True)
+class Area:
+    endpoint: str
+    title: str
+    summary: str
+
+
+AREAS = (
+    Area("invoices.index", "Invoices", "Issued invoices and their lines."),
+    Area("audit.index", "Audit log", "Who did what, when and from where; filter by actor, action, resource, date."),
+    Area("admin.users", "Users", "Add users, change roles, disable, unlock, reset MFA."),
+)
+
+
+def init_app(app: Flask) -> None:
+    app.context_processor(lambda: {"areas": areas_for_current_user()})
+
+    @app.after_request
+    def no_store(response):
+        if response.mimetype == "text/html":   # pages may hold financial data: never kept by a browser or proxy
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error):
+        return error_page(400, "Form expired", "This form has expired or did not come from this site. "
+                                               "Go back, reload the page and try again.")
+
+    @app.errorhandler(403)
+    def forbidden(error):
+        if current_user.is_authenticated:
+            auditing.record("access.denied", request.path, outcome=DENIED, details={"method": request.method})
+            db_session().commit()
+        return error_page(403, "Not allowed", "Your role does not give you access to this page.")
+
+    @app.errorhandler(404)
+    def not_found(error):
+        return error_page(404, "Not found", "There is nothing here, or nothing you may see.")
+
+    @app.errorhandler(405)
+    def method_not_allowed(error):
+        return error_page(405, "Not allowed", "This page does not take that kind of request.")
+
+
+def allowed(endpoint: str, role: str | None) -> bool:
+    rule = access.rule_for(endpoint)
+    if rule is None:
+        return False
+    return rule.kind in (access.PUBLIC, access.SIGNED_IN) or role in rule.roles
+
+
+def areas_for_current_user() -> tuple[Area, ...]:
+    if not current_user.is_authenticated:
+        return ()
+    return tuple(area for area in AREAS
+                 if area.endpoint in current_app.view_functions and allowed(area.endpoint, current_user.role))
+
+
+def error_page(status: int, title: str, message: str):
+    if request.path.startswith("/api/"):   # the event API answers in JSON, by its own rules
+        return {"error": message}, status
+    return render_template("portal/error.html", status=status, title=title, message=message), status
+
+
+@blueprint.get("/")
+@signed_in
+def home():
+    return render_template("portal/home.html")
+
+
+@blueprint.get("/environment.css")
+@public
+def environment_css():
+    colour = current_app.config["BILLING_ENVIRONMENT"].banner_colour
+    colour = colour if COLOUR.fullmatch(colour) else "#52606d"
+    return Response(f":root {{ --environment: {colour}; }}\n", mimetype="text/css",
+                    headers={"Cache-Control": "public, max-age=300"})
