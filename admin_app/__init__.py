@@ -12,10 +12,11 @@ from pathlib import Path
 
 from flask import Flask
 
-from admin_app import access, api, auth, environment, portal, security
+from admin_app import access, admin, api, audit_view, auth, environment, invoices, portal, security
 
 # Each entry: a module with a `blueprint` and optionally `init_app(app)`.
-BLUEPRINTS: tuple = (auth, portal, api)   # auth first: it installs the database, sessions and CSRF
+# auth comes first: it installs the database, the sessions and CSRF protection the others rely on.
+BLUEPRINTS: tuple = (auth, portal, invoices, admin, audit_view, api)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -4,12 +4,12 @@ was typed, and the reason beside the field it concerns; a password field is neve
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField
+from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from store.accounts import ROLES
 
-ROLE_CHOICES = [("", "Choose a role…")] + [(role, role.replace("_", " ")) for role in ROLES]
+ROLE_CHOICES = [SelectChoice("", "Choose a role…")] + [SelectChoice(role, role.replace("_", " ")) for role in ROLES]
 
 
 class LoginForm(FlaskForm):

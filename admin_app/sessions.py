@@ -84,7 +84,8 @@ def authenticate() -> SignedIn:
     if current_user.is_authenticated:
         return current_user._get_current_object()
     ended = g.pop("session_ended", None)
-    session.clear()
+    if "_user_id" in session:   # a session that is over: drop it whole (a sign-in under way is kept)
+        session.clear()
     if ended in ENDED:
         flash(ENDED[ended].format(idle=current_app.config["SESSION_IDLE_MINUTES"]), "notice")
     target = request.full_path.rstrip("?") if request.method == "GET" else None

@@ -14,6 +14,12 @@ tells a log whose last entries were deleted from a log that is merely short.
 The database also refuses UPDATE and DELETE on `audit_log` (triggers created by
 the migration); tampering needs the rights to drop them, and `verify` still finds it.
 
+Actions are dotted names, area first: login.password, login.mfa, login.locked,
+mfa.enrol, session.end, logout, user.add|disable|enable|unlock|reset_mfa|role,
+access.denied, audit.view, invoice.list|view|download|approve|issue|void,
+contract.save. Resources name what was touched, `invoice_resource` and
+`contract_resource` the financial records, so one filter finds every access.
+
 Call `record` last in a transaction, after the change it describes: the entry
 commits (or rolls back) with it, and the head stays locked for as short a time
 as possible.
@@ -89,6 +95,16 @@ class ChainBreak:
 
     def __str__(self) -> str:
         return f"entry {self.sequence}: {self.kind}: {self.explanation}"
+
+
+def invoice_resource(customer: str, period, invoice_id: int | None = None) -> str:
+    """`invoice:acme-health/2026-05#12`: the customer and period find it, the row id tells voided ones apart."""
+    return f"invoice:{customer}/{period}" + (f"#{invoice_id}" if invoice_id is not None else "")
+
+
+def contract_resource(contract_id: str, sha256: str | None = None) -> str:
+    """`contract:acme-health@9a2ef88edcc2`: a contract, or one version of it by its text's SHA-256."""
+    return f"contract:{contract_id}" + (f"@{sha256[:12]}" if sha256 else "")
 
 
 def canonical(fields: dict) -> bytes:

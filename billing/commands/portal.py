@@ -1,0 +1,143 @@
+"""Commands of the finance portal (interfaces §2): users, the audit log, and the demonstration.
+
+    billing user add ana@example.com --role customer_finance --customer acme-health   # prints a first password
+    billing user list
+    billing user disable|enable|unlock|reset-mfa ana@example.com
+    billing audit verify            # exit 1 and the first edited, inserted or deleted entry, if any
+
+Changes are recorded in the audit log as made by `cli:<login name>`, in the
+environment BILLING_ENV names; the database is the one every command uses
+(BILLING_DATABASE_URL, or billing.db here).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from billing.commands.db import database
+from billing.contracts import InputError, UsageError
+from billing.output import OK, WRONG_INPUT, say
+
+
+def cli_actor():
+    from admin_app.environment import UnknownEnvironment, load
+    from store.audit import Actor
+    from store.contracts import author_name
+
+    try:
+        environment = load()
+    except UnknownEnvironment as exc:
+        raise UsageError(str(exc)) from None
+    return Actor(f"cli:{author_name()}", environment.name)
+
+
+def _password(args) -> str | None:
+    if not args.password_stdin:
+        return None
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("--password-stdin: no password on standard input")
+    return password
+
+
+def cmd_user_add(args) -> int:
+    from store.accounts import AccountRefused, add_user
+
+    who = cli_actor()
+    password = _password(args)
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                user, password = add_user(session, who, args.email, args.role, customer=args.customer,
+                                          password=password)
+                email, role, customer = user.email, user.role, user.customer
+        except AccountRefused as exc:
+            raise InputError(f"{args.email}: not added: {exc}") from None
+    bound = f" for customer '{customer}'" if customer else ""
+    say(f"{email}: added with the role {role}{bound}; the first sign-in sets up an authenticator app")
+    if not args.password_stdin:
+        print(password)
+        say("the password above is shown only this once (the database keeps only its hash)")
+    return OK
+
+
+def cmd_user_list(args) -> int:
+    import datetime as dt
+
+    from store.accounts import list_users
+
+    now = dt.datetime.now(dt.timezone.utc)
+    with database() as (_, sessions):
+        with sessions() as session:
+            users = list_users(session)
+            for user in users:
+                state = "disabled" if user.disabled else f"locked until {user.locked_until:%Y-%m-%d %H:%M} UTC" \
+                    if user.locked(now) else "active"
+                mfa = "mfa set up" if user.enrolled else "mfa at next sign-in"
+                customer = f"  customer {user.customer}" if user.customer else ""
+                print(f"{user.email}  {user.role}{customer}  {state}  {mfa}")
+    if not users:
+        say("no users (add the first admin with `billing user add EMAIL --role admin`)")
+    return OK
+
+
+CHANGES = {
+    "disable": ("disable_user", "disabled; their sessions have ended"),
+    "enable": ("enable_user", "enabled"),
+    "unlock": ("unlock_user", "unlocked"),
+    "reset-mfa": ("reset_mfa", "MFA reset: the next sign-in sets up a new authenticator app"),
+}
+
+
+def cmd_user_change(args) -> int:
+    from store import accounts
+
+    function, done = CHANGES[args.user_command]
+    who = cli_actor()
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                user = accounts.find_user(session, args.email)
+                if user is None:
+                    raise InputError(f"no user {args.email}")
+                getattr(accounts, function)(session, who, user)
+        except accounts.AccountRefused as exc:
+            raise InputError(f"{args.email}: {exc}") from None
+    print(f"{args.email}: {done}")
+    return OK
+
+
+def cmd_audit_verify(args) -> int:
+    from store.audit import chain_head, verify
+
+    with database() as (_, sessions):
+        with sessions() as session:
+            broken = verify(session)
+            head = chain_head(session)
+    if broken is not None:
+        say(f"the audit log is broken at {broken}")
+        return WRONG_INPUT
+    entries = f"{head.sequence:,} entr{'y' if head.sequence == 1 else 'ies'}"
+    print(f"the audit log is intact: {entries}, last hash {head.hash}")
+    return OK
+
+
+def register(commands) -> None:
+    user = commands.add_parser("user", help="portal users: add, list, disable, enable, unlock, reset MFA")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    add = user_commands.add_parser("add", help="add a user; prints a first password unless --password-stdin")
+    add.add_argument("email", metavar="EMAIL")
+    add.add_argument("--role", required=True, help="admin, deal_desk, finance or customer_finance")
+    add.add_argument("--customer", metavar="CONTRACT_ID", help="the customer a customer_finance user may see")
+    add.add_argument("--password-stdin", action="store_true", help="read the first password from standard input")
+    add.set_defaults(run=cmd_user_add)
+    user_commands.add_parser("list", help="every user: role, customer, state").set_defaults(run=cmd_user_list)
+    for name, (_, done) in CHANGES.items():
+        change = user_commands.add_parser(name, help=f"{name} a user ({done})")
+        change.add_argument("email", metavar="EMAIL")
+        change.set_defaults(run=cmd_user_change)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    audit_commands.add_parser("verify", help="check the hash chain; exit 1 at the first edited, inserted or "
+                                             "deleted entry").set_defaults(run=cmd_audit_verify)
