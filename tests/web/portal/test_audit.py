@@ -1,0 +1,174 @@
+"""The audit log: what sign-in and views record, the viewer's filters, and tamper detection.
+
+Tampering needs the rights to drop the append-only triggers first (the database
+refuses UPDATE and DELETE on the log otherwise); these tests do that, as an
+attacker with the owner's rights would, and `verify` / `billing audit verify`
+must then name the first entry edited, inserted or deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
+from store.audit import DELETED, EDITED, INSERTED, Actor, AuditEntry, canonical, entry_hash, record, verify
+
+from .conftest import form_post
+
+WHO = Actor("tester@example.com", "test", ip="192.0.2.7")
+
+
+def chain(sessions, count: int = 5) -> None:
+    with sessions.begin() as session:
+        for n in range(1, count + 1):
+            record(session, WHO, "invoice.view", f"invoice:acme-health/2026-0{n}", details={"n": n})
+
+
+def tamper(sessions, *statements: str) -> None:
+    with sessions.begin() as session:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("DROP TRIGGER audit_log_append_only ON audit_log")
+        else:
+            connection.exec_driver_sql("DROP TRIGGER audit_log_no_update")
+            connection.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def found(sessions):
+    with sessions() as session:
+        broken = verify(session)
+    return (broken.sequence, broken.kind) if broken else None
+
+
+def forged_row(sessions, sequence: int, prev_hash: str) -> str:
+    """An INSERT of a well-formed entry (its own hash right) with this sequence and link."""
+    entry = AuditEntry(sequence=sequence, at=dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc), actor="intruder",
+                       action="invoice.view", resource="invoice:x", ip=None, environment="test", outcome="success",
+                       details={}, prev_hash=prev_hash)
+    entry.hash = entry_hash(entry)
+    with sessions() as session:
+        at = "'2026-05-01 00:00:00'" if session.connection().dialect.name == "sqlite" else \
+            "'2026-05-01 00:00:00+00'"
+    return (f"INSERT INTO audit_log (sequence, at, actor, action, resource, ip, environment, outcome, details, "
+            f"prev_hash, hash) VALUES ({sequence}, {at}, 'intruder', 'invoice.view', 'invoice:x', NULL, 'test', "
+            f"'success', '{{}}', '{prev_hash}', '{entry.hash}')")
+
+
+def hash_of(sessions, sequence: int) -> str:
+    with sessions() as session:
+        return session.get(AuditEntry, sequence).hash
+
+
+def test_an_intact_chain_verifies(portal_sessions, cli):  # noqa: F811
+    chain(portal_sessions)
+    assert found(portal_sessions) is None
+    status, out, _ = cli("audit", "verify")
+    assert status == 0 and "the audit log is intact: 5 entries" in out
+
+
+def test_the_database_refuses_to_change_or_delete_entries(portal_sessions):
+    chain(portal_sessions, 2)
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log WHERE sequence = 1"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with portal_sessions.begin() as session:
+                session.execute(text(statement))
+    assert found(portal_sessions) is None
+
+
+@pytest.mark.parametrize("how, statements, first", [
+    ("edit a field", ["UPDATE audit_log SET actor = 'someone else' WHERE sequence = 3"], (3, EDITED)),
+    ("edit the details", ["UPDATE audit_log SET details = '{\"n\": 9}' WHERE sequence = 2"], (2, EDITED)),
+    ("edit the time", ["UPDATE audit_log SET at = '2020-01-01 00:00:00' WHERE sequence = 4"], (4, EDITED)),
+    ("delete a middle entry", ["DELETE FROM audit_log WHERE sequence = 2"], (2, DELETED)),
+    ("delete the first entries", ["DELETE FROM audit_log WHERE sequence <= 2"], (1, DELETED)),
+    ("delete the last entry", ["DELETE FROM audit_log WHERE sequence = 5"], (5, DELETED)),
+    ("delete everything", ["DELETE FROM audit_log"], (1, DELETED)),
+    ("insert after the last", ["forged 6 after 5"], (6, INSERTED)),
+    ("insert before the first", ["forged 0 after genesis"], (0, INSERTED)),
+    ("insert in the middle", ["UPDATE audit_log SET sequence = sequence + 10 WHERE sequence >= 3",
+                              "UPDATE audit_log SET sequence = sequence - 9 WHERE sequence >= 13",
+                              "forged 3 after 2"], (3, INSERTED)),
+])
+def test_tampering_is_found(portal_sessions, cli, how, statements, first):  # noqa: F811
+    chain(portal_sessions)
+    sql = []
+    for statement in statements:
+        if statement.startswith("forged"):
+            _, sequence, _, after = statement.split()
+            prev = "0" * 64 if after == "genesis" else hash_of(portal_sessions, int(after))
+            statement = forged_row(portal_sessions, int(sequence), prev)
+        sql.append(statement)
+    tamper(portal_sessions, *sql)
+    assert found(portal_sessions) == first, how
+    status, _, err = cli("audit", "verify")
+    assert status == 1 and f"the audit log is broken at entry {first[0]}: {first[1]}" in err
+
+
+def test_an_edit_with_its_hash_recomputed_is_found_by_the_next_link(portal_sessions):
+    chain(portal_sessions)
+    with portal_sessions() as session:
+        entry = session.get(AuditEntry, 2)
+        entry.actor = "someone else"
+        new_hash = entry_hash(entry)
+    tamper(portal_sessions, f"UPDATE audit_log SET actor = 'someone else', hash = '{new_hash}' WHERE sequence = 2")
+    assert found(portal_sessions) == (2, EDITED)
+
+
+def test_the_hash_covers_a_canonical_json_of_the_entry():
+    assert canonical({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
+
+
+def test_sign_in_and_views_are_recorded_with_address_and_environment(portal_client, users, portal_clock,
+                                                                      portal_sessions, invoice_ids):
+    user = users["customer_finance"]
+    form_post(portal_client, "/login", {"email": user.email, "password": "wrong password!"})
+    form_post(portal_client, "/login", {"email": user.email, "password": "correct horse battery staple"})
+    form_post(portal_client, "/login/code", {"code": user.code(portal_clock())})
+    portal_client.get("/invoices")
+    portal_client.get(f"/invoices/{invoice_ids['customer']}")
+    portal_client.get(f"/invoices/{invoice_ids['other']}")
+    portal_client.get("/audit")
+    form_post(portal_client, "/logout", {}, page="/")
+    with portal_sessions() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.actor == user.email)
+                               .order_by(AuditEntry.sequence)).all()
+    assert [(e.action, e.outcome) for e in rows] == [
+        ("login.password", "failure"), ("login.password", "success"), ("login.mfa", "success"),
+        ("invoice.list", "success"), ("invoice.view", "success"), ("invoice.view", "denied"),
+        ("access.denied", "denied"), ("logout", "success")]
+    assert rows[4].resource == f"invoice:acme-health/2026-04#{invoice_ids['customer']}"
+    assert rows[5].resource == f"invoice:northwind/2026-02#{invoice_ids['other']}"
+    assert {(e.ip, e.environment) for e in rows} == {("127.0.0.1", "test")}
+    assert found(portal_sessions) is None
+
+
+def test_the_viewer_filters(signed_in_client, portal_sessions):
+    chain(portal_sessions, 3)
+    with portal_sessions.begin() as session:
+        record(session, Actor("ana@example.com", "test"), "login.password", "user:ana@example.com",
+               outcome="failure", at=dt.datetime(2026, 3, 14, 9, 30, tzinfo=dt.timezone.utc))
+    viewer = signed_in_client("finance")
+
+    def shown(**query) -> str:
+        response = viewer.get("/audit", query_string=query)
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    page = shown()
+    assert "tester@example.com" in page and "ana@example.com" in page
+    assert "tester@example.com" not in shown(actor="ANA")
+    assert "ana@example.com" in shown(action="login") and "tester@example.com" not in shown(action="login")
+    assert "ana@example.com" not in shown(action="log")   # an action or its dotted prefix, not any prefix
+    assert "invoice:acme-health/2026-02" in shown(resource="2026-02")
+    assert "invoice:acme-health/2026-01" not in shown(resource="2026-02")
+    assert "ana@example.com" in shown(since="2026-03-14", until="2026-03-14")
+    assert "ana@example.com" not in shown(since="2026-03-15")
+    assert "ana@example.com" not in shown(until="2026-03-13")
+    assert "No entries match" in shown(actor="%") and "No entries match" in shown(resource="%")   # literally
+    assert "Not a valid date value" in shown(since="14/03/2026")
