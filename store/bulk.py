@@ -1,42 +1,157 @@
-"""Loading a batch of new rows at the speed of the driver's own bulk path, or not at all.
+"""Writing a batch at the speed of the driver's bulk path: new events, and sums added to stored sums.
 
-    if not bulk_insert(connection, events_table, columns, rows):
-        ...  # some row's unique key was already stored: nothing was inserted; insert row by row
+    left_out = insert_new(connection, EVENTS, columns, rows, ("source", "event_id"))
+    # the identities that were stored already (their rows were not inserted); empty when all were new
+    add_sums(connection, ROLLUPS, key, rows)      # rows: (*key, quantity, events), added exactly
 
-PostgreSQL gets a `COPY`, SQLite one `executemany`, each under a savepoint: a
-unique violation rolls the batch back to the savepoint and returns False, and the
-caller inserts the batch the careful way (`INSERT … ON CONFLICT DO NOTHING
-RETURNING`). Rows are tuples in `columns` order, with the values the table's
-column types take; SQLite gets them through those types' own bind processors.
+PostgreSQL: the rows are `COPY`ed into a temporary table (no index, no WAL),
+then moved with one `INSERT … SELECT … ON CONFLICT`, in key order so that
+concurrent writers lock rows in the same order. When repeats are not expected,
+the events are first tried with a `COPY` straight into the table, under a
+savepoint (a repeat rolls that back).
+
+SQLite: one `executemany` of `INSERT … ON CONFLICT`. The writer holds SQLite's
+write lock (store/db.py begins with BEGIN IMMEDIATE), so the rows it stored are
+exactly those with a rowid above the largest one before it. Sums are added by
+`decimal_add`, an SQL function store/db.py gives each SQLite connection, exact
+like PostgreSQL's NUMERIC.
+
+Rows are tuples in the table's column order, with the values the columns' types
+take; for SQLite they pass through those types' own bind processors.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Table, insert
+import msgspec
+from sqlalchemy import Table, and_, column, func, literal_column, select, table, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from store.types import ExactDecimal, UTCDateTime
 
-def bulk_insert(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> bool:
+
+def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: list[tuple],
+               unique: tuple[str, ...], *, direct: bool = True) -> set[tuple]:
+    """Stores the rows whose `unique` key is not stored yet; returns the keys of those left out (stored before).
+    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected."""
+    if not rows:
+        return set()
+    if connection.dialect.name == "sqlite":
+        return _sqlite_insert_new(connection, target, columns, rows, unique)
+    if direct:
+        try:
+            with connection.begin_nested():
+                _copy(connection, target.name, columns, rows)
+            return set()
+        except IntegrityError:
+            pass
+    stage = _stage(connection, target, columns, rows)
+    key = [stage.c[name] for name in unique]
+    inserted = postgresql.insert(target).from_select(
+        list(columns), select(*(stage.c[name] for name in columns)).order_by(*key)
+    ).on_conflict_do_nothing(index_elements=list(unique)).returning(*(target.c[name] for name in unique)).cte()
+    left_out = select(*key).select_from(
+        stage.outerjoin(inserted, and_(*(stage.c[name] == inserted.c[name] for name in unique)))
+    ).where(inserted.c[unique[0]].is_(None))
+    return {tuple(row) for row in connection.execute(left_out)}
+
+
+def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: list[tuple], *,
+             where=None) -> None:
+    """Add (*key, quantity, events) rows to `target`'s quantity and events, inserting the keys not there yet.
+    `where` names the partial unique index the key is unique in."""
+    if not rows:
+        return
+    columns = (*key, "quantity", "events")
+    if connection.dialect.name == "sqlite":
+        statement = sqlite.insert(target).on_conflict_do_update(
+            index_elements=list(key), index_where=where,
+            set_={"quantity": func.decimal_add(target.c.quantity, literal_column("excluded.quantity")),
+                  "events": target.c.events + literal_column("excluded.events")},
+        )
+        _executemany(connection, target, columns, rows, statement)
+        return
+    stage = _stage(connection, target, columns, rows)
+    insert_ = postgresql.insert(target)
+    ordered = select(*(stage.c[name] for name in columns)).order_by(*(stage.c[name] for name in key))
+    statement = insert_.from_select(list(columns), ordered).on_conflict_do_update(
+        index_elements=list(key), index_where=where,
+        set_={"quantity": target.c.quantity + insert_.excluded.quantity,
+              "events": target.c.events + insert_.excluded.events},
+    )
+    connection.execute(statement)
+
+
+def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique) -> set[tuple]:
+    last = connection.execute(select(func.max(target.c.id))).scalar() or 0
+    statement = sqlite.insert(target).on_conflict_do_nothing(index_elements=list(unique))
+    stored = _executemany(connection, target, columns, rows, statement)
+    if stored == len(rows):
+        return set()
+    query = select(*(target.c[name] for name in unique)).where(target.c.id > last)
+    cursor = connection.connection.driver_connection.execute(str(query.compile(dialect=connection.dialect)), (last,))
+    positions = [columns.index(name) for name in unique]
+    return {tuple(row[p] for p in positions) for row in rows} - set(cursor.fetchall())
+
+
+STORED_EVENTS = {
+    "sqlite": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
+              "FROM json_each(:identities) AS j JOIN events AS e "
+              "ON e.source = json_extract(j.value, '$[0]') AND e.event_id = json_extract(j.value, '$[1]')",
+    "postgresql": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
+                  "FROM unnest(CAST(:sources AS VARCHAR[]), CAST(:event_ids AS VARCHAR[])) AS j(source, event_id) "
+                  "JOIN events AS e ON e.source = j.source AND e.event_id = j.event_id",
+}
+
+
+def stored_events(connection: Connection, identities: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """The stored (time, customer, site, category, quantity) of those identities (source, id) that are stored."""
+    if not identities:
+        return {}
     dialect = connection.dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        return False
-    try:
-        with connection.begin_nested():
-            if dialect == "postgresql":
-                _copy(connection, table, columns, rows)
-            else:
-                _executemany(connection, table, columns, rows)
-    except IntegrityError:
-        return False
-    return True
+    query = text(STORED_EVENTS[dialect]).columns(
+        column("source"), column("event_id"), column("time", UTCDateTime()), column("customer"), column("site"),
+        column("category"), column("quantity", ExactDecimal()),
+    )
+    if dialect == "sqlite":
+        parameters = {"identities": msgspec.json.encode(identities).decode()}
+    else:
+        parameters = {"sources": [s for s, _ in identities], "event_ids": [i for _, i in identities]}
+    return {(source, event_id): tuple(content) for source, event_id, *content in connection.execute(query, parameters)}
 
 
-def _copy(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+def _executemany(connection: Connection, target: Table, columns, rows, statement) -> int:
+    """Runs `statement` for every row, the values through the columns' bind processors; rows changed."""
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if compiled.positiontup != list(columns):
+        raise ValueError(f"give the columns in the table's order: {compiled.positiontup}")
+    types = [target.c[name].type for name in columns]
+    processors = [kind.dialect_impl(dialect).bind_processor(dialect) for kind in types]
+    if any(processors):
+        rows = list(zip(*(_processed(p, values, isinstance(kind, ExactDecimal))
+                          for p, kind, values in zip(processors, types, zip(*rows)))))
+    return connection.exec_driver_sql(str(compiled), rows).rowcount
+
+
+def _processed(processor, values: tuple, exact: bool) -> list | tuple:
+    """The values through the processor; each distinct one once, where equal values are written alike."""
+    if processor is None:
+        return values
+    if not exact:   # a Decimal's text keeps its scale (1.0 is not written as 1), so those are not merged
+        distinct = set(values)
+        if len(distinct) * 4 < len(values):
+            written = {value: processor(value) for value in distinct}
+            return list(map(written.__getitem__, values))
+    return list(map(processor, values))
+
+
+def _copy(connection: Connection, name: str, columns, rows) -> None:
     cursor = connection.connection.driver_connection.cursor()
-    names = ", ".join(connection.dialect.identifier_preparer.quote(name) for name in columns)
+    names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
     try:
-        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {connection.dialect.identifier_preparer.quote(name)} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
     except connection.dialect.dbapi.Error as exc:   # as SQLAlchemy would have raised it: IntegrityError, …
@@ -45,13 +160,14 @@ def _copy(connection: Connection, table: Table, columns: tuple[str, ...], rows: 
         cursor.close()
 
 
-def _executemany(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    dialect = connection.dialect
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
-    if compiled.positiontup != list(columns):
-        raise ValueError(f"give the columns in the table's order: {compiled.positiontup}")
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
-    if any(processors):
-        by_column = [list(map(p, values)) if p else values for p, values in zip(processors, zip(*rows))]
-        rows = list(zip(*by_column))
-    connection.exec_driver_sql(str(compiled), rows)
+def _stage(connection: Connection, target: Table, columns, rows):
+    """A temporary table of `target`'s `columns`, emptied at commit, holding `rows`."""
+    name = f"{target.name}_stage"
+    quote = connection.dialect.identifier_preparer.quote
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(name)} ON COMMIT DELETE ROWS AS "
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(target.name)} WITH NO DATA"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {quote(name)}")
+    _copy(connection, name, columns, rows)
+    return table(name, *(column(c) for c in columns))

@@ -11,18 +11,22 @@ PostgreSQL (`postgresql+psycopg://…`) is the production choice.
 
 SQLite transactions begin with `BEGIN IMMEDIATE`: a writer takes the write lock
 before it reads, so two processes never both read and then both try to write
-(they queue on the lock for up to `SQLITE_BUSY_SECONDS` instead).
+(they queue on the lock for up to `SQLITE_BUSY_SECONDS` instead). Each SQLite
+connection also gets `decimal_add(a, b)`, exact addition of decimals stored as text.
 """
 
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 from sqlalchemy import Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
+
+from store.types import EXACT, decimal_text
 
 DEFAULT_URL = "sqlite:///billing.db"
 SQLITE_BUSY_SECONDS = 120
@@ -70,6 +74,7 @@ def _sqlite_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, record):
         dbapi_connection.isolation_level = None   # transactions are begun below, not by the driver
+        dbapi_connection.create_function("decimal_add", 2, _decimal_add, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
@@ -80,6 +85,15 @@ def _sqlite_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _decimal_add(a: str | None, b: str | None) -> str | None:
+    """SQLite's missing exact addition, for decimals stored as text (store/types.py ExactDecimal)."""
+    if a is None or b is None:
+        return None
+    if a.isdigit() and b.isdigit():   # whole numbers, the common case: no Decimal needed
+        return str(int(a) + int(b))
+    return decimal_text(EXACT.add(Decimal(a), Decimal(b)))
 
 
 def connect(url: str | None = None) -> Engine:

@@ -32,22 +32,21 @@ from itertools import islice
 from typing import Callable, Hashable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from metering.aggregate import LocalDays
 from metering.events import Event, Rejection
-from store.bulk import bulk_insert
+from store.bulk import insert_new, stored_events
 from store.db import dialect_insert
 from store.models import ConflictingEvent, Contract, Invoice, UsageEvent
 from store.rollups import Increments, add_to_rollups
-from store.types import decimal_text
+from store.types import EXACT, decimal_text
 
-BATCH_EVENTS = 5000
+BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch
 RETRIES = 5          # PostgreSQL may pick a batch as a deadlock victim; it is then run again
-CHUNK = 500
 
 ACCEPTED, DUPLICATE, CONFLICT, REJECTED = "accepted", "duplicate", "conflict", "rejected"
 UNKNOWN_CUSTOMER = "unknown customer"
@@ -107,12 +106,12 @@ def differences(stored, event: Event) -> list[str]:
 
 
 class _Ingestion:
-    """What stays known across batches: contracts' time zones, and whether the fast path is worth trying."""
+    """What stays known across batches: the contracts' time zones, and whether the last batch met repeats."""
 
     def __init__(self, clock: Callable[[], dt.datetime]):
         self.clock = clock
         self.local_days: dict[str, LocalDays] = {}
-        self.careful = False
+        self.repeats_seen = False
 
     def store(self, session_factory: sessionmaker, batch: list[Item]) -> list[Outcome]:
         for attempt in range(RETRIES):
@@ -142,80 +141,55 @@ class _Ingestion:
     def _store(self, session: Session, batch: list[Item]) -> list[Outcome]:
         connection = session.connection()
         now = self.clock()
-        issued = self._customers(session, {item.data.customer for _, item in batch if isinstance(item, Event)})
+        issued = self._customers(session, {item.data.customer for _, item in batch if type(item) is Event})
         outcomes: list[Outcome | None] = [None] * len(batch)
         first: dict[tuple[str, str], int] = {}
         candidates, rows, repeats = [], [], []
+        usage: dict[bool, Increments] = {False: {}, True: {}}   # on time, late
+        add, local_days = EXACT.add, self.local_days
         for index, (_, item) in enumerate(batch):
-            if not isinstance(item, Event):
+            if type(item) is not Event:
                 outcomes[index] = Outcome(REJECTED, reason=item.reason, detail=item.detail)
                 continue
             data = item.data
-            months = issued.get(data.customer)
+            customer = data.customer
+            months = issued.get(customer)
             if months is None:
-                outcomes[index] = _unknown(data.customer)
+                outcomes[index] = _unknown(customer)
                 continue
             identity = (item.source, item.id)
             if identity in first:
                 repeats.append(index)
                 continue
             first[identity] = index
-            day = self.local_days[data.customer](item.time)
+            day = local_days[customer](item.time)
             late = bool(months) and (day.year, day.month) in months
+            quantity = data.quantity
             candidates.append(index)
-            rows.append((item.source, item.id, data.customer, data.site, data.category, item.time, data.quantity,
-                         day, late, now))
-
-        if rows:   # one lock order for concurrent writers, so PostgreSQL never has them wait on each other in a ring
-            candidates, rows = map(list, zip(*sorted(zip(candidates, rows), key=lambda pair: pair[1][:2])))
-        inserted = self._insert(connection, rows)
-        on_time: Increments = {}
-        late_usage: Increments = {}
-        to_check = repeats   # and the candidates found already stored
-        for index, row in zip(candidates, rows):
-            if inserted is not None and (row[0], row[1]) not in inserted:
-                to_check.append(index)
-                continue
-            late = row[8]
-            key = (row[2], row[3], row[4], row[7])
-            increments = late_usage if late else on_time
-            cell = increments.get(key)
+            rows.append((item.source, item.id, customer, data.site, data.category, item.time, quantity, day, late, now))
+            key = (customer, data.site, data.category, day)
+            cell = usage[late].get(key)
             if cell is None:
-                increments[key] = [row[6], 1]
+                usage[late][key] = [quantity, 1]
             else:
-                cell[0] += row[6]
+                cell[0] = add(cell[0], quantity)
                 cell[1] += 1
             outcomes[index] = _ACCEPTED_LATE if late else _ACCEPTED
-        add_to_rollups(connection, on_time)
-        add_to_rollups(connection, late_usage, late=True)
-        if to_check:
-            self._classify(connection, batch, to_check, issued, now, outcomes)
-        return outcomes
 
-    def _insert(self, connection: Connection, rows: list[tuple]) -> set[tuple[str, str]] | None:
-        """The identities inserted; None when all were."""
-        if not rows:
-            return None
-        if not self.careful and bulk_insert(connection, EVENTS, EVENT_COLUMNS, rows):
-            return None
-        statement = dialect_insert(connection, EVENTS).on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(
-            EVENTS.c.source, EVENTS.c.event_id
-        )
-        inserted = {tuple(row) for row in connection.execute(statement, [dict(zip(EVENT_COLUMNS, r)) for r in rows])}
-        self.careful = len(inserted) < len(rows)   # repeats come in runs: a re-sent file, an overlapping one
-        return inserted
+        left_out = insert_new(connection, EVENTS, EVENT_COLUMNS, rows, ("source", "event_id"),
+                              direct=not self.repeats_seen)
+        self.repeats_seen = bool(left_out)   # repeats come in runs: a re-sent file, an overlapping one
+        if left_out:   # stored before: repeats, not usage
+            repeats += _without_stored(candidates, rows, left_out, usage, outcomes)
+        add_to_rollups(connection, usage[False])
+        add_to_rollups(connection, usage[True], late=True)
+        if repeats:
+            self._classify(connection, batch, repeats, issued, now, outcomes)
+        return outcomes
 
     def _classify(self, connection: Connection, batch: list[Item], indexes: list[int],
                   issued: dict[str, set[tuple[int, int]]], now: dt.datetime, outcomes: list) -> None:
-        identities = sorted({(batch[i][1].source, batch[i][1].id) for i in indexes})
-        stored = {}
-        columns = (EVENTS.c.time, EVENTS.c.customer, EVENTS.c.site, EVENTS.c.category, EVENTS.c.quantity)
-        for start in range(0, len(identities), CHUNK):
-            query = select(EVENTS.c.source, EVENTS.c.event_id, *columns).where(
-                tuple_(EVENTS.c.source, EVENTS.c.event_id).in_(identities[start:start + CHUNK])
-            )
-            for source, event_id, *content in connection.execute(query):
-                stored[(source, event_id)] = content
+        stored = stored_events(connection, sorted({(batch[i][1].source, batch[i][1].id) for i in indexes}))
         conflicts = []
         for index in indexes:
             event = batch[index][1]
@@ -235,6 +209,27 @@ class _Ingestion:
             insert = dialect_insert(connection, ConflictingEvent.__table__)
             connection.execute(insert.on_conflict_do_nothing(index_elements=["source", "event_id", "fingerprint"]),
                                conflicts)
+
+
+def _without_stored(candidates, rows, left_out_identities, usage, outcomes) -> list[int]:
+    """Takes the rows not inserted out of the usage (summing their cells again, so that each sum keeps the
+    decimal places of what it adds up) and returns their indexes."""
+    stale, left_out = set(), []
+    for index, row in zip(candidates, rows):
+        if (row[0], row[1]) in left_out_identities:
+            left_out.append(index)
+            stale.add((row[8], (row[2], row[3], row[4], row[7])))
+    for late, key in stale:
+        del usage[late][key]
+    for index, row in zip(candidates, rows):
+        key = (row[2], row[3], row[4], row[7])
+        if (row[8], key) in stale and (row[0], row[1]) not in left_out_identities:
+            cell = usage[row[8]].setdefault(key, [None, 0])
+            cell[0] = row[6] if cell[0] is None else EXACT.add(cell[0], row[6])
+            cell[1] += 1
+    for index in left_out:
+        outcomes[index] = None
+    return left_out
 
 
 def _unknown(customer: str) -> Outcome:

@@ -1,10 +1,8 @@
 """Usage per (customer, site, category, local day): adding to it exactly, reading it back as `Usage`.
 
 Ingestion adds each batch's sums in the batch's own transaction, so a rollup
-always equals the events stored. PostgreSQL adds NUMERICs in the upsert itself;
-SQLite has no exact decimal arithmetic, so there the stored sums are read and
-added in Python (the writer holds SQLite's write lock, so nothing changes them
-in between).
+always equals the events stored. The database adds them, exactly: NUMERIC on
+PostgreSQL, `decimal_add` on SQLite (store/bulk.py).
 """
 
 from __future__ import annotations
@@ -12,63 +10,24 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from engine.periods import Period
 from engine.usage import Usage
-from store.db import dialect_insert
+from store.bulk import add_sums
 from store.models import LateRollup, Rollup
 
 # (customer, site, category, local day) → [quantity, events]
 Increments = dict[tuple[str, str, str, dt.date], list]
 KEY = ("customer", "site", "category", "day")
-CHUNK = 200
 
 
 def add_to_rollups(connection: Connection, increments: Increments, *, late: bool = False) -> None:
     """Add to the on-time rollups, or (late=True) to the late usage not yet billed."""
-    if not increments:
-        return
-    table: Table = (LateRollup if late else Rollup).__table__
-    pending = table.c.billed_on.is_(None) if late else None
-    keys = sorted(increments)   # one lock order for every writer
-    insert = dialect_insert(connection, table)
-    if connection.dialect.name == "postgresql":
-        statement = insert.on_conflict_do_update(
-            index_elements=KEY, index_where=pending,
-            set_={"quantity": table.c.quantity + insert.excluded.quantity,
-                  "events": table.c.events + insert.excluded.events},
-        )
-        rows = [dict(zip(KEY, key), quantity=increments[key][0], events=increments[key][1]) for key in keys]
-    else:
-        stored = _stored(connection, table, keys, pending)
-        statement = insert.on_conflict_do_update(
-            index_elements=KEY, index_where=pending,
-            set_={"quantity": insert.excluded.quantity, "events": insert.excluded.events},
-        )
-        rows = []
-        for key in keys:
-            quantity, events = increments[key]
-            before = stored.get(key)
-            if before is not None:
-                quantity, events = before[0] + quantity, before[1] + events
-            rows.append(dict(zip(KEY, key), quantity=quantity, events=events))
-    connection.execute(statement, rows)
-
-
-def _stored(connection: Connection, table: Table, keys: list, pending) -> Increments:
-    columns = tuple_(*(table.c[name] for name in KEY))
-    found: Increments = {}
-    for start in range(0, len(keys), CHUNK):
-        query = select(*(table.c[name] for name in KEY), table.c.quantity, table.c.events).where(
-            columns.in_(keys[start:start + CHUNK])
-        )
-        if pending is not None:
-            query = query.where(pending)
-        for customer, site, category, day, quantity, events in connection.execute(query):
-            found[(customer, site, category, day)] = [quantity, events]
-    return found
+    target: Table = (LateRollup if late else Rollup).__table__
+    add_sums(connection, target, KEY, [(*key, quantity, events) for key, (quantity, events) in increments.items()],
+             where=target.c.billed_on.is_(None) if late else None)
 
 
 Cell = tuple[dt.date, str, str, Decimal, int]   # (local day, site, category, quantity, events)
