@@ -37,7 +37,7 @@ PASSWORD = "correct horse battery staple"
 CUSTOMER, OTHER_CUSTOMER = "acme-health", "northwind"
 # Who the matrix asks: every role, a customer user of the other customer, and nobody signed in.
 PRINCIPALS = ("anonymous", "admin", "deal_desk", "finance", "customer_finance", "other_customer")
-TEST_ACTOR = Actor("test", "test")
+TEST_ACTOR = Actor("cli:test", "test")
 
 
 @dataclass
