@@ -4,15 +4,19 @@
     billing user list
     billing user disable|enable|unlock|reset-mfa ana@example.com
     billing audit verify            # exit 1 and the first edited, inserted or deleted entry, if any
+    billing demo [--database billing-demo.db] [--replace] [--host 127.0.0.1] [--port 8000] [--no-serve]
 
 Changes are recorded in the audit log as made by `cli:<login name>`, in the
 environment BILLING_ENV names; the database is the one every command uses
-(BILLING_DATABASE_URL, or billing.db here).
+(BILLING_DATABASE_URL, or billing.db here). `demo` makes its own SQLite file in
+the test environment (billing/demo.py) and serves the app on it with waitress.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 from billing.commands.db import database
 from billing.contracts import InputError, UsageError
@@ -122,6 +126,55 @@ def cmd_audit_verify(args) -> int:
     return OK
 
 
+def cmd_demo(args) -> int:
+    import datetime as dt
+
+    from billing.demo import ENVIRONMENT, build_demo
+    from store import db
+
+    contracts_dir = Path(__file__).resolve().parents[2] / "contracts"
+    if not any(contracts_dir.glob("*.pricing")):
+        raise UsageError(f"the example contracts are not in {contracts_dir}: run `billing demo` from a clone "
+                         "of the repository")
+    path = Path(args.database)
+    if path.exists() and not args.replace:
+        raise UsageError(f"{path} exists; pass --replace to build the demonstration database again")
+    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
+    today = dt.date.fromisoformat(args.today) if args.today else dt.datetime.now(dt.timezone.utc).date()
+    url = f"sqlite:///{path.resolve()}"
+    try:
+        summary = build_demo(url, contracts_dir, today)
+    except db.DatabaseUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Demonstration database {path} (environment {ENVIRONMENT}):")
+    for contract in summary.contracts:
+        issued = f"{contract.issued[0]} to {contract.issued[-1]}" if contract.issued else "none"
+        closed = f"; {contract.closed} finished, not invoiced yet" if contract.closed else ""
+        print(f"  {contract.contract_id} ({contract.customer}): {contract.events:,} usage events; "
+              f"issued invoices {issued}{closed}; {contract.open} open")
+    print("\nUsers (add the TOTP secret to an authenticator app; passwords are shown only now):")
+    roles = [user.role + (f" ({user.customer})" if user.customer else "") for user in summary.users]
+    emails, widest = max(len(user.email) for user in summary.users), max(map(len, roles))
+    for user, role in zip(summary.users, roles):
+        print(f"  {user.email:<{emails}}  {role:<{widest}}  password {user.password}  TOTP secret {user.totp_secret}")
+    if args.no_serve:
+        return OK
+    return _serve(url, args.host, args.port)
+
+
+def _serve(url: str, host: str, port: int) -> int:
+    from waitress import serve
+
+    from admin_app import create_app
+    from billing.demo import ENVIRONMENT
+
+    app = create_app({"BILLING_ENV": ENVIRONMENT, "DATABASE_URL": url})
+    print(f"\nServing the portal on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    serve(app, host=host, port=port)
+    return OK
+
+
 def register(commands) -> None:
     user = commands.add_parser("user", help="portal users: add, list, disable, enable, unlock, reset MFA")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
@@ -141,3 +194,14 @@ def register(commands) -> None:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_commands.add_parser("verify", help="check the hash chain; exit 1 at the first edited, inserted or "
                                              "deleted entry").set_defaults(run=cmd_audit_verify)
+
+    demo = commands.add_parser("demo", help="build a demonstration database (example contracts, months of usage, "
+                                             "issued invoices, a user of every role) and serve the portal on it")
+    demo.add_argument("--database", default="billing-demo.db", metavar="PATH",
+                      help="the SQLite file to create (default billing-demo.db)")
+    demo.add_argument("--replace", action="store_true", help="build it again if the file exists")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--no-serve", action="store_true", help="only build the database")
+    demo.add_argument("--today", help=argparse.SUPPRESS)   # YYYY-MM-DD: the day the demonstration is built for
+    demo.set_defaults(run=cmd_demo)
