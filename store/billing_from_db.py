@@ -42,8 +42,20 @@ class ComputedInvoice:
     result: PeriodResult
     usage: Usage                   # on-time usage from the period after `carried` (or the year's start) on
     carried: Carried | None        # where its caps started from, when an issued invoice froze that
-    usage_hash: str
+    cells: list                    # the rollup rows behind `usage`
     late: tuple[LateBilling, ...]
+
+    @property
+    def usage_hash(self) -> str:
+        """A digest of the usage the invoice was computed from: its period's rollups and the late rows it bills."""
+        period = self.result.period
+        digest = hashlib.sha256()
+        for day, site, category, quantity, events in sorted(c for c in self.cells if Period.of(c[0]) == period):
+            digest.update(f"{day}|{site}|{category}|{decimal_text(quantity)}|{events}\n".encode())
+        for billing in self.late:
+            digest.update(f"late {billing.period}: {sorted(billing.rollup_ids)} {sorted(billing.conflict_ids)}\n"
+                          .encode())
+        return digest.hexdigest()
 
 
 def invoice_from_db(session: Session, customer: str, period: Period) -> ComputedInvoice:
@@ -73,8 +85,8 @@ def invoice_from_db(session: Session, customer: str, period: Period) -> Computed
     ]
     invoice = replace(invoice, unbilled=invoice.unbilled + tuple(group for group, _ in late_groups))
     late_for.update({id(group): owner for group, owner in late_groups})
-    return ComputedInvoice(contract, invoice, _document(invoice, late_for), result, usage, carried,
-                           _usage_hash(period, cells, late), tuple(late))
+    return ComputedInvoice(contract, invoice, _document(invoice, late_for), result, usage, carried, cells,
+                           tuple(late))
 
 
 def _conflicts(session: Session, customer: str, period: Period) -> dict:
@@ -100,13 +112,3 @@ def _document(invoice: Invoice, late_for: dict[int, Period]) -> dict:
         if id(group) in late_for:
             group_json["late_for"] = str(late_for[id(group)])
     return document
-
-
-def _usage_hash(period: Period, cells, late: list[LateBilling]) -> str:
-    """A digest of the usage the invoice was computed from: its period's rollups and the late rows it bills."""
-    digest = hashlib.sha256()
-    for day, site, category, quantity, events in sorted(c for c in cells if Period.of(c[0]) == period):
-        digest.update(f"{day}|{site}|{category}|{decimal_text(quantity)}|{events}\n".encode())
-    for billing in late:
-        digest.update(f"late {billing.period}: {sorted(billing.rollup_ids)} {sorted(billing.conflict_ids)}\n".encode())
-    return digest.hexdigest()

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import queue
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context
 from itertools import islice
@@ -78,11 +81,48 @@ def ingest_events(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
 ) -> Iterator[tuple[Hashable, Event | Rejection, Outcome]]:
     ingestion = _Ingestion(clock)
-    items = iter(items)
-    while batch := list(islice(items, batch_size)):
-        outcomes = ingestion.store(session_factory, batch)
-        for (tag, item), outcome in zip(batch, outcomes):
-            yield tag, item, outcome
+    with _read_ahead(items, batch_size) as batches:
+        for batch in batches:
+            outcomes = ingestion.store(session_factory, batch)
+            for (tag, item), outcome in zip(batch, outcomes):
+                yield tag, item, outcome
+
+
+@contextmanager
+def _read_ahead(items: Iterable[Item], batch_size: int) -> Iterator[Iterator[list[Item]]]:
+    """The items in batches, the next one read (parsed) in a thread while the database works on this one.
+
+    At most two batches wait; an error in reading is raised where the batch would have come.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            source = iter(items)
+            while not stop.is_set() and (batch := list(islice(source, batch_size))):
+                ready.put(batch)
+            ready.put(None)
+        except BaseException as exc:  # handed to the consumer, who raises it
+            ready.put(exc)
+
+    def batches() -> Iterator[list[Item]]:
+        while (batch := ready.get()) is not None:
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch
+
+    reader = threading.Thread(target=read, name="ingest-reader", daemon=True)
+    reader.start()
+    try:
+        yield batches()
+    finally:
+        stop.set()
+        while reader.is_alive():   # let a reader blocked on a full queue finish
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                reader.join(0.01)
 
 
 def fingerprint(event: Event) -> str:

@@ -66,3 +66,9 @@ def test_text_and_output_file(cli, tmp_path):
                          "--output", tmp_path / "may.json")
     assert status == 0 and out == ""
     assert json.loads((tmp_path / "may.json").read_text())["period"] == "2026-05"
+
+
+def test_the_schema_check_finds_the_head_alembic_finds():
+    from alembic.script import ScriptDirectory
+
+    assert schema.head() == ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
