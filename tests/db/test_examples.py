@@ -41,3 +41,30 @@ def test_database_mode_prints_the_file_mode_invoice(cli, name):
         status, out, err = cli("invoice", "--customer", expected["contract"], "--period", period)
         assert status == 0, err
         assert json.loads(out) == expected, f"{name} {period}"
+
+
+def test_amendments_saved_with_effective_bill_as_in_file_mode(cli, tmp_path):
+    from .support import TINY, event, write_lines
+
+    base = tmp_path / "tiny.pricing"
+    base.write_text(TINY, encoding="utf-8")
+    amended = tmp_path / "tiny-march.pricing"
+    amended.write_text(TINY.replace("rate 1.00", "rate 1.25").replace("cap 500.00", "cap 400.00"), encoding="utf-8")
+    events = write_lines(tmp_path / "events.jsonl", [
+        event(n, f"2026-{1 + n % 4:02d}-{1 + n % 27:02d}T12:00:00Z", str(40 + n), site="s1" if n % 3 else "s2",
+              category="review" if n % 4 == 0 else "standard") for n in range(40)
+    ] + [event(3, "2026-04-04T12:00:00Z", "43", site="s2")])   # a duplicate of event 3
+    assert cli("db", "upgrade")[0] == 0
+    assert cli("contract", "save", base)[0] == 0
+    status, out, err = cli("contract", "save", amended, "--effective", "2026-03")
+    assert status == 0, err
+    assert cli("ingest", events)[0] == 0
+    for period in ("2026-01", "2026-02", "2026-03", "2026-04"):
+        status, out, err = cli("invoice", "--contract", base, "--contract", f"{amended}@2026-03",
+                               "--events", events, "--period", period)
+        assert status == 0, err
+        expected = json.loads(out)
+        expected["unbilled"] = [group for group in expected["unbilled"] if group["reason"] != "duplicate"]
+        status, out, err = cli("invoice", "--customer", "tiny", "--period", period)
+        assert status == 0, err
+        assert json.loads(out) == expected, period
