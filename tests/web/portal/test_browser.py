@@ -2,7 +2,10 @@
 
 Skipped when /usr/bin/chromium is absent, except under CI (CI set), where a
 missing browser must fail rather than pass quietly. The pages seen are saved as
-screenshots in docs/images/ (login, enrolment, audit log).
+screenshots (login, enrolment, audit log) in the test's temporary directory, or,
+to refresh the ones in the documentation, where BILLING_SCREENSHOTS says:
+
+    BILLING_SCREENSHOTS=docs/images .venv/bin/python -m pytest tests/web/portal/test_browser.py
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from store.audit import Actor, record
 from .conftest import PASSWORD, add_portal_user
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "images"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 
@@ -53,6 +55,17 @@ def live_portal(db_url, portal_sessions, monkeypatch):
 
 
 @pytest.fixture
+def screenshot(tmp_path):
+    folder = Path(os.environ.get("BILLING_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(page, name: str, **options) -> None:
+        page.screenshot(path=str(folder / f"{name}.png"), **options)
+
+    return save
+
+
+@pytest.fixture
 def browser_page():
     from playwright.sync_api import sync_playwright
 
@@ -62,11 +75,6 @@ def browser_page():
         page.set_default_timeout(15_000)
         yield page
         browser.close()
-
-
-def screenshot(page, name: str, **options) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)
 
 
 def sign_in_with_password(page, base: str, email: str) -> None:
@@ -99,7 +107,7 @@ def some_history(sessions) -> None:
                    at=start + dt.timedelta(minutes=17 * minutes))
 
 
-def test_first_sign_in_enrols_mfa_in_the_browser(live_portal, browser_page, portal_sessions):
+def test_first_sign_in_enrols_mfa_in_the_browser(live_portal, browser_page, portal_sessions, screenshot):
     page, base = browser_page, live_portal
     some_history(portal_sessions)
     add_portal_user(portal_sessions, "ada.admin@example.com", "admin", enrolled=False)
