@@ -126,10 +126,10 @@ def generated_usage(contract: Compiled, today: dt.date):
             for position, category in enumerate(terms.category_ids):
                 if category in disabled:
                     continue
-                for _ in range(rng.randint(1, 3) if day.weekday() < 5 else rng.randint(0, 1)):
+                for _ in range(rng.randint(1, 2) if day.weekday() < 5 else rng.randint(0, 1)):
                     number += 1
                     local = dt.datetime.combine(day, dt.time(rng.randint(7, 19), rng.randint(0, 59)), zone)
-                    quantity = Decimal(rng.randint(40, 180) if position == 0 else rng.randint(5, 70))
+                    quantity = Decimal(rng.randint(10, 60) if position == 0 else rng.randint(5, 40))
                     yield Event("1.0", f"demo-{terms.contract_id}-{number:06d}", SOURCE, "unit.processed",
                                 local.astimezone(UTC), EventData(terms.contract_id, site.site, category, quantity))
         day += dt.timedelta(days=1)
