@@ -117,6 +117,7 @@ def enrol():
         if isinstance(codes, Refused):
             db_session().commit()
             form.code.errors.append(codes.message)
+            form.code.data = ""   # a one-time credential is never shown back
         else:
             target = session["signin"]["next"]
             sign_in(user)
@@ -146,6 +147,7 @@ def code():
         if isinstance(method, Refused):
             db_session().commit()
             form.code.errors.append(method.message)
+            form.code.data = ""
         else:
             target = session["signin"]["next"]
             sign_in(user)

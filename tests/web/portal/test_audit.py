@@ -9,6 +9,7 @@ must then name the first entry edited, inserted or deleted.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import select, text
@@ -172,3 +173,19 @@ def test_the_viewer_filters(signed_in_client, portal_sessions):
     assert "ana@example.com" not in shown(until="2026-03-13")
     assert "No entries match" in shown(actor="%") and "No entries match" in shown(resource="%")   # literally
     assert "Not a valid date value" in shown(since="14/03/2026")
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(portal_sessions):
+    def write(worker: int) -> None:
+        for n in range(20):
+            with portal_sessions.begin() as session:
+                record(session, Actor(f"worker-{worker}", "test"), "invoice.view", f"invoice:{worker}/{n}")
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with portal_sessions() as session:
+        assert session.scalars(select(AuditEntry.sequence).order_by(AuditEntry.sequence)).all() == list(range(1, 81))
+    assert found(portal_sessions) is None

@@ -44,6 +44,7 @@ def test_first_sign_in_enrols_then_shows_recovery_codes_once(portal_client, port
     assert portal_client.get("/login/enrol").get_data(as_text=True).count(secret[:4]) >= 1   # a reload keeps it
     refused = code_step(portal_client, "000000", "/login/enrol")
     assert "This code is not right" in refused.get_data(as_text=True)
+    assert 'value="000000"' not in refused.get_data(as_text=True)
     done = code_step(portal_client, pyotp.TOTP(secret).at(portal_clock()), "/login/enrol")
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", done.get_data(as_text=True))
     assert len(codes) == 10 and len(set(codes)) == 10
