@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dsl.diagnostics import Diagnostic, Span, error, warning
 from dsl.parse import KEYWORDS
 from dsl.resolve import Effective, effective_rules, kind_of
-from dsl.syntax import Block, Contract, DateLiteral, NoRule, RateOverride, Ref, Scope
+from dsl.syntax import Amount, Block, Contract, DateLiteral, NoRule, RateOverride, Ref, Scope
 from engine.money import is_currency
 from engine.primitives.registry import Context, primitive
 
@@ -71,7 +71,7 @@ def check_header_values(contract: Contract, ctx: Context) -> Iterator[Diagnostic
     if timezone:
         try:
             ZoneInfo(timezone.value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder of zones, not a zone
             yield error(
                 "unknown-timezone",
                 timezone.value_span,
@@ -93,10 +93,32 @@ def check_header_values(contract: Contract, ctx: Context) -> Iterator[Diagnostic
         )
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+LARGEST_AMOUNT = Decimal(10) ** 18
+
+
 def check_dates(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
     for node in _walk(contract):
-        if isinstance(node, DateLiteral) and node.value is None:
+        if not isinstance(node, DateLiteral):
+            continue
+        if node.value is None:
             yield error("impossible-date", node.span, f"{node.text} is not a real calendar date (impossible date)")
+        elif not FIRST_YEAR <= node.value.year <= LAST_YEAR:
+            yield error(
+                "date-out-of-range",
+                node.span,
+                f"the date {node.text} is outside the years {FIRST_YEAR}–{LAST_YEAR} that contracts can bill",
+            )
+
+
+def check_magnitudes(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    for node in _walk(contract):
+        if isinstance(node, Amount) and abs(node.value) >= LARGEST_AMOUNT:
+            yield error(
+                "amount-too-large",
+                node.span,
+                f"the number {node.value} is too large; amounts and quantities in a contract stay below 10^18",
+            )
 
 
 def check_ids(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
@@ -346,6 +368,7 @@ CHECKS = (
     check_headers,
     check_header_values,
     check_dates,
+    check_magnitudes,
     check_ids,
     check_references,
     check_primitives,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.periods import Period, contract_year_start, periods_between
-from engine.plan import Plan
+from engine.plan import Phase, Plan
 from engine.primitives.registry import registry
 from engine.sheet import CapLedger, Sheet
 from engine.steps import CORE_RUNNERS, SITE_INACTIVE
@@ -74,6 +74,8 @@ def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> Pe
     for site in plan.sites:
         sheet = sheets[site.site]
         for step in site.steps:
+            if step.phase is not Phase.METER and sheet.active_days == 0:
+                break  # no billable day: the site is not billed this period, only its usage is reported
             runner(step.primitive)(step, sheet)
         for category, tally in sheet.inactive.items():
             evaluation.report(SITE_INACTIVE, site.site, category, tally)

@@ -50,7 +50,9 @@ class Money:
 
     def round(self, amount: Decimal) -> Decimal:
         """Round once, to the minor unit, with the contract's mode; never -0."""
-        rounded = amount.quantize(self.quantum, rounding=ROUNDING_MODES[self.rounding])
+        digits = max(PRECISION, amount.adjusted() + self.places + 2)  # room for any amount a contract states
+        rounded = amount.quantize(self.quantum, rounding=ROUNDING_MODES[self.rounding],
+                                  context=decimal.Context(prec=digits))
         return rounded if rounded else abs(rounded)
 
     def format(self, amount: Decimal) -> str:
