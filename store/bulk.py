@@ -23,7 +23,7 @@ take; for SQLite they pass through those types' own bind processors.
 from __future__ import annotations
 
 import msgspec
-from sqlalchemy import Table, and_, column, func, literal_column, select, table, text
+from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -39,13 +39,15 @@ def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], 
         return set()
     if connection.dialect.name == "sqlite":
         return _sqlite_insert_new(connection, target, columns, rows, unique)
-    if direct:
-        try:
-            with connection.begin_nested():
-                _copy(connection, target.name, columns, rows)
-            return set()
-        except IntegrityError:
-            pass
+    positions = [columns.index(name) for name in unique]
+    stored = set() if direct else _stored_keys(connection, target, unique, [[r[p] for r in rows] for p in positions])
+    new = [row for row in rows if tuple(row[p] for p in positions) not in stored] if stored else rows
+    try:
+        with connection.begin_nested():
+            _copy(connection, target.name, columns, new)
+        return stored
+    except IntegrityError:   # stored meanwhile by another writer: take the careful way
+        pass
     stage = _stage(connection, target, columns, rows)
     key = [stage.c[name] for name in unique]
     inserted = postgresql.insert(target).from_select(
@@ -81,6 +83,15 @@ def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: 
               "events": target.c.events + insert_.excluded.events},
     )
     connection.execute(statement)
+
+
+def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...], values: list[list]) -> set[tuple]:
+    """Which of these keys (given column by column) `target` holds already, by one index lookup each (PostgreSQL)."""
+    keys = select(*(func.unnest(literal(column_values, ARRAY(target.c[name].type)))
+                    for name, column_values in zip(unique, values))).subquery()
+    query = select(*(target.c[name] for name in unique)).join(
+        keys, and_(*(target.c[name] == keys.c[i] for i, name in enumerate(unique))))
+    return {tuple(row) for row in connection.execute(query)}
 
 
 def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique) -> set[tuple]:
