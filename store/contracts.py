@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from dsl.compile import Compiled, compile_source
 from engine.evaluate import Timeline
 from engine.periods import Period
-from store.models import Contract, ContractVersion, Invoice
+from store.models import Contract, ContractVersion, Invoice, in_force
 
 UTC = dt.timezone.utc
 
@@ -72,7 +72,7 @@ def author_name() -> str:
 
 def last_issued_period(session: Session, contract_id: str) -> Period | None:
     return session.scalar(
-        select(func.max(Invoice.period)).where(Invoice.customer == contract_id, Invoice.status == "issued")
+        select(func.max(Invoice.period)).where(Invoice.customer == contract_id, in_force())
     )
 
 

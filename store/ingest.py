@@ -44,7 +44,7 @@ from metering.aggregate import LocalDays
 from metering.events import Event, Rejection
 from store.bulk import insert_new, stored_events
 from store.db import dialect_insert
-from store.models import ConflictingEvent, Contract, Invoice, UsageEvent
+from store.models import ConflictingEvent, Contract, Invoice, UsageEvent, in_force
 from store.rollups import Increments, add_to_rollups
 from store.types import EXACT, decimal_text
 
@@ -173,7 +173,7 @@ class _Ingestion:
         session.execute(select(Contract.id).where(Contract.id.in_(known)).order_by(Contract.id)
                         .with_for_update(read=True))
         issued: dict[str, set[tuple[int, int]]] = {name: set() for name in known}
-        query = select(Invoice.customer, Invoice.period).where(Invoice.customer.in_(known), Invoice.status == "issued")
+        query = select(Invoice.customer, Invoice.period).where(Invoice.customer.in_(known), in_force())
         for name, period in session.execute(query):
             issued[name].add((period.year, period.month))
         return issued

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine.evaluate import Carried
 from engine.periods import Period
-from store.models import Invoice
+from store.models import Invoice, in_force
 from store.types import decimal_text
 
 CapCounts = dict[tuple[str, str], Decimal]   # (site, cap scope as written) → counted in the contract year
@@ -33,7 +33,7 @@ def counts_from_json(rows: list[list[str]]) -> CapCounts:
 
 
 def issued_invoices(session: Session, customer: str) -> dict[Period, Invoice]:
-    query = select(Invoice).where(Invoice.customer == customer, Invoice.status == "issued").order_by(Invoice.period)
+    query = select(Invoice).where(Invoice.customer == customer, in_force()).order_by(Invoice.period)
     return {invoice.period: invoice for invoice in session.scalars(query)}
 
 

@@ -19,7 +19,7 @@ from engine.periods import Period, contract_year_start
 from store.billing_from_db import ComputedInvoice, invoice_from_db
 from store.contracts import UnknownContract
 from store.invoices import CapCounts, counts_json
-from store.models import ConflictingEvent, Contract, Invoice, LateRollup
+from store.models import ConflictingEvent, Contract, Invoice, LateRollup, in_force
 
 UTC = dt.timezone.utc
 
@@ -39,20 +39,35 @@ def record_issued_invoice(session: Session, customer: str, period: Period, *,
     if session.get(Contract, customer, with_for_update=True) is None:
         raise UnknownContract(customer)
     row = session.scalar(select(Invoice).where(Invoice.customer == customer, Invoice.period == period,
-                                               Invoice.status != "void"))
+                                               Invoice.status.in_(("draft", "approved")) | in_force()))
     if row is not None and row.status == "issued":
         raise AlreadyIssued(f"the invoice of '{customer}' for {period} is already issued")
     computed = invoice_from_db(session, customer, period)
     if row is None:
         row = Invoice(customer=customer, period=period, created_at=now)
         session.add(row)
+    return freeze(session, row, computed, now)
+
+
+def computed_fields(computed: ComputedInvoice) -> dict:
+    """What an invoice row keeps of a computation: the document, contract version, cap counts, usage digest."""
+    return {
+        "document": computed.document,
+        "contract_sha": computed.result.plan.terms.version,
+        "cap_counts_before": counts_json(_counts_before(computed)),
+        "cap_counts": counts_json(computed.result.cap_counts),
+        "usage_hash": computed.usage_hash,
+    }
+
+
+def freeze(session: Session, row: Invoice, computed: ComputedInvoice, now: dt.datetime) -> Invoice:
+    """Stores `computed` in `row` as issued and marks the late usage it bills; set any other field first:
+    once flushed, the row never changes again (store/models.py, migration 0004)."""
+    for name, value in computed_fields(computed).items():
+        setattr(row, name, value)
     row.status = "issued"
-    row.document = computed.document
-    row.contract_sha = computed.result.plan.terms.version
-    row.cap_counts_before = counts_json(_counts_before(computed))
-    row.cap_counts = counts_json(computed.result.cap_counts)
-    row.usage_hash = computed.usage_hash
     row.issued_at = now
+    period = computed.result.period
     for billing in computed.late:
         if billing.rollup_ids:
             session.execute(update(LateRollup).where(LateRollup.id.in_(billing.rollup_ids)).values(billed_on=period))

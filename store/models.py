@@ -5,7 +5,8 @@
     rollups    on-time usage per (customer, site, category, local day)
     late_rollups  usage that arrived after its period was issued, until an invoice bills it
     conflicts  one row per distinct conflicting repeat of a stored event
-    invoices   issued (and, later, draft/approved/void) invoices with what they counted
+    invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
+    invoice_pdfs, invoice_voids, invoice_counters  the issued PDF, voids, numbering (store/lifecycle.py)
 
 Quantities and amounts are exact decimals (store/types.py), instants are UTC,
 local days are dates in the contract's time zone, periods are `YYYY-MM`.
@@ -24,9 +25,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    event,
+    exists,
+    inspect,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
@@ -171,9 +176,12 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         CheckConstraint(f"status IN {INVOICE_STATUSES}", name="invoices_status"),
+        # One draft or approved invoice per customer and period. An issued one is never changed, so a voided
+        # one keeps status 'issued' (invoice_voids says it is void); store/lifecycle.py allows one in force.
         Index(
-            "invoices_one_live", "customer", "period", unique=True,
-            postgresql_where=text("status <> 'void'"), sqlite_where=text("status <> 'void'"),
+            "invoices_one_open", "customer", "period", unique=True,
+            postgresql_where=text("status IN ('draft', 'approved')"),
+            sqlite_where=text("status IN ('draft', 'approved')"),
         ),
     )
 
@@ -188,6 +196,69 @@ class Invoice(Base):
     usage_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
     issued_at: Mapped[dt.datetime | None]
+    # The lifecycle (store/lifecycle.py): who approved and issued it, its number, the voided invoice it replaces.
+    approved_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None]
+    issued_by: Mapped[str | None]
+    number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+
+
+class InvoicePdf(Base):
+    """The PDF an invoice was issued with, and its SHA-256; never changed or deleted."""
+
+    __tablename__ = "invoice_pdfs"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class InvoiceVoid(Base):
+    """An issued invoice's void: who, when, why. The invoice row itself is not touched."""
+
+    __tablename__ = "invoice_voids"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    voided_at: Mapped[dt.datetime]
+    voided_by: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class InvoiceCounter(Base):
+    """The last invoice number issued per environment and year; locked by the issuing transaction."""
+
+    __tablename__ = "invoice_counters"
+
+    environment: Mapped[str] = mapped_column(primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+def in_force():
+    """The condition of an issued invoice that was not voided: what caps, lateness and numbering count."""
+    return (Invoice.status == "issued") & ~exists().where(InvoiceVoid.invoice_id == Invoice.id)
+
+
+class FrozenRecord(Exception):
+    """An issued invoice, its PDF and a void are never updated or deleted."""
+
+
+@event.listens_for(Invoice, "before_update")
+@event.listens_for(Invoice, "before_delete")
+def _issued_invoice_is_frozen(mapper, connection, target: Invoice) -> None:
+    history = inspect(target).attrs.status.history
+    if (history.deleted[0] if history.deleted else target.status) == "issued":
+        raise FrozenRecord(f"invoice {target.number or target.id} of '{target.customer}' for {target.period} "
+                           "is issued: it cannot be changed or deleted (void it and issue a new one)")
+
+
+@event.listens_for(InvoicePdf, "before_update")
+@event.listens_for(InvoicePdf, "before_delete")
+@event.listens_for(InvoiceVoid, "before_update")
+@event.listens_for(InvoiceVoid, "before_delete")
+def _append_only(mapper, connection, target) -> None:
+    raise FrozenRecord(f"{mapper.local_table.name} is append-only: a row cannot be changed or deleted")
 
 
 configure_mappers()

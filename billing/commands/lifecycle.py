@@ -1,0 +1,154 @@
+"""The invoice lifecycle on the command line (interfaces §2): `billing close`, `approve`, `issue`, `void`.
+
+    billing close --period 2026-05 [--customer acme-health]     drafts, created or recomputed
+    billing approve --customer acme-health --period 2026-05
+    billing issue --number …  |  --customer ID --period P  [--pdf PATH]
+    billing void --number UK-2026-000042 --reason "wrong site list"
+
+Each step is one transaction (store/lifecycle.py); a refusal changes nothing and
+exits 1. The actor in the audit log is `cli:` and the user running the command.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from billing.commands.db import _period, database
+from billing.commands.portal import cli_actor
+from billing.contracts import InputError, UsageError
+from billing.output import OK, WRONG_INPUT, say
+
+
+def _selector(args):
+    from store.lifecycle import Selector
+
+    if args.number and (args.customer or args.period):
+        raise UsageError("name the invoice by --number, or by --customer and --period, not both")
+    if args.number:
+        return Selector(number=args.number)
+    if not (args.customer and args.period):
+        raise UsageError("name the invoice by --number, or by --customer and --period")
+    return Selector(args.customer, _period("--period", args.period))
+
+
+def _total(row) -> str:
+    return f"{row.document['totals']['total']} {row.document.get('currency', '')}".rstrip()
+
+
+def cmd_close(args) -> int:
+    from store.lifecycle import Refused, close, customers_billed_in
+
+    period = _period("--period", args.period)
+    refusals = 0
+    with database() as (_, sessions):
+        if args.customer:
+            customers = [args.customer]
+        else:
+            with sessions() as session:
+                customers = customers_billed_in(session, period)
+            if not customers:
+                raise InputError(f"no contract bills {period}")
+        for customer in customers:
+            try:
+                with sessions.begin() as session:
+                    row, outcome = close(session, customer, period)
+                    line = f"{customer} {period}: draft {outcome} (total {_total(row)})"
+            except Refused as exc:
+                if args.customer:
+                    raise InputError(str(exc)) from None
+                say(f"{customer} {period}: skipped: {exc}")
+                refusals += 1
+                continue
+            print(line)
+    return OK if not args.customer or refusals < len(customers) else WRONG_INPUT
+
+
+def cmd_approve(args) -> int:
+    from store.lifecycle import Refused, approve
+
+    which, who = _selector(args), cli_actor()
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                row = approve(session, which, who)
+                line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
+        except Refused as exc:
+            raise InputError(str(exc)) from None
+    print(line)
+    return OK
+
+
+def cmd_issue(args) -> int:
+    from admin_app.environment import UnknownEnvironment, load
+    from store.lifecycle import Refused, issue
+
+    which, who = _selector(args), cli_actor()
+    try:
+        environment = load()
+    except UnknownEnvironment as exc:
+        raise UsageError(str(exc)) from None
+    if args.pdf and not os.access(Path(args.pdf).resolve().parent, os.W_OK):
+        raise UsageError(f"--pdf {args.pdf}: cannot write there; nothing was issued")
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                issued = issue(session, which, who, prefix=environment.invoice_prefix, locale=environment.locale)
+                row = issued.invoice
+                if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
+                    _write(args.pdf, issued.pdf)
+                line = f"{row.customer} {row.period}: issued as {row.number} (total {_total(row)})"
+        except Refused as exc:
+            raise InputError(str(exc)) from None
+    print(line)
+    return OK
+
+
+def _write(path: str, pdf: bytes) -> None:
+    try:
+        Path(path).write_bytes(pdf)
+    except OSError as exc:
+        raise UsageError(f"--pdf {path}: cannot write the PDF: {exc.strerror or exc}; nothing was issued") from None
+
+
+def cmd_void(args) -> int:
+    from store.lifecycle import Refused, void
+
+    which, who = _selector(args), cli_actor()
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                row = void(session, which, who, args.reason)
+                line = (f"{row.customer} {row.period}: {row.number or f'invoice #{row.id}'} voided; "
+                        f"`billing close --customer {row.customer} --period {row.period}` makes its replacement")
+        except Refused as exc:
+            raise InputError(str(exc)) from None
+    print(line)
+    return OK
+
+
+def _which(parser) -> None:
+    parser.add_argument("--customer", metavar="ID")
+    parser.add_argument("--period", metavar="YYYY-MM")
+    parser.add_argument("--number", metavar="NUMBER", help="the invoice number, e.g. UK-2026-000042")
+
+
+def register(commands) -> None:
+    close = commands.add_parser("close", help="make or recompute the drafts of a period")
+    close.add_argument("--period", metavar="YYYY-MM", required=True)
+    close.add_argument("--customer", metavar="ID", help="one customer (default: every contract billing the period)")
+    close.set_defaults(run=cmd_close)
+
+    approve = commands.add_parser("approve", help="approve a draft invoice for issuing")
+    _which(approve)
+    approve.set_defaults(run=cmd_approve)
+
+    issue = commands.add_parser("issue", help="number an approved invoice, freeze it and store its PDF")
+    _which(issue)
+    issue.add_argument("--pdf", metavar="PATH", help="also write the issued PDF there")
+    issue.set_defaults(run=cmd_issue)
+
+    void = commands.add_parser("void", help="void an issued invoice (its row is kept; the void is recorded)")
+    _which(void)
+    void.add_argument("--reason", required=True, help="why it is voided (kept with the void and in the audit log)")
+    void.set_defaults(run=cmd_void)
