@@ -4,11 +4,14 @@
     # the identities that were stored already (their rows were not inserted); empty when all were new
     add_sums(connection, ROLLUPS, key, rows)      # rows: (*key, quantity, events), added exactly
 
-PostgreSQL: the rows are `COPY`ed into a temporary table (no index, no WAL),
-then moved with one `INSERT … SELECT … ON CONFLICT`, in key order so that
-concurrent writers lock rows in the same order. When repeats are not expected,
-the events are first tried with a `COPY` straight into the table, under a
-savepoint (a repeat rolls that back).
+PostgreSQL: the new rows are `COPY`ed straight into the table, under a
+savepoint. When repeats are expected (the previous batch had some), the keys
+already stored are looked up first (one index lookup each) and left out of the
+`COPY`. Should the `COPY` still meet a stored key (another writer stored it
+meanwhile), it is rolled back to the savepoint and the rows go the careful way:
+`COPY` into a temporary table, then one `INSERT … SELECT … ON CONFLICT DO
+NOTHING` in key order, so that concurrent writers lock rows in the same order.
+Sums go through a temporary table too, into one `INSERT … ON CONFLICT DO UPDATE`.
 
 SQLite: one `executemany` of `INSERT … ON CONFLICT`. The writer holds SQLite's
 write lock (store/db.py begins with BEGIN IMMEDIATE), so the rows it stored are
