@@ -183,7 +183,7 @@ class _Ingestion:
         now = self.clock()
         issued = self._customers(session, {item.data.customer for _, item in batch if type(item) is Event})
         outcomes: list[Outcome | None] = [None] * len(batch)
-        first: dict[tuple[str, str], int] = {}
+        seen: set[tuple[str, str]] = set()
         candidates, rows, repeats = [], [], []
         usage: dict[bool, Increments] = {False: {}, True: {}}   # on time, late
         add, local_days = EXACT.add, self.local_days
@@ -198,10 +198,10 @@ class _Ingestion:
                 outcomes[index] = _unknown(customer)
                 continue
             identity = (item.source, item.id)
-            if identity in first:
+            if identity in seen:
                 repeats.append(index)
                 continue
-            first[identity] = index
+            seen.add(identity)
             day = local_days[customer](item.time)
             late = bool(months) and (day.year, day.month) in months
             quantity = data.quantity
