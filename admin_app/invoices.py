@@ -7,6 +7,7 @@ The customer scope is a condition of the query (`visible_invoices`), never a
 filter in a template: a customer_finance user's query cannot return another
 customer's row. Every list and every view is recorded in the audit log, and so
 is a refused view (outcome `denied` when the invoice exists but is not theirs).
+A voided invoice stays visible to whoever saw it issued, marked void.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from admin_app.database import db_session
 from admin_app.sessions import SignedIn
 from store.accounts import CUSTOMER_ROLE
 from store.audit import DENIED, FAILURE, invoice_resource
-from store.models import Invoice
+from store.models import Invoice, InvoiceVoid
 
 blueprint = Blueprint("invoices", __name__)
 
@@ -40,7 +41,7 @@ def index():
     invoices = db_session().scalars(query).all()
     auditing.record("invoice.list", "invoice:" + (current_user.customer or "*"), details={"shown": len(invoices)})
     db_session().commit()
-    return render_template("portal/invoices.html", invoices=invoices)
+    return render_template("portal/invoices.html", invoices=invoices, voided=_voided(invoices))
 
 
 @blueprint.get("/invoices/<int:invoice_id>")
@@ -57,4 +58,11 @@ def show(invoice_id: int):
     auditing.record("invoice.view", invoice_resource(invoice.customer, invoice.period, invoice.id),
                     details={"status": invoice.status})
     db_session().commit()
-    return render_template("portal/invoice.html", invoice=invoice, document=invoice.document)
+    return render_template("portal/invoice.html", invoice=invoice, document=invoice.document,
+                           voided=_voided([invoice]))
+
+
+def _voided(invoices) -> set[int]:
+    """The ids of those that were issued and then voided (the row keeps status 'issued'; a void is its own row)."""
+    ids = [invoice.id for invoice in invoices if invoice.status == "issued"]
+    return set(db_session().scalars(select(InvoiceVoid.invoice_id).where(InvoiceVoid.invoice_id.in_(ids))))

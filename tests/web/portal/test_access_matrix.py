@@ -12,11 +12,14 @@ route whose URL takes an argument this test has no sample for.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from flask import Flask
 
 from admin_app import access
 from store import accounts
+from store.models import InvoiceVoid
 
 from .conftest import PRINCIPALS
 
@@ -106,3 +109,13 @@ def test_finance_sees_every_invoice(signed_in_client, invoice_ids):
     listing = signed_in_client("finance").get("/invoices").get_data(as_text=True)
     for invoice_id in invoice_ids.values():
         assert f"/invoices/{invoice_id}" in listing
+
+
+def test_a_voided_invoice_is_shown_void(signed_in_client, invoice_ids, portal_sessions):
+    with portal_sessions.begin() as session:
+        session.add(InvoiceVoid(invoice_id=invoice_ids["customer"], voided_at=dt.datetime.now(dt.timezone.utc),
+                                voided_by="finance@example.com", reason="wrong site"))
+    client = signed_in_client("customer_finance")
+    page = client.get(f"/invoices/{invoice_ids['customer']}").get_data(as_text=True)
+    assert '<span class="status status-void">void' in page
+    assert '<span class="status status-void">void' in client.get("/invoices").get_data(as_text=True)
