@@ -21,7 +21,7 @@ from sqlalchemy_continuum import version_class
 
 from engine.periods import Period, periods_between
 from store.contracts import UnknownContract, compiled_text
-from store.models import Contract, ContractVersion, Invoice
+from store.models import Contract, ContractVersion, Invoice, in_force
 
 UTC = dt.timezone.utc
 
@@ -78,7 +78,7 @@ def contract_history(session: Session, contract_id: str, today: dt.date | None =
                                      until.get(number)))
 
     invoices = {row.period: row for row in session.scalars(
-        select(Invoice).where(Invoice.customer == contract_id, Invoice.status != "void"))}
+        select(Invoice).where(Invoice.customer == contract_id, Invoice.status.in_(("draft", "approved")) | in_force()))}
     by_sha = {}
     for version in versions:
         by_sha.setdefault(version.sha256, version.number)

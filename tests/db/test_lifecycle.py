@@ -286,3 +286,21 @@ def test_numbers_have_no_gaps_under_concurrent_issuing(customers, sessions):
         pdfs = session.scalars(select(InvoicePdf)).all()
     assert sorted(numbers) == [f"TEST-{year}-{n:06d}" for n in range(1, len(customers) + 1)]
     assert all(pdf.sha256 == hashlib.sha256(pdf.pdf).hexdigest() for pdf in pdfs) and len(pdfs) == len(customers)
+
+
+def test_contract_history_shows_a_voided_period_open_until_its_replacement(customers, sessions):
+    from store.history import contract_history
+
+    def status_of_may() -> str | None:
+        with sessions() as session:
+            lines = contract_history(session, "tiny", today=dt.date(2026, 6, 15)).periods
+        return next(line.invoice for line in lines if line.period == MAY)
+
+    issued = _issue(sessions, "tiny", MAY)
+    assert status_of_may() == "issued"
+    with sessions.begin() as session:
+        void(session, Selector(number=issued.number), WHO, "wrong")
+    assert status_of_may() is None
+    with sessions.begin() as session:
+        close(session, "tiny", MAY)
+    assert status_of_may() == "draft"
