@@ -2,33 +2,45 @@
 
 Every line yields either an `Event` or a `Rejection` that names the file, the
 line and the reason; a bad line never stops the others.
+
+A JSON Lines file is read in chunks of whole lines, and each chunk's lines are
+decoded straight into valid `Event`s, the checks made by the decoder itself.
+Only a chunk with a line that is not a valid event (or is blank) goes line by
+line through `decode_json_event`, which says in words what is wrong; so what a
+line yields never depends on its neighbours.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import msgspec
 
 CSV_HEADER = ["id", "source", "type", "time", "customer", "site", "category", "quantity"]
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class EventData(msgspec.Struct):
-    customer: str
-    site: str
-    category: str
+# Decoding into these types checks all that `_validate` checks but the quantity.
+# Events hold only strings, dates and numbers and cannot form reference cycles:
+# gc=False keeps a decoded batch out of the garbage collector's passes.
+class EventData(msgspec.Struct, gc=False):
+    customer: NonEmpty
+    site: NonEmpty
+    category: NonEmpty
     quantity: Decimal = Decimal(1)
 
 
-class Event(msgspec.Struct):
-    specversion: str
-    id: str
-    source: str
+class Event(msgspec.Struct, gc=False):
+    specversion: Literal["1.0"]
+    id: NonEmpty
+    source: NonEmpty
     type: str
     time: Annotated[dt.datetime, msgspec.Meta(tz=True)]
     data: EventData
@@ -39,9 +51,34 @@ class Event(msgspec.Struct):
 
     @property
     def fingerprint(self) -> int:
-        """What a repeat must match to be a duplicate rather than a conflict (time as an instant, quantity as a decimal)."""
-        d = self.data
-        return hash((self.time, d.customer, d.site, d.category, d.quantity))
+        """What a repeat must match to be a duplicate rather than a conflict (see `fingerprint`)."""
+        return fingerprint(self.time - EPOCH, self.data)
+
+
+def fingerprint(instant: dt.timedelta, data: EventData) -> int:
+    """A 64-bit hash of time as an instant (since EPOCH), customer, site, category and quantity as a decimal.
+
+    The quantity enters as an exact fraction, so 2 and 2.00 match and 2 and 2.000001 do not.
+    """
+    return hash((instant.days, instant.seconds, instant.microseconds, data.customer, data.site, data.category,
+                 data.quantity.as_integer_ratio()))
+
+
+# The same shapes with no checks, to decode a bad line far enough to say what is wrong with it.
+class _DataAsWritten(msgspec.Struct):
+    customer: str
+    site: str
+    category: str
+    quantity: Decimal = Decimal(1)
+
+
+class _AsWritten(msgspec.Struct):
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    data: _DataAsWritten
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,7 @@ class Rejection:
 
 
 _DECODER = msgspec.json.Decoder(Event)
+_AS_WRITTEN = msgspec.json.Decoder(_AsWritten)
 
 
 def _explain(exc: Exception) -> tuple[str, str]:
@@ -77,7 +115,7 @@ def _explain(exc: Exception) -> tuple[str, str]:
     return "bad field", f"{path or 'event'}: {text[0].lower() + text[1:]}"
 
 
-def _validate(event: Event) -> tuple[str, str] | None:
+def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
     if event.specversion != "1.0":
         return "bad field", f"specversion must be \"1.0\", not {event.specversion!r}"
     for name, value in (("id", event.id), ("source", event.source), ("data.customer", event.data.customer),
@@ -94,22 +132,93 @@ def _validate(event: Event) -> tuple[str, str] | None:
 
 def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
     try:
-        event = _DECODER.decode(raw)
+        written = _AS_WRITTEN.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _explain(exc)
-    return _validate(event) or event
+    data = written.data
+    return _validate(written) or Event(written.specversion, written.id, written.source, written.type, written.time,
+                                       EventData(data.customer, data.site, data.category, data.quantity))
 
 
-def _jsonl(path: Path, name: str) -> Iterator[tuple[int, Event | Rejection]]:
+# A few hundred events a chunk: their objects are still in the processor's cache
+# when the meter sums them (a megabyte at a time was some 20% slower).
+CHUNK_BYTES = 1 << 16
+BATCH_EVENTS = 4096
+_ZERO = Decimal(0)
+
+
+def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The stream's bytes in chunks of whole lines (the last one may lack its newline)."""
+    parts = []
+    while block := stream.read(size):
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            parts.append(block)
+            continue
+        parts.append(block[:cut])
+        yield b"".join(parts)
+        parts = [block[cut:]]
+    if tail := b"".join(parts):
+        yield tail
+
+
+def _valid_events(lines: list[bytes]) -> list[Event] | None:
+    """Each line's event, or None unless every line is a valid event.
+
+    The decoder checks all but the quantity, which must be finite (checked
+    first: comparing a NaN raises) and not negative.
+    """
+    try:
+        events = list(map(_DECODER.decode, lines))
+    except Exception:  # whatever it is, the line-by-line reader meets it at its line, as it always did
+        return None
+    quantities = [event.data.quantity for event in events]
+    if not all(map(Decimal.is_finite, quantities)) or min(quantities) < _ZERO:
+        return None
+    return events
+
+
+def _each_line(chunk: bytes, name: str, first: int) -> Iterator[tuple[int, Event | Rejection]]:
+    for number, raw in enumerate(io.BytesIO(chunk), first):
+        if not raw.strip():
+            continue
+        result = decode_json_event(raw)
+        if isinstance(result, tuple):
+            yield number, Rejection(name, number, *result, _text(raw))
+        else:
+            yield number, result
+
+
+def _jsonl(path: Path, name: str) -> Iterator[tuple[int, list[Event] | Rejection]]:
     with path.open("rb") as stream:
-        for number, raw in enumerate(stream, 1):
-            if not raw.strip():
-                continue
-            result = decode_json_event(raw)
-            if isinstance(result, tuple):
-                yield number, Rejection(name, number, *result, _text(raw))
+        first = 1
+        for chunk in _whole_lines(stream):
+            lines = chunk.split(b"\n")
+            if not lines[-1]:
+                lines.pop()  # what follows the chunk's last newline
+            events = _valid_events(lines)
+            if events is not None:
+                yield first, events
             else:
-                yield number, result
+                yield from _batched(_each_line(chunk, name, first))
+            first += len(lines)
+
+
+def _batched(numbered: Iterator[tuple[int, Event | Rejection]]) -> Iterator[tuple[int, list[Event] | Rejection]]:
+    """Runs of events on consecutive lines as lists; each rejection on its own, in file order."""
+    first, events = 0, []
+    for number, item in numbered:
+        if events and (isinstance(item, Rejection) or number != first + len(events) or len(events) == BATCH_EVENTS):
+            yield first, events
+            events = []
+        if isinstance(item, Rejection):
+            yield number, item
+            continue
+        if not events:
+            first = number
+        events.append(item)
+    if events:
+        yield first, events
 
 
 def _text(raw: bytes) -> str:
@@ -165,8 +274,21 @@ def _csv(path: Path, name: str) -> Iterator[tuple[int, Event | Rejection]]:
                 yield number, result
 
 
+def read_batches(path: str | Path) -> Iterator[tuple[int, list[Event] | Rejection]]:
+    """A `.jsonl`/`.json` or `.csv` file in file order: (first line, events on consecutive lines) or (line, rejection).
+
+    Raises OSError if the file cannot be opened.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return _batched(_csv(path, str(path)))
+    return _jsonl(path, str(path))
+
+
 def read_events(path: str | Path) -> Iterator[tuple[int, Event | Rejection]]:
     """Events of a `.jsonl`/`.json` or `.csv` file, in file order. Raises OSError if it cannot be opened."""
-    path = Path(path)
-    reader = _csv if path.suffix.lower() == ".csv" else _jsonl
-    return reader(path, str(path))
+    for first, batch in read_batches(path):
+        if isinstance(batch, Rejection):
+            yield first, batch
+        else:
+            yield from enumerate(batch, first)
