@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 
 @dataclass(frozen=True, order=True)
@@ -29,12 +30,18 @@ class Span:
 
     def text(self, source: str) -> str:
         """The contract text this span covers, on one line, without comments or runs of spaces."""
-        lines = source.splitlines()[self.line - 1 : self.end_line]
+        lines = list(_lines(source)[self.line - 1 : self.end_line])
         if not lines:
             return ""
         lines[-1] = lines[-1][: self.end_column - 1]
         lines[0] = lines[0][self.column - 1 :]
         return " ".join(" ".join(_uncommented(line).split()) for line in lines).strip()
+
+
+@lru_cache(maxsize=4)
+def _lines(source: str) -> tuple[str, ...]:
+    """The source's lines, split once: the compiler quotes a rule for every step of every site."""
+    return tuple(source.splitlines())
 
 
 def _uncommented(line: str) -> str:
