@@ -14,9 +14,10 @@ ZERO = Decimal(0)
 
 # Python's default of 28 significant digits would round a product or a sum of
 # large amounts silently. Metering refuses quantities of 10^24 or more and with
-# more than 12 decimal places, so every product and sum we make fits in 60
-# digits exactly; only division (proration) and `round` ever discard digits.
-PRECISION = 60
+# more than 30 decimal places, and contracts numbers of 10^18 or more, so every
+# product and sum we make fits in 100 digits exactly; only division (proration)
+# and `round` ever discard digits.
+PRECISION = 100
 decimal.DefaultContext.prec = PRECISION   # contexts of threads started from now on
 decimal.getcontext().prec = PRECISION     # this thread's
 

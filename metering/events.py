@@ -115,6 +115,25 @@ def _explain(exc: Exception) -> tuple[str, str]:
     return "bad field", f"{path or 'event'}: {text[0].lower() + text[1:]}"
 
 
+# Limits that keep every sum and product exact in the engine's 60-digit arithmetic
+# (engine/money.py) and every period computable; no real meter comes near them.
+QUANTITY_LIMIT = Decimal(10) ** 24
+QUANTITY_PLACES = 30
+FIRST_YEAR, LAST_YEAR = 1900, 9998
+
+
+def _quantity_problem(quantity: Decimal) -> tuple[str, str] | None:
+    if not quantity.is_finite():
+        return "bad quantity", f"quantity {quantity} is not a finite decimal number"
+    if quantity < 0:
+        return "bad quantity", f"quantity {quantity} is negative; usage quantities are 0 or more"
+    if quantity >= QUANTITY_LIMIT:
+        return "bad quantity", f"quantity {quantity} is too large; a quantity stays below 10^24"
+    if quantity.as_tuple().exponent < -QUANTITY_PLACES:
+        return "bad quantity", f"quantity {quantity} has more than {QUANTITY_PLACES} decimal places"
+    return None
+
+
 def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
     if event.specversion != "1.0":
         return "bad field", f"specversion must be \"1.0\", not {event.specversion!r}"
@@ -122,12 +141,9 @@ def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
                         ("data.site", event.data.site), ("data.category", event.data.category)):
         if not value:
             return "missing field", f"{name} is empty"
-    quantity = event.data.quantity
-    if not quantity.is_finite():
-        return "bad quantity", f"quantity {quantity} is not a finite decimal number"
-    if quantity < 0:
-        return "bad quantity", f"quantity {quantity} is negative; usage quantities are 0 or more"
-    return None
+    if not FIRST_YEAR <= event.time.year <= LAST_YEAR:
+        return "bad time", f"time {event.time.isoformat()} is outside the years {FIRST_YEAR}–{LAST_YEAR}"
+    return _quantity_problem(event.data.quantity)
 
 
 def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
@@ -135,6 +151,8 @@ def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
         written = _AS_WRITTEN.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _explain(exc)
+    except UnicodeDecodeError:
+        return "not UTF-8", "the line is not UTF-8 text"
     data = written.data
     return _validate(written) or Event(written.specversion, written.id, written.source, written.type, written.time,
                                        EventData(data.customer, data.site, data.category, data.quantity))
@@ -165,15 +183,25 @@ def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
 def _valid_events(lines: list[bytes]) -> list[Event] | None:
     """Each line's event, or None unless every line is a valid event.
 
-    The decoder checks all but the quantity, which must be finite (checked
-    first: comparing a NaN raises) and not negative.
+    The decoder checks all but the quantity and the year, checked here for the
+    whole chunk at once: quantities finite (first: comparing a NaN raises), not
+    negative, below the limit, with at most QUANTITY_PLACES decimals (an exact
+    sum has the smallest exponent of its terms); times within the years.
     """
     try:
         events = list(map(_DECODER.decode, lines))
     except Exception:  # whatever it is, the line-by-line reader meets it at its line, as it always did
         return None
     quantities = [event.data.quantity for event in events]
-    if not all(map(Decimal.is_finite, quantities)) or min(quantities) < _ZERO:
+    if (
+        not all(map(Decimal.is_finite, quantities))
+        or min(quantities) < _ZERO
+        or max(quantities) >= QUANTITY_LIMIT
+        or sum(quantities).as_tuple().exponent < -QUANTITY_PLACES
+    ):
+        return None
+    years = [event.time.year for event in events]
+    if min(years) < FIRST_YEAR or max(years) > LAST_YEAR:
         return None
     return events
 
@@ -191,6 +219,8 @@ def _each_line(chunk: bytes, name: str, first: int) -> Iterator[tuple[int, Event
 
 def _jsonl(path: Path, name: str) -> Iterator[tuple[int, list[Event] | Rejection]]:
     with path.open("rb") as stream:
+        if stream.read(3) != "\ufeff".encode():  # a byte-order mark is not part of the first line
+            stream.seek(0)
         first = 1
         for chunk in _whole_lines(stream):
             lines = chunk.split(b"\n")

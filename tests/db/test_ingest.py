@@ -115,8 +115,6 @@ def test_bad_lines_are_rejected_one_by_one_and_the_rest_is_taken(cli, tiny, tmp_
     assert stored_state(sessions)["events"] == 2
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="metering.events.decode_json_event lets msgspec's UnicodeDecodeError escape")
 def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_taken(cli, tiny, tmp_path, sessions):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(event(1, "2026-05-03T10:00:00Z").encode() + b"\n"
