@@ -15,6 +15,7 @@ local days are dates in the contract's time zone, periods are `YYYY-MM`.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -35,7 +36,18 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
-from sqlalchemy_continuum import make_versioned
+
+if "flask" in sys.modules:
+    from sqlalchemy_continuum import make_versioned
+else:
+    # sqlalchemy-continuum imports Flask for a plugin this project does not use (no user class, no plugins).
+    # Importing Flask takes longer than computing an invoice from rollups, and every database command
+    # would pay for it, so continuum is imported as if Flask were absent; Flask stays importable after.
+    sys.modules["flask"] = None
+    try:
+        from sqlalchemy_continuum import make_versioned
+    finally:
+        del sys.modules["flask"]
 
 from engine.periods import Period
 from store.types import ExactDecimal, PeriodType, UTCDateTime

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import Table, select
+from sqlalchemy import String, Table, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from engine.periods import Period
@@ -36,10 +36,20 @@ Cell = tuple[dt.date, str, str, Decimal, int]   # (local day, site, category, qu
 def usage_cells(connection: Connection, customer: str, first: Period, last: Period) -> list[Cell]:
     """On-time usage of the periods first..last."""
     table = Rollup.__table__
-    query = select(table.c.day, table.c.site, table.c.category, table.c.quantity, table.c.events).where(
+    day = type_coerce(table.c.day, String)   # SQLite's ISO text as it is, read once per distinct day
+    query = select(day, table.c.site, table.c.category, table.c.quantity, table.c.events).where(
         table.c.customer == customer, table.c.day >= first.first_day, table.c.day <= last.last_day
     )
-    return [tuple(row) for row in connection.execute(query)]
+    days: dict = {}
+
+    def as_date(value) -> dt.date:
+        found = days.get(value)
+        if found is None:
+            found = days[value] = value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+        return found
+
+    return [(as_date(day), site, category, quantity, events)
+            for day, site, category, quantity, events in connection.execute(query)]
 
 
 def as_usage(*cell_lists: list[Cell]) -> Usage:
