@@ -26,7 +26,7 @@ from engine.usage import Tally, Usage
 from invoicing.invoice import Invoice, UnbilledGroup, build_invoice, invoice_json
 from store.contracts import StoredContract, load_contract
 from store.invoices import CapCounts, carried_into, issued_invoices
-from store.late import LateBilling, late_billings, with_late_lines
+from store.late import LateBilling, Reopened, late_billings, reopened_usage, with_late_lines
 from store.models import ConflictingEvent
 from store.rollups import as_usage, usage_cells
 from store.types import decimal_text
@@ -43,7 +43,8 @@ class ComputedInvoice:
     usage: Usage                   # on-time usage from the period after `carried` (or the year's start) on
     carried: Carried | None        # where its caps started from, when an issued invoice froze that
     cells: list                    # the rollup rows behind `usage`
-    late: tuple[LateBilling, ...]
+    late: tuple[LateBilling, ...]  # earlier periods' late usage billed here
+    reopened: Reopened             # late rows that their own periods bill (after a void)
 
     @property
     def usage_hash(self) -> str:
@@ -75,10 +76,12 @@ def invoice_from_db(session: Session, customer: str, period: Period) -> Computed
                 for key, amount in billing.cap_counts.items():
                     counts[key] = counts.get(key, ZERO) + amount
         carried = Carried(carried.period, counts)
-    cells = usage_cells(connection, customer, carried.period.shift(1) if carried else year_start, period)
+    first = carried.period.shift(1) if carried else year_start
+    reopened = reopened_usage(connection, customer, issued, first, period)
+    cells = usage_cells(connection, customer, first, period) + reopened.cells
     usage = as_usage(cells)
     result, late_for = with_late_lines(bill(timeline, usage, period, carried), late)
-    invoice = build_invoice(result, _conflicts(session, customer, period))
+    invoice = build_invoice(result, _conflicts(session, customer, period, reopened=period not in issued))
     late_groups = [
         (UnbilledGroup(reason, site, category, tally.events, tally.quantity), billing.period)
         for billing in late for (reason, site, category), tally in sorted(billing.unbilled.items())
@@ -86,15 +89,18 @@ def invoice_from_db(session: Session, customer: str, period: Period) -> Computed
     invoice = replace(invoice, unbilled=invoice.unbilled + tuple(group for group, _ in late_groups))
     late_for.update({id(group): owner for group, owner in late_groups})
     return ComputedInvoice(contract, invoice, _document(invoice, late_for), result, usage, carried, cells,
-                           tuple(late))
+                           tuple(late), reopened)
 
 
-def _conflicts(session: Session, customer: str, period: Period) -> dict:
-    """Conflicts of the period that arrived before it was issued, one per distinct conflicting event."""
+def _conflicts(session: Session, customer: str, period: Period, *, reopened: bool) -> dict:
+    """Conflicts of the period, one per distinct conflicting event: those that arrived before it was issued, and
+    the late ones that its own invoice reports (`reopened`: it has none in force, its issued one was voided)."""
     table = ConflictingEvent.__table__
+    own = table.c.late.is_(False) | (table.c.billed_on == period)
+    if reopened:
+        own = own | table.c.billed_on.is_(None)
     query = select(table.c.site, table.c.category, table.c.quantity).where(
-        table.c.customer == customer, table.c.late.is_(False),
-        table.c.day >= period.first_day, table.c.day <= period.last_day,
+        table.c.customer == customer, own, table.c.day >= period.first_day, table.c.day <= period.last_day,
     )
     groups: dict[tuple[str, str, str], Tally] = {}
     for site, category, quantity in session.execute(query):

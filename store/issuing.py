@@ -68,12 +68,14 @@ def freeze(session: Session, row: Invoice, computed: ComputedInvoice, now: dt.da
     row.status = "issued"
     row.issued_at = now
     period = computed.result.period
-    for billing in computed.late:
-        if billing.rollup_ids:
-            session.execute(update(LateRollup).where(LateRollup.id.in_(billing.rollup_ids)).values(billed_on=period))
-        if billing.conflict_ids:
-            session.execute(update(ConflictingEvent).where(ConflictingEvent.id.in_(billing.conflict_ids))
-                            .values(billed_on=period))
+    rollup_ids = [i for billing in computed.late for i in billing.rollup_ids]
+    rollup_ids += computed.reopened.rollup_ids.get(period, [])
+    conflict_ids = [i for billing in computed.late for i in billing.conflict_ids]
+    conflict_ids += computed.reopened.conflict_ids.get(period, [])
+    if rollup_ids:
+        session.execute(update(LateRollup).where(LateRollup.id.in_(rollup_ids)).values(billed_on=period))
+    if conflict_ids:
+        session.execute(update(ConflictingEvent).where(ConflictingEvent.id.in_(conflict_ids)).values(billed_on=period))
     session.flush()
     return row
 

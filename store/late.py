@@ -54,11 +54,14 @@ class LateBilling:
 def late_billings(connection: Connection, contract: StoredContract, issued: dict[Period, Invoice],
                   period: Period) -> list[LateBilling]:
     """The late periods that the invoice of `period` bills, oldest first."""
-    last = contract.timeline.first.terms.ends
+    last = contract.timeline.versions[-1][1].terms.ends
     last_period = Period.of(last) if last else None
 
     def billed_here(day, billed_on) -> bool:
-        return billed_on == period or (billed_on is None and next_open(issued, Period.of(day), last_period) == period)
+        owner = Period.of(day)
+        if owner >= period or owner not in issued:   # its own period bills it (reopened_usage)
+            return False
+        return billed_on == period or (billed_on is None and next_open(issued, owner, last_period) == period)
 
     billings: dict[Period, LateBilling] = {}
     additions: dict[Period, list[Cell]] = defaultdict(list)
@@ -86,6 +89,42 @@ def late_billings(connection: Connection, contract: StoredContract, issued: dict
     for owner, cells in additions.items():
         _recompute(connection, contract, issued[owner], billings[owner], cells, period)
     return [billings[p] for p in sorted(billings)]
+
+
+@dataclass
+class Reopened:
+    """Late usage and conflicts of periods whose issued invoice was voided: their own invoice bills them again,
+    as if they had come on time (and, once that invoice is issued, goes on counting them)."""
+
+    cells: list[Cell]
+    rollup_ids: dict[Period, list[int]]       # not billed yet, by their period
+    conflict_ids: dict[Period, list[int]]
+
+
+def reopened_usage(connection: Connection, customer: str, issued: dict[Period, Invoice], first: Period,
+                   last: Period) -> Reopened:
+    """What periods first..last bill of their own late rows: the rows billed by a period's own invoice (issued
+    again after a void), and the rows not billed yet of a period without an invoice in force."""
+    reopened = Reopened([], defaultdict(list), defaultdict(list))
+    late = LateRollup.__table__
+    query = select(late.c.id, late.c.day, late.c.site, late.c.category, late.c.quantity, late.c.events,
+                   late.c.billed_on).where(late.c.customer == customer, late.c.day >= first.first_day,
+                                           late.c.day <= last.last_day)
+    for row_id, day, site, category, quantity, events, billed_on in connection.execute(query):
+        owner = Period.of(day)
+        if billed_on is None and owner not in issued:
+            reopened.rollup_ids[owner].append(row_id)
+        elif billed_on != owner:
+            continue
+        reopened.cells.append((day, site, category, quantity, events))
+    conflicts = ConflictingEvent.__table__
+    query = select(conflicts.c.id, conflicts.c.day).where(
+        conflicts.c.customer == customer, conflicts.c.late, conflicts.c.billed_on.is_(None),
+        conflicts.c.day >= first.first_day, conflicts.c.day <= last.last_day)
+    for row_id, day in connection.execute(query):
+        if Period.of(day) not in issued:
+            reopened.conflict_ids[Period.of(day)].append(row_id)
+    return reopened
 
 
 def _recompute(connection: Connection, contract: StoredContract, owner: Invoice, billing: LateBilling,

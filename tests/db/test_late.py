@@ -145,3 +145,27 @@ def test_an_invoice_is_issued_once(cli, tiny, tmp_path, sessions):
     issue(sessions, "2026-04")
     with pytest.raises(AlreadyIssued):
         issue(sessions, "2026-04")
+
+
+def test_after_a_void_the_late_usage_goes_back_to_its_own_period(cli, tiny, tmp_path, sessions):
+    import datetime as dt
+
+    from store.models import InvoiceVoid
+
+    ingest(cli, tmp_path, "april.jsonl", [event(1, "2026-04-10T10:00:00Z", "60")])
+    first = issue(sessions, "2026-04")
+    ingest(cli, tmp_path, "late.jsonl", [event(2, "2026-04-11T10:00:00Z", "5"),
+                                         event(1, "2026-04-10T10:00:00Z", "61")])
+    assert ("usage", "2026-04", "5", "5.00") in lines_of(invoice(cli, "2026-05"))
+    with sessions.begin() as session:
+        session.add(InvoiceVoid(invoice_id=first.id, voided_at=dt.datetime.now(dt.timezone.utc),
+                                voided_by="test", reason="wrong address"))
+
+    april = invoice(cli, "2026-04")    # open again: it bills its late usage and reports its late conflict
+    assert lines_of(april) == [("usage", None, "65", "65.00")]
+    assert [g["reason"] for g in april["unbilled"]] == ["conflict"]
+    assert not [line for line in lines_of(invoice(cli, "2026-05")) if line[1]]
+    issue(sessions, "2026-04")
+    assert invoice(cli, "2026-04") == april
+    assert not [line for line in lines_of(invoice(cli, "2026-05")) if line[1]]
+    assert invoice(cli, "2026-05")["unbilled"] == []
