@@ -1,0 +1,242 @@
+"""The invoice as a PDF: templates/invoice.html, filled by Jinja2 and laid out by WeasyPrint.
+
+Every figure printed is one of the invoice object's own — a line's amount, a
+site's total (`SiteResult.total`), the totals by kind (`Invoice.totals`) —
+formatted with Babel for a locale and the currency's places. The template only
+lays them out. Before anything is laid out, `verify` reads the formatted
+figures back and adds them up the way the verification page says they add up;
+if they do not, it raises `InconsistentInvoice` and no page is printed.
+
+An invoice number, status and issue date come from the invoice's lifecycle;
+in file mode there is none, and the document says so where the number would be.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import jinja2
+import markupsafe
+import weasyprint
+from babel import Locale
+from babel.dates import format_date, format_interval, format_skeleton
+from babel.numbers import format_currency, format_decimal, parse_decimal
+
+from engine.lines import LINE_KINDS
+from engine.money import Money
+from invoicing.invoice import Invoice
+
+DRAFT_MARKER = "DRAFT — not an invoice number"
+STATUSES = {"draft": "Draft", "approved": "Approved, not yet issued", "issued": "Issued", "void": "Void"}
+NUMBERED = ("issued", "void")
+WATERMARKS = {"draft": "DRAFT", "approved": "DRAFT", "void": "VOID"}
+KIND_TITLES = {"usage": "Usage", "minimum": "Minimum true-ups", "cap": "Cap reductions"}
+ZERO = Decimal(0)
+# An amount (digits with a decimal point) or a count of five digits or more standing alone in an engine
+# explanation ("annual cap 60000.00 on all"): not part of a name (c04), a date (2026-06-15) or a year.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.:/-])-?(?:\d+\.\d+|\d{5,})(?![\w.:/-])")
+
+
+class InconsistentInvoice(ValueError):
+    """The figures about to be printed do not add up; nothing is rendered."""
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """Figures as they are written in `locale`: grouping and decimal signs from Babel, places exact."""
+
+    money: Money
+    locale: Locale
+
+    def _decimal(self, value: Decimal, places: int) -> str:
+        integer = self.locale.decimal_formats[None].pattern.split(".")[0]
+        return format_decimal(value, format=integer + ("." + "0" * places if places else ""), locale=self.locale)
+
+    def amount(self, value: Decimal) -> str:
+        return self._decimal(self.money.round(value), self.money.places)
+
+    def currency(self, value: Decimal) -> str:
+        return format_currency(self.money.round(value), self.money.currency, locale=self.locale, currency_digits=True)
+
+    def price(self, value: Decimal) -> str:
+        return self._decimal(value, max(self.money.places, _places(value)))
+
+    def quantity(self, value: Decimal) -> str:
+        return self._decimal(value, _places(value))
+
+    def sentence(self, text: str) -> str:
+        """An engine explanation as a sentence, its numbers written for the locale ("60000.00" → "60,000.00")."""
+        text = _NUMBER_IN_TEXT.sub(lambda m: self._decimal(Decimal(m.group()), _places(Decimal(m.group()))), text)
+        return text[:1].upper() + text[1:]
+
+    def parse(self, text: str) -> Decimal:
+        return parse_decimal(text, locale=self.locale)
+
+    def date(self, day: dt.date) -> str:
+        return format_date(day, "long", locale=self.locale)
+
+
+@dataclass(frozen=True)
+class TierRow:
+    label: str
+    quantity: str
+    unit_price: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class LineRow:
+    kind: str
+    title: str
+    reference: str
+    quantity: str
+    unit_price: str
+    amount: str
+    tiers: tuple[TierRow, ...]
+    note: str
+
+
+@dataclass(frozen=True)
+class SiteSection:
+    site: str
+    name: str
+    lines: tuple[LineRow, ...]
+    total: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One sum on the verification page: printed figures added up, and the printed figure the sum must equal."""
+
+    added: str       # which figures were added up
+    sum: str
+    printed: str     # which printed figure it must equal
+    figure: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    rows: tuple[tuple[SiteSection, dict[str, str]], ...]   # each site's lines added up by kind
+    checks: tuple[Check, ...]
+
+
+def _tier_rows(shares, numbers: Numbers) -> tuple[TierRow, ...]:
+    rows, priced = [], 0
+    for share in shares:
+        priced += not share.note
+        rows.append(TierRow(share.note or f"tier {priced}", numbers.quantity(share.quantity),
+                            numbers.price(share.unit_price), numbers.amount(share.amount)))
+    return tuple(rows)
+
+
+def _line_row(line, numbers: Numbers) -> LineRow:
+    reference = f"line {line.source.line}" if line.source else ""
+    if line.kind == "usage":
+        priced_once = len(line.tiers) == 1
+        tiers = () if priced_once or not line.billed else _tier_rows(line.tiers, numbers)
+        note = "" if line.billed else (
+            "Disabled for this site" + (f" at contract line {line.disabled_by.line}" if line.disabled_by else "")
+            + ": not billed."
+        )
+        return LineRow("usage", line.label, reference, numbers.quantity(line.quantity),
+                       numbers.price(line.tiers[0].unit_price) if priced_once and line.billed else "",
+                       numbers.amount(line.amount), tiers, note)
+    title = "Minimum true-up" if line.kind == "minimum" else "Cap reduction"
+    return LineRow(line.kind, f"{title} on {', '.join(line.categories)}", reference, "", "",
+                   numbers.amount(line.amount), (), numbers.sentence(line.explanation))
+
+
+def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers) -> Verification:
+    """Add up the printed figures; raise InconsistentInvoice, naming every sum that fails, if any does not agree."""
+    problems, rows = [], []
+    columns = {kind: ZERO for kind in LINE_KINDS}
+    site_totals = ZERO
+    for site in sites:
+        by_kind = {kind: ZERO for kind in LINE_KINDS}
+        for line in site.lines:
+            by_kind[line.kind] += numbers.parse(line.amount)
+        if sum(by_kind.values()) != numbers.parse(site.total):
+            problems.append(f"site {site.site}: its lines add up to {numbers.amount(sum(by_kind.values()))}, "
+                            f"its total is {site.total}")
+        for kind in LINE_KINDS:
+            columns[kind] += by_kind[kind]
+        site_totals += numbers.parse(site.total)
+        rows.append((site, {kind: numbers.amount(by_kind[kind]) for kind in LINE_KINDS}))
+    stated = {key: numbers.parse(text) for key, text in totals.items()}
+    count = f"{len(sites)} site{'' if len(sites) == 1 else 's'}"
+    sums = [(f"{KIND_TITLES[kind]} of the {count}", columns[kind], KIND_TITLES[kind], kind) for kind in LINE_KINDS]
+    sums.append((f"Totals of the {count}", site_totals, "Total due", "total"))
+    sums.append((" + ".join(KIND_TITLES.values()).capitalize(), sum(stated[kind] for kind in LINE_KINDS),
+                 "Total due", "total"))
+    for added, value, printed, key in sums:
+        if value != stated[key]:
+            problems.append(f"{added.lower()} add up to {numbers.amount(value)}, {printed.lower()} is {totals[key]}")
+    if problems:
+        raise InconsistentInvoice("the invoice does not add up: " + "; ".join(problems))
+    checks = tuple(Check(added, numbers.amount(value), printed, totals[key]) for added, value, printed, key in sums)
+    return Verification(tuple(rows), checks)
+
+
+def _css_string(text: str) -> markupsafe.Markup:
+    """`text` as a CSS string inside a <style> element, where HTML escapes do not apply."""
+    escaped = "".join(f"\\{ord(c):x} " if c in '\\"<>&\n' else c for c in text)
+    return markupsafe.Markup(f'"{escaped}"')
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("templates", "."), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["css_string"] = _css_string
+    return env
+
+
+def render_html(invoice: Invoice, *, number: str | None = None, status: str = "draft",
+                issued_on: dt.date | None = None, locale: str = "en_GB") -> str:
+    """The invoice as HTML for WeasyPrint; raises InconsistentInvoice before rendering a sum that fails."""
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if (status in NUMBERED) != (number is not None) or (status in NUMBERED) != (issued_on is not None):
+        raise ValueError("an invoice has a number and an issue date once issued (or voided after), and not before")
+    numbers = Numbers(invoice.money, Locale.parse(locale))
+    sites = tuple(
+        SiteSection(site.site, site.name, tuple(_line_row(line, numbers) for line in site.lines),
+                    numbers.amount(site.total))
+        for site in invoice.sites
+    )
+    totals = {key: numbers.amount(value) for key, value in invoice.totals.items()}
+    verification = verify(sites, totals, numbers)
+    period = invoice.period
+    return _environment().get_template("invoice.html").render(
+        invoice=invoice,
+        lang=numbers.locale.language,
+        reference=f"Invoice {number}" if number else DRAFT_MARKER,
+        number=number or DRAFT_MARKER,
+        draft=number is None,
+        status=STATUSES[status],
+        issued_on=numbers.date(issued_on) if issued_on else "Not issued",
+        watermark=WATERMARKS.get(status, ""),
+        period=format_skeleton("yMMMM", period.first_day, locale=numbers.locale),
+        period_days=format_interval(period.first_day, period.last_day, "yMMMd", locale=numbers.locale),
+        year_start=numbers.date(invoice.starts_year.first_day),
+        sites=sites,
+        totals=totals,
+        total_due=numbers.currency(invoice.totals["total"]),
+        kinds=KIND_TITLES,
+        verification=verification,
+        unbilled=[(group, numbers.quantity(group.quantity)) for group in invoice.unbilled],
+    )
+
+
+def render_pdf(invoice: Invoice, *, number: str | None = None, status: str = "draft",
+               issued_on: dt.date | None = None, locale: str = "en_GB") -> bytes:
+    """The PDF bytes, fonts embedded; raises InconsistentInvoice instead of printing figures that do not add up."""
+    html = render_html(invoice, number=number, status=status, issued_on=issued_on, locale=locale)
+    return weasyprint.HTML(string=html).write_pdf()
