@@ -38,7 +38,17 @@ class DatabaseUnavailable(Exception):
 
 
 def database_url() -> str:
-    return os.environ.get("BILLING_DATABASE_URL") or DEFAULT_URL
+    """BILLING_DATABASE_URL; else the database of the environment BILLING_ENV names; else DEFAULT_URL."""
+    if os.environ.get("BILLING_DATABASE_URL"):
+        return os.environ["BILLING_DATABASE_URL"]
+    if os.environ.get("BILLING_ENV"):
+        from admin_app.environment import UnknownEnvironment, load
+
+        try:
+            return load().database_url
+        except UnknownEnvironment as exc:
+            raise DatabaseUnavailable(str(exc)) from None
+    return DEFAULT_URL
 
 
 def shown(url) -> str:
