@@ -14,6 +14,7 @@ in file mode there is none, and the document says so where the number would be.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -96,7 +97,6 @@ class TierRow:
 class LineRow:
     kind: str
     title: str
-    reference: str
     quantity: str
     unit_price: str
     amount: str
@@ -137,21 +137,27 @@ def _tier_rows(shares, numbers: Numbers) -> tuple[TierRow, ...]:
     return tuple(rows)
 
 
+def _usage_note(line) -> str:
+    """What a reader needs to know beyond the figures: the category is disabled here, or priced for this site."""
+    if not line.billed:
+        where = f" at contract line {line.disabled_by.line}" if line.disabled_by else ""
+        return f"Disabled for this site{where}: not billed."
+    if line.source and line.source.block.startswith("site "):
+        return f"Priced for this site at contract line {line.source.line}."
+    return ""
+
+
 def _line_row(line, numbers: Numbers) -> LineRow:
-    reference = f"line {line.source.line}" if line.source else ""
     if line.kind == "usage":
         priced_once = len(line.tiers) == 1
         tiers = () if priced_once or not line.billed else _tier_rows(line.tiers, numbers)
-        note = "" if line.billed else (
-            "Disabled for this site" + (f" at contract line {line.disabled_by.line}" if line.disabled_by else "")
-            + ": not billed."
-        )
-        return LineRow("usage", line.label, reference, numbers.quantity(line.quantity),
+        return LineRow("usage", line.label, numbers.quantity(line.quantity),
                        numbers.price(line.tiers[0].unit_price) if priced_once and line.billed else "",
-                       numbers.amount(line.amount), tiers, note)
+                       numbers.amount(line.amount), tiers, _usage_note(line))
     title = "Minimum true-up" if line.kind == "minimum" else "Cap reduction"
-    return LineRow(line.kind, f"{title} on {', '.join(line.categories)}", reference, "", "",
-                   numbers.amount(line.amount), (), numbers.sentence(line.explanation))
+    where = f" Contract line {line.source.line}." if line.source else ""
+    return LineRow(line.kind, f"{title} on {', '.join(line.categories)}", "", "", numbers.amount(line.amount), (),
+                   f"{numbers.sentence(line.explanation)}.{where}")
 
 
 def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers) -> Verification:
@@ -191,6 +197,7 @@ def _css_string(text: str) -> markupsafe.Markup:
     return markupsafe.Markup(f'"{escaped}"')
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("templates", "."), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
