@@ -30,6 +30,11 @@ class Environment:
     locale: str
     banner_colour: str
     production: bool
+    # Reconciliation (store/reconcile.py): a difference above both is a discrepancy that blocks approval.
+    reconcile_threshold_amount: str = "0.00"     # in the contract's currency
+    reconcile_threshold_percent: str = "0"       # of the larger of the two figures compared
+    # Reverse proxies in front of `billing serve` whose X-Forwarded-For is trusted (0: use the peer address).
+    trusted_proxies: int = 0
 
 
 def available() -> list[str]:

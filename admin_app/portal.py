@@ -33,7 +33,10 @@ class Area:
 
 
 AREAS = (
+    Area("dashboard.index", "Dashboard", "The current period per customer and site: usage, minimums, caps, charges."),
+    Area("contracts.index", "Contracts", "Edit contracts with live checks, preview, save versions, compare, backtest."),
     Area("invoices.index", "Invoices", "Issued invoices and their lines."),
+    Area("reconciliation.index", "Reconciliation", "Each period's checks: rollups, dashboard and invoice agree."),
     Area("audit.index", "Audit log", "Who did what, when and from where; filter by actor, action, resource, date."),
     Area("admin.users", "Users", "Add users, change roles, disable, unlock, reset MFA."),
 )
