@@ -1,4 +1,14 @@
-"""Cookies, secret key and response headers: the parts of security every page shares."""
+"""Cookies, secret key, response headers and the client's address: the parts of security every page shares.
+
+Behind a load balancer the connection comes from the proxy, not the client. An
+environment names how many proxies it trusts (`trusted_proxies`); with one or
+more, werkzeug's ProxyFix takes the client address from that many entries from
+the right of X-Forwarded-For (and the scheme from X-Forwarded-Proto), so
+`request.remote_addr` (the audit log's address, the per-address sign-in limit,
+the session's address) is the client's. With 0 the headers are ignored: anyone
+can send them, and a forged one must not move a failed attempt onto someone
+else's address.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -41,6 +52,8 @@ def configure(app: Flask, env) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),   # absolute lifetime of a session
         SESSION_IDLE_MINUTES=30,                          # idle timeout
     )
+    if env.trusted_proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=env.trusted_proxies, x_proto=env.trusted_proxies)
 
     @app.after_request
     def headers(response):
