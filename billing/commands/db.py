@@ -179,15 +179,14 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_invoice_from_db(args) -> int:
-    """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here."""
-    from invoicing.text import render_text
+    """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here; every format is
+    rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
+    from invoicing.render import render_document
     from store.billing_from_db import invoice_from_db
     from store.contracts import StoredVersionInvalid, UnknownContract
 
     if args.contract or args.events:
         raise UsageError("--customer computes from the database: leave out --contract and --events")
-    if args.format not in ("json", "text"):
-        raise UsageError(f"--format {args.format} is not available with --customer yet; use json or text")
     period = _period("--period", args.period)
     with database() as (_, sessions):
         with sessions() as session:
@@ -195,10 +194,7 @@ def cmd_invoice_from_db(args) -> int:
                 computed = invoice_from_db(session, args.customer, period)
             except (UnknownContract, StoredVersionInvalid) as exc:
                 raise InputError(str(exc)) from None
-    if args.format == "text":
-        emit(render_text(computed.invoice), args.output)
-    else:
-        emit(json.dumps(computed.document, indent=2) + "\n", args.output)
+    emit(render_document(computed.invoice, args.format, document=computed.document), args.output)
     return OK
 
 

@@ -11,9 +11,8 @@ from dsl.compile import compile_file
 from engine.evaluate import bill
 from engine.periods import Period
 from engine.plan_view import plan_json, plan_text
-from invoicing.csv_view import render_csv
-from invoicing.invoice import build_invoice, invoice_json
-from invoicing.text import render_text
+from invoicing.invoice import build_invoice
+from invoicing.render import FORMATS, render_document
 from metering.aggregate import meter
 
 
@@ -88,16 +87,7 @@ def cmd_invoice(args) -> int:
         raise UsageError(f"{args.events}: cannot read the events: {exc.strerror or exc}") from None
     result = bill(timeline, metered.usage, period)
     invoice = build_invoice(result, metered.unbilled.period(period))
-    if args.format == "text":
-        emit(render_text(invoice), args.output)
-    elif args.format == "csv":
-        emit(render_csv(invoice), args.output)
-    elif args.format == "pdf":
-        from invoicing.pdf import render_pdf  # WeasyPrint takes a while to load; only PDFs need it
-
-        emit(render_pdf(invoice), args.output)
-    else:
-        emit(json.dumps(invoice_json(invoice), indent=2) + "\n", args.output)
+    emit(render_document(invoice, args.format), args.output)
     summary = metered.summary
     if summary.rejected_total or summary.other_customers:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejected.items()))
@@ -126,7 +116,7 @@ def register(commands) -> None:
     invoice.add_argument("--events", metavar="EVENTS.jsonl|.csv")
     invoice.add_argument("--customer", metavar="CONTRACT_ID", help="compute from the database (BILLING_DATABASE_URL)")
     invoice.add_argument("--period", required=True, metavar="YYYY-MM")
-    invoice.add_argument("--format", choices=("json", "text", "csv", "pdf"), default="json",
+    invoice.add_argument("--format", choices=FORMATS, default="json",
                          help="pdf writes bytes: give --output PATH or redirect standard output")
     invoice.add_argument("--output", metavar="PATH")
     invoice.set_defaults(run=cmd_invoice)
