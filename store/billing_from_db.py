@@ -61,7 +61,14 @@ class ComputedInvoice:
 
 def invoice_from_db(session: Session, customer: str, period: Period) -> ComputedInvoice:
     """Raises store.contracts.UnknownContract, engine.evaluate.OutsideContract."""
-    contract = load_contract(session, customer)
+    return invoice_of_contract(session, load_contract(session, customer), period)
+
+
+def invoice_of_contract(session: Session, contract: StoredContract, period: Period) -> ComputedInvoice:
+    """The invoice of `period` under `contract`'s timeline, on the stored usage and issued invoices of
+    `contract.id`: a what-if (store/whatif.py) passes the stored contract with another timeline.
+    Raises engine.evaluate.OutsideContract."""
+    customer = contract.id
     timeline = contract.timeline
     timeline.require_billed(period)
     connection = session.connection()

@@ -108,6 +108,12 @@ def _ends(live) -> Period | None:
     return Period.of(ends) if ends else None
 
 
+def text_diff(old: str, new: str, old_name: str, new_name: str) -> list[str]:
+    """The unified diff of two contract texts, one line per item, without line ends (empty when equal)."""
+    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name)
+    return [line.rstrip("\r\n") for line in diff]
+
+
 def render_history(history: History) -> str:
     count = len(history.versions)
     out = [f"Contract {history.contract_id} ({history.customer}): {count} version{'s' * (count != 1)} saved", ""]
@@ -124,11 +130,8 @@ def render_history(history: History) -> str:
         out.append(f"  saved {saved} by {version.author}" + (f": {version.comment}" if version.comment else ""))
         out.append(f"  sha256 {version.sha256}")
         if previous is not None:
-            diff = difflib.unified_diff(
-                previous.text.splitlines(keepends=True), version.text.splitlines(keepends=True),
-                f"version {previous.number}", f"version {version.number}",
-            )
-            out.extend("  " + line.rstrip("\r\n") for line in diff)
+            diff = text_diff(previous.text, version.text, f"version {previous.number}", f"version {version.number}")
+            out.extend("  " + line for line in diff)
         out.append("")
         previous = version
     out.append("Which version bills each period:")
