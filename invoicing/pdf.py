@@ -205,9 +205,12 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(invoice: Invoice, *, number: str | None = None, status: str = "draft",
-                issued_on: dt.date | None = None, locale: str = "en_GB") -> str:
-    """The invoice as HTML for WeasyPrint; raises InconsistentInvoice before rendering a sum that fails."""
+def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "draft",
+                 issued_on: dt.date | None = None, locale: str = "en_GB") -> dict:
+    """What templates/invoice_body.html shows: every figure formatted, and verified to add up.
+
+    The PDF (`render_html`) and the portal's preview (templates/portal/invoice.html) both render
+    invoice_body.html with this, so the two cannot show different figures."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     if (status in NUMBERED) != (number is not None) or (status in NUMBERED) != (issued_on is not None):
@@ -221,7 +224,7 @@ def render_html(invoice: Invoice, *, number: str | None = None, status: str = "d
     totals = {key: numbers.amount(value) for key, value in invoice.totals.items()}
     verification = verify(sites, totals, numbers)
     period = invoice.period
-    return _environment().get_template("invoice.html").render(
+    return dict(
         invoice=invoice,
         lang=numbers.locale.language,
         reference=f"Invoice {number}" if number else DRAFT_MARKER,
@@ -240,6 +243,13 @@ def render_html(invoice: Invoice, *, number: str | None = None, status: str = "d
         verification=verification,
         unbilled=[(group, numbers.quantity(group.quantity)) for group in invoice.unbilled],
     )
+
+
+def render_html(invoice: Invoice, *, number: str | None = None, status: str = "draft",
+                issued_on: dt.date | None = None, locale: str = "en_GB") -> str:
+    """The invoice as HTML for WeasyPrint; raises InconsistentInvoice before rendering a sum that fails."""
+    view = invoice_view(invoice, number=number, status=status, issued_on=issued_on, locale=locale)
+    return _environment().get_template("invoice.html").render(**view)
 
 
 def render_pdf(invoice: Invoice, *, number: str | None = None, status: str = "draft",
