@@ -6,12 +6,14 @@ a message in the contract's own words ("expected a date (YYYY-MM-DD)").
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, __version__ as LARK_VERSION, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from dsl.diagnostics import Diagnostic, Span, error
@@ -39,7 +41,25 @@ READABLE = {
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True)
+    """The LALR parser of the grammar, loaded from the user's cache when it was built before (a few
+    milliseconds instead of some 30 for building it: every `billing` command that reads a contract pays it).
+
+    Lark keys the cache on a hash of the grammar and the options, so a changed grammar is built again."""
+    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", propagate_positions=True,
+                cache=_cache_file() or False)
+
+
+def _cache_file() -> str | None:
+    """Where the built parser is kept: $XDG_CACHE_HOME/billing (~/.cache/billing), if it can be written."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = Path(base) / "billing"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(directory, os.W_OK):
+        return None
+    return str(directory / f"pricing-grammar-lark{LARK_VERSION}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
 
 
 def _keywords() -> frozenset[str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import String, Table, select, type_coerce
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from engine.periods import Period
-from engine.usage import Usage
+from engine.usage import Tally, Usage
 from store.bulk import add_sums
 from store.models import LateRollup, Rollup
 
@@ -32,30 +32,55 @@ def add_to_rollups(connection: Connection, increments: Increments, *, late: bool
 
 Cell = tuple[dt.date, str, str, Decimal, int]   # (local day, site, category, quantity, events)
 
+# Read with the driver's own cursor: an invoice reads tens of thousands of rollups, and SQLAlchemy's rows and
+# result processors cost more than the query. SQLite hands back its text (day, quantity), converted here.
+USAGE_CELLS = ("SELECT day, site, category, quantity, events FROM rollups "
+               "WHERE customer = {0} AND day >= {0} AND day <= {0}")
+
 
 def usage_cells(connection: Connection, customer: str, first: Period, last: Period) -> list[Cell]:
     """On-time usage of the periods first..last."""
-    table = Rollup.__table__
-    day = type_coerce(table.c.day, String)   # SQLite's ISO text as it is, read once per distinct day
-    query = select(day, table.c.site, table.c.category, table.c.quantity, table.c.events).where(
-        table.c.customer == customer, table.c.day >= first.first_day, table.c.day <= last.last_day
-    )
-    days: dict = {}
+    sqlite = connection.dialect.name == "sqlite"
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        if sqlite:
+            cursor.execute(USAGE_CELLS.format("?"), (customer, first.first_day.isoformat(), last.last_day.isoformat()))
+        else:
+            cursor.execute(USAGE_CELLS.format("%s"), (customer, first.first_day, last.last_day))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not sqlite:   # psycopg gives dates and Decimals
+        return rows
+    days: dict[str, dt.date] = {}
+    quantities: dict[str, Decimal] = {}   # Decimals are immutable: equal texts share one
 
-    def as_date(value) -> dt.date:
-        found = days.get(value)
-        if found is None:
-            found = days[value] = value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-        return found
+    def as_date(text: str) -> dt.date:
+        day = days[text] = dt.date.fromisoformat(text)
+        return day
 
-    return [(as_date(day), site, category, quantity, events)
-            for day, site, category, quantity, events in connection.execute(query)]
+    def as_decimal(text: str) -> Decimal:
+        quantity = quantities[text] = Decimal(text)
+        return quantity
+
+    return [(days.get(day) or as_date(day), site, category, quantities.get(quantity) or as_decimal(quantity), events)
+            for day, site, category, quantity, events in rows]
 
 
 def as_usage(*cell_lists: list[Cell]) -> Usage:
-    """Usage as the engine takes it, summed from lists of cells."""
+    """Usage as the engine takes it, summed from lists of cells (what `Usage.add` does, one period per day
+    looked up once)."""
     usage = Usage()
+    by_day: dict[dt.date, dict] = {}
     for cells in cell_lists:
         for day, site, category, quantity, events in cells:
-            usage.add(day, site, category, quantity, events)
+            period_cells = by_day.get(day)
+            if period_cells is None:
+                period_cells = by_day[day] = usage.by_period.setdefault(Period(day.year, day.month), {})
+            key = (day, site, category)
+            tally = period_cells.get(key)
+            if tally is None:
+                period_cells[key] = Tally(quantity, events)
+            else:
+                tally.add(quantity, events)
     return usage
