@@ -68,25 +68,34 @@ def _period(option: str, text: str | None) -> Period | None:
 
 
 def cmd_contract_save(args) -> int:
+    """Every attempt to save is recorded in the audit log (contract.save): a refused one, a contract with errors
+    included, as a failure with its reason; a misused command (an unreadable file, a bad option) is not one."""
+    from billing.commands.portal import cli_actor
     from dsl.compile import compile_file
-    from store.contracts import ContractRefused, save_contract
+    from store.contracts import ContractRefused, author_name, save_contract
 
     effective = _period("--effective", args.effective)
+    who = cli_actor()
     try:
         compiled = compile_file(args.file)
     except OSError as exc:
         raise UsageError(f"{args.file}: cannot read the contract: {exc.strerror or exc}") from None
     for diagnostic in compiled.diagnostics:
         say(diagnostic.render(args.file))
-    if not compiled.ok:
-        say(f"{args.file}: not saved: the contract has errors")
-        return WRONG_INPUT
+    asked = {"file": args.file, "effective": args.effective, "comment": args.comment or "",
+             "author": args.author or author_name()}
     with database() as (_, sessions):
+        if not compiled.ok:
+            _refused_save(sessions, who, compiled, asked, "the contract has errors")
+            say(f"{args.file}: not saved: the contract has errors")
+            return WRONG_INPUT
         try:
             with sessions.begin() as session:
                 saved = save_contract(session, compiled, effective=effective, comment=args.comment or "",
                                       author=args.author)
+                _record_save(session, who, saved, asked)
         except ContractRefused as exc:
+            _refused_save(sessions, who, compiled, asked, str(exc))
             raise InputError(f"{args.file}: {exc}") from None
     short = saved.sha256[:12]
     if saved.outcome == "unchanged":
@@ -105,7 +114,29 @@ def cmd_contract_save(args) -> int:
     return OK
 
 
+def _record_save(session, who, saved, asked: dict) -> None:
+    from store.audit import contract_resource, record
+
+    replaced = saved.same_as if saved.outcome == "replaced" else None
+    record(session, who, "contract.save", contract_resource(saved.contract_id, saved.sha256),
+           details={**asked, "result": saved.outcome, "in_effect_from": str(saved.effective),
+                    "replaces": replaced.sha256 if replaced else None})
+
+
+def _refused_save(sessions, who, compiled, asked: dict, reason: str) -> None:
+    """The refusal, in a transaction of its own (the save's was rolled back)."""
+    import hashlib
+
+    from store.audit import FAILURE, contract_resource, record
+
+    sha256 = hashlib.sha256(compiled.text.encode("utf-8")).hexdigest() if compiled.text else None
+    resource = contract_resource(compiled.contract.id, sha256) if compiled.contract else f"file:{asked['file']}"
+    with sessions.begin() as session:
+        record(session, who, "contract.save", resource, outcome=FAILURE, details={**asked, "reason": reason})
+
+
 def cmd_contract_history(args) -> int:
+    from store.audit import contract_resource
     from store.contracts import UnknownContract
     from store.history import contract_history, render_history
 
@@ -115,6 +146,7 @@ def cmd_contract_history(args) -> int:
                 history = contract_history(session, args.contract_id)
             except UnknownContract as exc:
                 raise InputError(str(exc)) from None
+        _record_read(sessions, "contract.history", contract_resource(args.contract_id), {})
     emit(render_history(history), None)
     return OK
 
@@ -182,6 +214,7 @@ def cmd_invoice_from_db(args) -> int:
     """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here; every format is
     rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
     from invoicing.render import render_document
+    from store.audit import invoice_resource
     from store.billing_from_db import invoice_from_db
     from store.contracts import StoredVersionInvalid, UnknownContract
 
@@ -194,8 +227,19 @@ def cmd_invoice_from_db(args) -> int:
                 computed = invoice_from_db(session, args.customer, period)
             except (UnknownContract, StoredVersionInvalid) as exc:
                 raise InputError(str(exc)) from None
+        _record_read(sessions, "invoice.view", invoice_resource(args.customer, period),
+                     {"computed": True, "format": args.format, "output": args.output or "standard output"})
     emit(render_document(computed.invoice, args.format, document=computed.document), args.output)
     return OK
+
+
+def _record_read(sessions, action: str, resource: str, details: dict) -> None:
+    """A read of financial data on the command line is recorded like one in the portal, before it is shown."""
+    from billing.commands.portal import cli_actor
+    from store.audit import record
+
+    with sessions.begin() as session:
+        record(session, cli_actor(), action, resource, details=details)
 
 
 def register(commands) -> None:
