@@ -4,6 +4,7 @@
     GET/POST /login/enrol    first sign-in: scan the QR code, confirm with a code; recovery codes are shown once
     GET/POST /login/code     every later sign-in: a code from the authenticator, or a recovery code
     POST     /logout         ends the session (server side: the cookie is worth nothing after it)
+    GET/POST /account/password   a signed-in user changes their own password; their other sessions end
 
 Between the password and the code, the Flask session holds only who passed the
 password and when (for SIGN_IN_STEP_MINUTES). This module also installs the
@@ -16,18 +17,19 @@ from __future__ import annotations
 
 import segno
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user
+from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 
 from admin_app import access, auditing, database, sessions
 from admin_app.access import public, signed_in
 from admin_app.database import db_session
-from admin_app.forms import CodeForm, LoginForm
+from admin_app.forms import CodeForm, LoginForm, PasswordChangeForm
 from admin_app.sessions import now, safe_next, sign_in, sign_out
-from store.accounts import User, normalised_email
+from store.accounts import User, UserSession, normalised_email
 from store.signin import (
     Lockout,
     Refused,
+    change_password,
     check_password,
     check_second_factor,
     finish_enrolment,
@@ -168,3 +170,27 @@ def logout():
     db_session().commit()
     flash("You are signed out.", "notice")
     return redirect(url_for("auth.login"))
+
+
+@blueprint.route("/account/password", methods=["GET", "POST"])
+@signed_in
+def password():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        user = db_session().get(User, current_user.user_id)
+        this_session = db_session().get(UserSession, current_user.session_id)
+        ended = change_password(db_session(), auditing.actor(), user, form.current_password.data,
+                                form.new_password.data, lockout(), now(), keep=this_session)
+        db_session().commit()
+        if isinstance(ended, Refused):
+            if user.locked(now()):   # the lock ended this session too
+                logout_user()
+                session.clear()
+                flash(ended.message, "error")
+                return redirect(url_for("auth.login"))
+            form[ended.field].errors.append(ended.message)
+        else:
+            others = f" Your {ended} other session{'s' if ended != 1 else ''} ended." if ended else ""
+            flash(f"Your password is changed.{others}", "done")
+            return redirect(url_for("portal.home"))
+    return render_template("portal/account/password.html", form=form)

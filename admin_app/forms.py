@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from store.accounts import ROLES
+from store.accounts import MIN_PASSWORD_LENGTH, ROLES
 
 ROLE_CHOICES = [SelectChoice("", "Choose a role…")] + [SelectChoice(role, role.replace("_", " ")) for role in ROLES]
 
@@ -23,6 +23,19 @@ class CodeForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired("Enter the code."), Length(max=40)],
                        render_kw={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false",
                                   "autocapitalize": "off"})
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField("Current password",
+                                     validators=[DataRequired("Enter your current password."), Length(max=1024)],
+                                     render_kw={"autocomplete": "current-password", "autofocus": True})
+    new_password = PasswordField("New password", validators=[DataRequired("Enter a new password."), Length(max=1024)],
+                                 description=f"At least {MIN_PASSWORD_LENGTH} characters, and not your email "
+                                             "address. A few unrelated words make a good one.",
+                                 render_kw={"autocomplete": "new-password"})
+    confirm_password = PasswordField("New password again", validators=[
+        DataRequired("Enter the new password again."),
+        EqualTo("new_password", "The two new passwords are not the same.")], render_kw={"autocomplete": "new-password"})
 
 
 class UserForm(FlaskForm):

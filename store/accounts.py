@@ -142,9 +142,11 @@ def check_role(session: Session, role: str, customer: str | None) -> str | None:
     return customer
 
 
-def check_password_rules(password: str) -> None:
+def check_password_rules(password: str, email: str | None = None) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountRefused("password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if email and password.strip().lower() in (email.lower(), email.lower().split("@")[0]):
+        raise AccountRefused("password", "a password must not be your email address")
 
 
 def add_user(session: Session, who: Actor, email: str, role: str, *, customer: str | None = None,

@@ -6,6 +6,7 @@
     codes = finish_enrolment(session, who, user, "492039", policy, now)   # the recovery codes, shown once
     step = check_second_factor(session, who, user, "492039", policy, now)
     token, row = open_session(session, user, who.ip, now)
+    ended = change_password(session, who, user, current, new, policy, now, keep=row)   # other sessions ended
 
 Every attempt, good or bad, is recorded in the audit log. A wrong password or
 code counts against the account: after `Lockout.max_failures` in a row it is
@@ -51,6 +52,8 @@ DISABLED = "This account is disabled. Ask an administrator."
 TOO_MANY = "Too many failed attempts from your address. Wait a few minutes, then try again."
 WRONG_CODE = "This code is not right. Check the time on your device, or use a recovery code."
 USED_CODE = "This code was already used. Wait for the next one."
+WRONG_CURRENT_PASSWORD = "This is not your current password."
+SAME_PASSWORD = "The new password must differ from the current one."
 
 
 
@@ -159,6 +162,40 @@ def check_second_factor(session: Session, who: Actor, user: User, code: str, pol
         details["recovery_codes_left"] = recovery_codes_left(session, user)
     record(session, who, "login.mfa", user_resource(user), details=details, at=now)
     return method
+
+
+def change_password(session: Session, who: Actor, user: User, current: str, new: str, policy: Lockout,
+                    now: dt.datetime, *, keep: UserSession | None = None) -> int | Refused:
+    """A signed-in user's own change: the number of their other sessions it ended, or why not.
+
+    The new password is checked first (that changes nothing); a wrong current password then counts
+    against the account like a failed sign-in, and the lock it may bring ends every session, this one
+    included: whoever holds a session that keeps guessing is not taken for its user."""
+    try:
+        accounts.check_password_rules(new, user.email)
+    except accounts.AccountRefused as exc:
+        return Refused("new_password", f"{str(exc).capitalize()}.")
+    if user.locked(now):
+        record(session, who, "user.password", user_resource(user), outcome=FAILURE,
+               details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
+        return Refused("current_password", LOCKED)
+    if not check_password_hash(user.password_hash, current):
+        refused = _failed(session, who, user, "user.password", "wrong current password", policy, now,
+                          Refused("current_password", WRONG_CURRENT_PASSWORD))
+        if user.locked(now):
+            accounts.end_sessions(session, user, "locked", now=now)
+        return refused
+    if new == current:
+        return Refused("new_password", SAME_PASSWORD)
+    user.password_hash = hash_password(new)
+    _signed_in(user)
+    others = update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+    if keep is not None:
+        others = others.where(UserSession.id != keep.id)
+    ended = session.execute(others.values(ended_at=now, ended_because="password change")
+                            .execution_options(synchronize_session=False)).rowcount
+    record(session, who, "user.password", user_resource(user), details={"other_sessions_ended": ended}, at=now)
+    return ended
 
 
 def new_recovery_codes(session: Session, user: User) -> list[str]:
