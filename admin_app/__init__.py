@@ -12,11 +12,11 @@ from pathlib import Path
 
 from flask import Flask
 
-from admin_app import access, admin, api, audit_view, auth, environment, invoices, portal, security
+from admin_app import access, admin, api, audit_view, auth, contracts, environment, invoices, portal, security, whatif
 
 # Each entry: a module with a `blueprint` and optionally `init_app(app)`.
 # auth comes first: it installs the database, the sessions and CSRF protection the others rely on.
-BLUEPRINTS: tuple = (auth, portal, invoices, admin, audit_view, api)
+BLUEPRINTS: tuple = (auth, portal, invoices, contracts, whatif, admin, audit_view, api)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
