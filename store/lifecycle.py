@@ -19,7 +19,9 @@ why); the status shown is derived (`status_of`). A voided period is open again:
 its own number when issued.
 
 Every refusal raises `Refused` before anything is written; approve, issue and
-void are recorded in the audit log in their own transaction.
+void are recorded in the audit log in their own transaction. Approving and
+issuing run the period's reconciliation again (`reconciliation_passed`): a
+discrepancy above the threshold refuses them until it is resolved or explained.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from store.contracts import UnknownContract
 from store.db import dialect_insert
 from store.issuing import computed_fields, freeze
 from store.models import Contract, Invoice, InvoiceCounter, InvoicePdf, InvoiceVoid, in_force
+from store.reconcile import take_snapshot
 
 UTC = dt.timezone.utc
 NUMBER_DIGITS = 6
@@ -73,7 +76,21 @@ def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice
     return None
 
 
-APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current,)
+def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedInvoice) -> str | None:
+    """The reconciliation of the period (store/reconcile.py), run now, finds no discrepancy above the
+    environment's threshold, or finance recorded an explanation of exactly the discrepancies it finds."""
+    from store.reconcile import configured_threshold, explanation_of, headline, reconcile
+
+    report = reconcile(session, draft.customer, draft.period, configured_threshold(), computed=computed,
+                       invoice=draft)
+    if report.passed or explanation_of(session, draft, report) is not None:
+        return None
+    return (f"its {headline(report)}; see `billing reconcile --customer {draft.customer} --period {draft.period}`, "
+            "resolve them and run `billing close` again, or have finance record why they may stand "
+            "(`billing reconcile … --explain TEXT`)")
+
+
+APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, reconciliation_passed)
 
 
 def render_issued_pdf(invoice: InvoiceDocument, number: str, issued_on: dt.date, locale: str) -> bytes:
@@ -108,6 +125,7 @@ def find(session: Session, which: Selector) -> Invoice | None:
 
 def close(session: Session, customer: str, period: Period, *, now: dt.datetime | None = None) -> tuple[Invoice, str]:
     """Creates or recomputes the period's draft; returns it and what happened: created, refreshed, unchanged.
+    Every close records what the dashboard shows for the period (store/reconcile.py compares it with the draft).
 
     An approved invoice is recomputed too and goes back to draft if anything changed.
     Refused: no such contract, a period outside it, an invoice already issued."""
@@ -121,16 +139,20 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     fields = computed_fields(computed)
     if row is not None and row.status in ("draft", "approved"):
         if all(getattr(row, name) == value for name, value in fields.items()):
-            return row, "unchanged"
-        for name, value in fields.items():
-            setattr(row, name, value)
-        row.status, row.approved_at, row.approved_by, row.created_at = "draft", None, None, now
+            outcome = "unchanged"
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.status, row.approved_at, row.approved_by, row.created_at = "draft", None, None, now
+            outcome = "refreshed"
         session.flush()
-        return row, "refreshed"
+        take_snapshot(session, customer, period, row.id, now=now)
+        return row, outcome
     draft = Invoice(customer=customer, period=period, status="draft", created_at=now,
                     replaces_id=row.id if row is not None else None, **fields)
     session.add(draft)
     session.flush()
+    take_snapshot(session, customer, period, draft.id, now=now)
     return draft, "created"
 
 
@@ -175,6 +197,9 @@ def issue(session: Session, which: Selector, who: Actor, *, prefix: str, locale:
     if row.usage_hash != computed.usage_hash or row.document != computed.document:
         raise Refused(f"{which} changed since it was approved (usage or contract); "
                       "run `billing close` again, review and approve it")
+    reason = reconciliation_passed(session, row, computed)
+    if reason is not None:
+        raise Refused(f"{which} cannot be issued: {reason}")
     number = _next_number(session, who.environment, prefix, now.year)
     try:
         pdf = render(computed.invoice, number, now.date(), locale)

@@ -7,6 +7,8 @@
     conflicts  one row per distinct conflicting repeat of a stored event
     invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
     invoice_pdfs, invoice_voids, invoice_counters  the issued PDF, voids, numbering (store/lifecycle.py)
+    dashboard_snapshots ─< dashboard_snapshot_sites, reconciliations ─ reconciliation_explanations
+               what the dashboard showed at close, each reconciliation run, explanations (store/reconcile.py)
 
 Quantities and amounts are exact decimals (store/types.py), instants are UTC,
 local days are dates in the contract's time zone, periods are `YYYY-MM`.
@@ -247,6 +249,64 @@ class InvoiceCounter(Base):
     last: Mapped[int] = mapped_column(BigInteger)
 
 
+class DashboardSnapshot(Base):
+    """What the dashboard showed for a customer's period when the period was closed (store/reconcile.py)."""
+
+    __tablename__ = "dashboard_snapshots"
+    __table_args__ = (Index("dashboard_snapshots_period", "customer", "period", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    customer: Mapped[str]
+    period: Mapped[Period]
+    taken_at: Mapped[dt.datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal]
+    invoice_id: Mapped[int | None]             # the draft closed with it (no foreign key: a draft may be deleted)
+
+    sites: Mapped[list[DashboardSnapshotSite]] = relationship(order_by="DashboardSnapshotSite.position")
+
+
+class DashboardSnapshotSite(Base):
+    """One site's charges in a dashboard snapshot."""
+
+    __tablename__ = "dashboard_snapshot_sites"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("dashboard_snapshots.id"), primary_key=True)
+    site: Mapped[str] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str]
+    charges: Mapped[Decimal]
+
+
+class Reconciliation(Base):
+    """One run of the reconciliation of a customer's period: its findings as JSON, whether it passed."""
+
+    __tablename__ = "reconciliations"
+    __table_args__ = (Index("reconciliations_period", "period", "customer", "ran_at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    customer: Mapped[str]
+    period: Mapped[Period]
+    invoice_id: Mapped[int | None]             # the invoice compared (no foreign key: a draft may be deleted)
+    ran_at: Mapped[dt.datetime]
+    ran_by: Mapped[str]
+    passed: Mapped[bool]
+    difference: Mapped[Decimal]                # the money differences found, in absolute value, summed
+    fingerprint: Mapped[str] = mapped_column(String(64))   # of the discrepancies: what an explanation covers
+    report: Mapped[dict] = mapped_column(JSON)
+
+
+class ReconciliationExplanation(Base):
+    """A finance user's explanation of a failed reconciliation: lifts its refusal to approve and issue."""
+
+    __tablename__ = "reconciliation_explanations"
+
+    reconciliation_id: Mapped[int] = mapped_column(ForeignKey("reconciliations.id"), primary_key=True)
+    explained_at: Mapped[dt.datetime]
+    explained_by: Mapped[str]
+    text: Mapped[str] = mapped_column(Text)
+
+
 def in_force():
     """The condition of an issued invoice that was not voided: what caps, lateness and numbering count."""
     return (Invoice.status == "issued") & ~exists().where(InvoiceVoid.invoice_id == Invoice.id)
@@ -269,6 +329,8 @@ def _issued_invoice_is_frozen(mapper, connection, target: Invoice) -> None:
 @event.listens_for(InvoicePdf, "before_delete")
 @event.listens_for(InvoiceVoid, "before_update")
 @event.listens_for(InvoiceVoid, "before_delete")
+@event.listens_for(ReconciliationExplanation, "before_update")
+@event.listens_for(ReconciliationExplanation, "before_delete")
 def _append_only(mapper, connection, target) -> None:
     raise FrozenRecord(f"{mapper.local_table.name} is append-only: a row cannot be changed or deleted")
 

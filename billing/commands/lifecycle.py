@@ -1,12 +1,14 @@
 """The invoice lifecycle on the command line (interfaces §2): `billing close`, `approve`, `issue`, `void`.
 
-    billing close --period 2026-05 [--customer acme-health]     drafts, created or recomputed
+    billing close --period 2026-05 [--customer acme-health]     drafts, created or recomputed, then reconciled
     billing approve --customer acme-health --period 2026-05
     billing issue --number …  |  --customer ID --period P  [--pdf PATH]
     billing void --number UK-2026-000042 --reason "wrong site list"
 
 Each step is one transaction (store/lifecycle.py); a refusal changes nothing and
-exits 1. The actor in the audit log is `cli:` and the user running the command.
+exits 1. `close` records the dashboard's figures and runs the reconciliation in
+the transaction of each draft (billing/commands/reconcile.py); a draft whose
+reconciliation failed is kept, and close exits 1 saying why. The actor in the audit log is `cli:` and the user running the command.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def _total(row) -> str:
 
 
 def cmd_close(args) -> int:
+    from billing.commands.reconcile import reconcile_and_store, threshold
     from store.lifecycle import Refused, close, customers_billed_in
+    from store.reconcile import render_text
 
     period = _period("--period", args.period)
-    refusals = 0
+    refusals = failed = 0
+    who, limit = cli_actor(), threshold()
     with database() as (_, sessions):
         if args.customer:
             customers = [args.customer]
@@ -54,6 +59,7 @@ def cmd_close(args) -> int:
                 with sessions.begin() as session:
                     row, outcome = close(session, customer, period)
                     line = f"{customer} {period}: draft {outcome} (total {_total(row)})"
+                    report, explained = reconcile_and_store(session, customer, period, limit, who, row)
             except Refused as exc:
                 if args.customer:
                     raise InputError(str(exc)) from None
@@ -61,6 +67,17 @@ def cmd_close(args) -> int:
                 refusals += 1
                 continue
             print(line)
+            # stdout keeps one line per draft; the reconciliation's verdict goes beside it, on stderr
+            if report.passed or explained is not None:
+                say(render_text(report, explained).splitlines()[0])
+            else:
+                failed += 1
+                say(render_text(report))
+    if failed:
+        say(f"billing close: the reconciliation of {failed} draft{'s' if failed != 1 else ''} failed: they cannot be "
+            "approved until each discrepancy is resolved (then close again) or explained (`billing reconcile "
+            "--explain`)")
+        return WRONG_INPUT
     return OK if not args.customer or refusals < len(customers) else WRONG_INPUT
 
 
