@@ -38,7 +38,7 @@ from engine.lines import LINE_KINDS
 from engine.periods import Period
 from engine.plan import Plan
 from invoicing.invoice import Invoice as InvoiceDocument
-from store.billing_from_db import ComputedInvoice, invoice_of_contract
+from store.billing_from_db import ComputedInvoice, invoice_from_db, invoice_of_contract
 from store.contracts import StoredContract, StoredVersionInvalid, load_contract
 from store.history import SavedVersion, contract_history, text_diff
 from store.invoices import issued_invoices
@@ -141,6 +141,14 @@ def preview(session: Session, customer: str, source_text: str, period: Period) -
     if isinstance(draft, Refusal):
         return draft
     return preview_draft(session, draft, period)
+
+
+def in_effect_total(session: Session, customer: str, period: Period) -> Decimal | None:
+    """The total of `period`'s invoice under the saved versions, to set a preview beside (None: not billed)."""
+    try:
+        return invoice_from_db(session, customer, period).invoice.totals["total"]
+    except OutsideContract:
+        return None
 
 
 # Comparing two saved versions ------------------------------------------------------------------------------------
