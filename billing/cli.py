@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billing.commands import db, file_mode, lifecycle, portal, reconcile, web
+from billing.commands import credit, db, file_mode, lifecycle, portal, reconcile, web
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
 from engine.evaluate import OutsideContract
 
-COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, reconcile)
+COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@
     conflicts  one row per distinct conflicting repeat of a stored event
     invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
     invoice_pdfs, invoice_voids, invoice_counters  the issued PDF, voids, numbering (store/lifecycle.py)
+    credit_notes  credit notes against issued invoices, with their PDFs (store/credit_notes.py)
     dashboard_snapshots ─< dashboard_snapshot_sites, reconciliations ─ reconciliation_explanations
                what the dashboard showed at close, each reconciliation run, explanations (store/reconcile.py)
 
@@ -333,6 +334,30 @@ def _issued_invoice_is_frozen(mapper, connection, target: Invoice) -> None:
 @event.listens_for(ReconciliationExplanation, "before_delete")
 def _append_only(mapper, connection, target) -> None:
     raise FrozenRecord(f"{mapper.local_table.name} is append-only: a row cannot be changed or deleted")
+
+
+class CreditNote(Base):
+    """A credit note against an issued invoice (store/credit_notes.py): its own number, the amount credited per
+    site, why, who, when, and its PDF with the SHA-256; never changed or deleted (migration 0006, and the ORM)."""
+
+    __tablename__ = "credit_notes"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    customer: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    lines: Mapped[list] = mapped_column(JSON)             # [{"site", "name", "amount": "decimal"}], in site order
+    total: Mapped[Decimal]
+    issued_at: Mapped[dt.datetime]
+    issued_by: Mapped[str]
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+for _verb in ("before_update", "before_delete"):
+    event.listen(CreditNote, _verb, _append_only)
 
 
 configure_mappers()
