@@ -13,10 +13,12 @@ from pathlib import Path
 from flask import Flask
 
 from admin_app import access, admin, api, audit_view, auth, contracts, environment, invoices, portal, security, whatif
+from admin_app import dashboard
+from admin_app import reconciliation
 
 # Each entry: a module with a `blueprint` and optionally `init_app(app)`.
 # auth comes first: it installs the database, the sessions and CSRF protection the others rely on.
-BLUEPRINTS: tuple = (auth, portal, invoices, contracts, whatif, admin, audit_view, api)
+BLUEPRINTS: tuple = (auth, portal, invoices, contracts, whatif, dashboard, reconciliation, admin, audit_view, api)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
