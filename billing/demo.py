@@ -4,10 +4,16 @@
 
 It holds the example contracts (contracts/*.pricing), usage generated for every
 day from each contract's start to yesterday (the same every time: a seeded
-generator, stored through the ingestion service), issued invoices for every
-finished period but the last (left for closing), the current period open, and
-one user of every role with a printed password and TOTP secret (already
-enrolled, so a newcomer types the secret into an authenticator and signs in).
+generator, stored through the ingestion service), and invoices made the way
+finance makes them (store/lifecycle.py): every finished period but the last
+closed, approved and issued, with its number and stored PDF; the last finished
+period a draft (the first contract's approved, waiting to be issued); the
+current period a draft of the month so far. The first contract gets a second
+version, an amendment in effect from the first period not yet issued, so its
+history and comparison have something to show. One user of every role is
+already enrolled: their passwords, TOTP secrets and recovery codes are printed,
+with an API key for the event API. Everything is recorded in the audit log as
+done by `cli:billing demo`, at the moment the demonstration says it happened.
 """
 
 from __future__ import annotations
@@ -21,22 +27,30 @@ from zoneinfo import ZoneInfo
 
 import pyotp
 
-from dsl.compile import Compiled, compile_file
+from admin_app.environment import load as load_environment
+from dsl.compile import Compiled, compile_file, compile_source
 from engine.periods import Period
 from engine.primitives.activity_window import WindowParams
 from engine.primitives.category_toggle import DisableParams
 from metering.events import Event, EventData
-from store import accounts, db, schema
-from store.audit import Actor, record
+from store import accounts, db, lifecycle, schema
+from store.apikeys import create_api_key
+from store.audit import Actor, contract_resource, record
 from store.contracts import save_contract
 from store.ingest import ACCEPTED, ingest_events
-from store.issuing import record_issued_invoice
+from store.signin import new_recovery_codes
 
 UTC = dt.timezone.utc
 ENVIRONMENT = "test"
+AUTHOR = "billing demo"
 SOURCE = "platform/demo"
+API_SOURCE = "platform/eu-west"     # the source the printed API key may post for
 SEED = 20260401
 CUSTOMER_USER_OF = "acme-health"
+AMENDED_CONTRACT = "acme-health"
+AMENDMENT = ("category standard  \"Standard processing\"  rate 0.85",
+             "category standard  \"Standard processing\"  rate 0.80   # amendment 1: volume discount")
+AMENDMENT_COMMENT = "amendment 1: standard processing at 0.80 (volume discount)"
 USERS = (   # email, role
     ("admin@demo.example", "admin"),
     ("deal.desk@demo.example", "deal_desk"),
@@ -52,6 +66,15 @@ class DemoUser:
     customer: str | None
     password: str
     totp_secret: str
+    recovery_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DemoInvoice:
+    period: Period
+    status: str                    # issued | approved | draft
+    number: str | None = None
+    refusal: str | None = None     # why a step the demonstration meant to take was refused
 
 
 @dataclass(frozen=True)
@@ -59,39 +82,86 @@ class DemoContract:
     contract_id: str
     customer: str
     events: int
-    issued: tuple[Period, ...]
-    closed: Period | None          # finished, not invoiced yet
-    open: Period
+    invoices: tuple[DemoInvoice, ...]
+    amendment: Period | None = None     # the period the second version takes effect
+
+    def with_status(self, status: str) -> tuple[DemoInvoice, ...]:
+        return tuple(invoice for invoice in self.invoices if invoice.status == status)
+
+
+@dataclass(frozen=True)
+class DemoApiKey:
+    customer: str
+    source: str
+    key: str
 
 
 @dataclass(frozen=True)
 class DemoSummary:
     contracts: tuple[DemoContract, ...]
     users: tuple[DemoUser, ...]
+    api_key: DemoApiKey
 
 
 def build_demo(url: str, contracts_dir: Path, today: dt.date) -> DemoSummary:
+    environment = load_environment(ENVIRONMENT)
     engine = db.connect(url)
     try:
         schema.upgrade(engine)
         sessions = db.session_factory(engine)
-        who = Actor("cli:billing demo", ENVIRONMENT)
+        who = Actor(f"cli:{AUTHOR}", ENVIRONMENT)
         compiled = [compile_file(str(path)) for path in sorted(contracts_dir.glob("*.pricing"))]
-        with sessions.begin() as session:
-            for contract in compiled:
-                save_contract(session, contract, author="billing demo", comment="demonstration contract")
-        contracts = tuple(_usage_and_invoices(sessions, contract, today) for contract in compiled)
+        for contract in sorted(compiled, key=_signed):
+            _save(sessions, who, contract, "demonstration contract", None, _signed(contract))
+        events = {contract.plan.terms.contract_id: _ingest(sessions, contract, today) for contract in compiled}
+        steps = sorted((step for contract in compiled for step in _steps(contract, today)), key=lambda s: s.at)
+        refusals = {}
+        for step in steps:
+            try:
+                with sessions.begin() as session:
+                    step.run(session, who, environment)
+            except lifecycle.Refused as refused:
+                refusals.setdefault((step.customer, step.period), str(refused))
+        with sessions() as session:
+            contracts = tuple(_outcome(session, contract, events, steps, refusals) for contract in compiled)
         with sessions.begin() as session:
             users = tuple(_user(session, who, email, role) for email, role in USERS)
-        return DemoSummary(contracts, users)
+            issued = create_api_key(session, CUSTOMER_USER_OF, API_SOURCE)
+            record(session, who, "apikey.create", f"apikey:{issued.row.prefix}",
+                   details={"customer": CUSTOMER_USER_OF, "source": API_SOURCE})
+        return DemoSummary(contracts, users, DemoApiKey(CUSTOMER_USER_OF, API_SOURCE, issued.key))
     finally:
         engine.dispose()
 
 
-def _usage_and_invoices(sessions, contract: Compiled, today: dt.date) -> DemoContract:
+@dataclass(frozen=True)
+class Step:
+    """One thing finance did, at the moment the demonstration says it was done."""
+
+    at: dt.datetime
+    customer: str
+    period: Period
+    action: str                    # close | approve | issue | amend
+    contract: Compiled | None = None
+
+    def run(self, session, who: Actor, environment) -> None:
+        which = lifecycle.Selector(self.customer, self.period)
+        if self.action == "close":
+            lifecycle.close(session, self.customer, self.period, now=self.at)
+        elif self.action == "approve":
+            lifecycle.approve(session, which, who, now=self.at)
+        elif self.action == "issue":
+            lifecycle.issue(session, which, who, prefix=environment.invoice_prefix, locale=environment.locale,
+                            now=self.at)
+        else:
+            _record_save(session, who, self.contract, AMENDMENT_COMMENT, self.period, self.at)
+
+
+def _steps(contract: Compiled, today: dt.date) -> list[Step]:
+    """Every finished period but the last closed two days after it ends, approved the day after, issued the
+    day after that; the first contract amended from the first period not issued, whose draft it approves;
+    the other open periods closed as drafts (the current one as of today)."""
     terms = contract.plan.terms
-    events = list(generated_usage(contract, today))
-    accepted = sum(outcome.status == ACCEPTED for _, _, outcome in ingest_events(sessions, enumerate(events)))
     current = Period.of(today)
     last = Period.of(terms.ends) if terms.ends else current
     finished = []
@@ -99,14 +169,79 @@ def _usage_and_invoices(sessions, contract: Compiled, today: dt.date) -> DemoCon
     while period < current and period <= last:
         finished.append(period)
         period = period.shift(1)
-    issued = tuple(finished[:-1])
-    for period in issued:
-        issued_at = min(dt.datetime.combine(period.shift(1).first_day + dt.timedelta(days=2), dt.time(9), UTC),
-                        dt.datetime.now(UTC))
-        with sessions.begin() as session:
-            record_issued_invoice(session, terms.contract_id, period, now=issued_at)
-    return DemoContract(terms.contract_id, terms.customer, accepted, issued, finished[-1] if finished else None,
-                        current)
+    steps = []
+    for period in finished[:-1]:
+        closed_at = _moment(period.shift(1).first_day + dt.timedelta(days=2))
+        steps += [Step(closed_at, terms.contract_id, period, "close"),
+                  Step(_later(closed_at, days=1), terms.contract_id, period, "approve"),
+                  Step(_later(closed_at, days=2), terms.contract_id, period, "issue")]
+    open_periods = finished[-1:] + ([current] if current <= last else [])
+    amended = terms.contract_id == AMENDED_CONTRACT and bool(open_periods)
+    if amended:
+        first = open_periods[0]
+        steps.append(Step(_moment(first.first_day), terms.contract_id, first, "amend", _amended(contract)))
+    for position, period in enumerate(open_periods):
+        closed_at = _moment(min(period.shift(1).first_day + dt.timedelta(days=2), today))
+        steps.append(Step(closed_at, terms.contract_id, period, "close"))
+        if amended and position == 0 and period < current:
+            steps.append(Step(_later(closed_at, hours=1), terms.contract_id, period, "approve"))
+    return steps
+
+
+def _ingest(sessions, contract: Compiled, today: dt.date) -> int:
+    events = enumerate(generated_usage(contract, today))
+    return sum(outcome.status == ACCEPTED for _, _, outcome in ingest_events(sessions, events))
+
+
+def _outcome(session, contract: Compiled, events: dict, steps: list[Step], refusals: dict) -> DemoContract:
+    terms = contract.plan.terms
+    periods = sorted({step.period for step in steps if step.customer == terms.contract_id and step.action == "close"})
+    invoices = []
+    for period in periods:
+        row = lifecycle.find(session, lifecycle.Selector(terms.contract_id, period))
+        status = lifecycle.status_of(session, row) if row is not None else "none"
+        invoices.append(DemoInvoice(period, status, row.number if row is not None else None,
+                                    refusals.get((terms.contract_id, period))))
+    amendment = next((step.period for step in steps if step.customer == terms.contract_id and step.action == "amend"),
+                     None)
+    return DemoContract(terms.contract_id, terms.customer, events[terms.contract_id], tuple(invoices), amendment)
+
+
+def _save(sessions, who: Actor, contract: Compiled, comment: str, effective: Period | None,
+          at: dt.datetime) -> None:
+    with sessions.begin() as session:
+        _record_save(session, who, contract, comment, effective, at)
+
+
+def _record_save(session, who: Actor, contract: Compiled, comment: str, effective: Period | None,
+                 at: dt.datetime) -> None:
+    saved = save_contract(session, contract, effective=effective, comment=comment, author=AUTHOR, now=at)
+    record(session, who, "contract.save", contract_resource(saved.contract_id, saved.sha256),
+           details={"result": saved.outcome, "in_effect_from": str(saved.effective), "comment": comment}, at=at)
+
+
+def _amended(contract: Compiled) -> Compiled:
+    before, after = AMENDMENT
+    if before not in contract.text:
+        raise ValueError(f"{contract.filename}: the demonstration's amendment expects `{before}` in it")
+    amended = compile_source(contract.text.replace(before, after, 1).encode("utf-8"), contract.filename)
+    if not amended.ok:
+        raise ValueError(f"{contract.filename}: the demonstration's amendment does not compile")
+    return amended
+
+
+def _signed(contract: Compiled) -> dt.datetime:
+    """The first version is saved a fortnight before the contract starts."""
+    return _moment(contract.plan.terms.starts - dt.timedelta(days=14))
+
+
+def _moment(day: dt.date) -> dt.datetime:
+    """09:00 UTC that day, but never later than now: the demonstration does not record the future."""
+    return min(dt.datetime.combine(day, dt.time(9), UTC), dt.datetime.now(UTC))
+
+
+def _later(moment: dt.datetime, **delta) -> dt.datetime:
+    return min(moment + dt.timedelta(**delta), dt.datetime.now(UTC))
 
 
 def generated_usage(contract: Compiled, today: dt.date):
@@ -145,8 +280,11 @@ def _active(site, day: dt.date) -> bool:
 
 
 def _user(session, who: Actor, email: str, role: str) -> DemoUser:
+    """Added and enrolled as if they had scanned the QR code: the secret and recovery codes are printed."""
     customer = CUSTOMER_USER_OF if role == accounts.CUSTOMER_ROLE else None
     user, password = accounts.add_user(session, who, email, role, customer=customer)
     user.totp_secret, user.enrolled = pyotp.random_base32(), True
-    record(session, who, "mfa.enrol", accounts.user_resource(user), details={"method": "secret printed by billing demo"})
-    return DemoUser(email, role, customer, password, user.totp_secret)
+    codes = new_recovery_codes(session, user)
+    record(session, who, "mfa.enrol", accounts.user_resource(user),
+           details={"method": "secret printed by billing demo", "recovery_codes": len(codes)})
+    return DemoUser(email, role, customer, password, user.totp_secret, tuple(codes))

@@ -9,7 +9,9 @@
 Changes are recorded in the audit log as made by `cli:<login name>`, in the
 environment BILLING_ENV names; the database is the one every command uses
 (BILLING_DATABASE_URL, or billing.db here). `demo` makes its own SQLite file in
-the test environment (billing/demo.py) and serves the app on it with waitress.
+the test environment (billing/demo.py), prints what it holds, the users' passwords,
+TOTP secrets and recovery codes, an API key and how to sign in, and serves the
+app on it with waitress.
 """
 
 from __future__ import annotations
@@ -149,18 +151,65 @@ def cmd_demo(args) -> int:
         raise UsageError(str(exc)) from None
     print(f"Demonstration database {path} (environment {ENVIRONMENT}):")
     for contract in summary.contracts:
-        issued = f"{contract.issued[0]} to {contract.issued[-1]}" if contract.issued else "none"
-        closed = f"; {contract.closed} finished, not invoiced yet" if contract.closed else ""
-        print(f"  {contract.contract_id} ({contract.customer}): {contract.events:,} usage events; "
-              f"issued invoices {issued}{closed}; {contract.open} open")
-    print("\nUsers (add the TOTP secret to an authenticator app; passwords are shown only now):")
-    roles = [user.role + (f" ({user.customer})" if user.customer else "") for user in summary.users]
-    emails, widest = max(len(user.email) for user in summary.users), max(map(len, roles))
-    for user, role in zip(summary.users, roles):
-        print(f"  {user.email:<{emails}}  {role:<{widest}}  password {user.password}  TOTP secret {user.totp_secret}")
+        _print_contract(contract)
+    _print_users(summary.users)
+    _print_api_key(summary.api_key, args.host, args.port)
+    _print_sign_in(summary.users, args.host, args.port, url if args.no_serve else None)
     if args.no_serve:
         return OK
     return _serve(url, args.host, args.port)
+
+
+def _print_contract(contract) -> None:
+    print(f"  {contract.contract_id} ({contract.customer}): {contract.events:,} usage events")
+    issued = contract.with_status("issued")
+    if issued:
+        print(f"    issued    {_periods(issued)}: {len(issued)} invoice{'s' * (len(issued) != 1)}, numbered "
+              f"{issued[0].number} to {issued[-1].number}, PDFs stored")
+    for invoice in contract.with_status("approved"):
+        print(f"    approved  {invoice.period}: ready to issue (Invoices, or `billing issue --customer "
+              f"{contract.contract_id} --period {invoice.period}`)")
+    drafts = contract.with_status("draft")
+    if drafts:
+        print(f"    drafts    {', '.join(str(invoice.period) for invoice in drafts)} (the last one: the month so far)")
+    if contract.amendment is not None:
+        print(f"    versions  2: an amendment in effect from {contract.amendment} "
+              f"(`billing contract history {contract.contract_id}`, or the contract's page)")
+    for invoice in contract.invoices:
+        if invoice.refusal:
+            say(f"    {contract.contract_id} {invoice.period}: left {invoice.status}: {invoice.refusal}")
+
+
+def _periods(invoices) -> str:
+    first, last = invoices[0].period, invoices[-1].period
+    return str(first) if first == last else f"{first} to {last}"
+
+
+def _print_users(users) -> None:
+    print("\nUsers (passwords and recovery codes are shown only now; each recovery code signs in once):")
+    roles = [user.role + (f" ({user.customer})" if user.customer else "") for user in users]
+    emails, widest = max(len(user.email) for user in users), max(map(len, roles))
+    for user, role in zip(users, roles):
+        print(f"  {user.email:<{emails}}  {role:<{widest}}  password {user.password}  TOTP secret {user.totp_secret}")
+        print(f"  {'':<{emails}}  recovery codes {' '.join(user.recovery_codes)}")
+
+
+def _print_api_key(api_key, host: str, port: int) -> None:
+    print(f"\nAPI key for the event API (customer {api_key.customer}, events of source {api_key.source}):")
+    print(f"  {api_key.key}")
+    print(f"  curl -H 'Authorization: Bearer {api_key.key}' -H 'Content-Type: application/cloudevents+json' "
+          f"--data @event.json http://{host}:{port}/api/v1/events")
+
+
+def _print_sign_in(users, host: str, port: int, unserved_url: str | None) -> None:
+    first = users[0]
+    serve = f" once the portal runs on it (BILLING_DATABASE_URL={unserved_url} billing serve)" if unserved_url else ""
+    print(f"\nHow to sign in:\n"
+          f"  1. open http://{host}:{port}/login{serve}\n"
+          "  2. type a user's email and password from above\n"
+          "  3. type the 6-digit code an authenticator app shows for the user's TOTP secret, or one of the user's\n"
+          f"     recovery codes; without an app, this prints the current code of {first.email}:\n"
+          f"     .venv/bin/python -c \"import pyotp; print(pyotp.TOTP('{first.totp_secret}').now())\"")
 
 
 def _serve(url: str, host: str, port: int) -> int:

@@ -1,20 +1,31 @@
-"""`billing demo --no-serve`: the demonstration database, and the printed credentials that open it."""
+"""`billing demo --no-serve`: the demonstration database made through the real lifecycle, and the printed
+credentials (passwords, TOTP secrets, recovery codes, an API key) that open it."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
+from pathlib import Path
 
 import pyotp
+import pytest
 from sqlalchemy import func, select
 
 from admin_app import create_app
 from billing.cli import main
-from store import db
+from billing.demo import build_demo
+from store import db, lifecycle
 from store.accounts import User
-from store.audit import verify
-from store.models import Invoice, UsageEvent
+from store.audit import AuditEntry, verify
+from store.models import ContractVersion, Invoice, InvoicePdf, UsageEvent
 
 from .conftest import form_post
+
+CONTRACTS = Path(__file__).resolve().parents[3] / "contracts"
+TODAY = "2026-11-24"
+USER_LINE = re.compile(r"^  (\S+@demo\.example) +(\w+)(?: \(acme-health\))? +password (\S+) +TOTP secret ([A-Z2-7]+)\n"
+                       r" +recovery codes ((?:[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4} ?)+)$", re.M)
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -23,39 +34,122 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return status, out, err
 
 
-def test_the_demo_database_and_its_users(tmp_path, capsys, monkeypatch):
+def printed_users(out: str) -> dict[str, tuple[str, str, str, list[str]]]:
+    return {email: (role, password, secret, codes.split())
+            for email, role, password, secret, codes in USER_LINE.findall(out)}
+
+
+def statuses(session, customer: str) -> dict[str, tuple[str, str | None]]:
+    rows = session.scalars(select(Invoice).where(Invoice.customer == customer)).all()
+    return {str(row.period): (lifecycle.status_of(session, row), row.number) for row in rows}
+
+
+@pytest.fixture
+def demo_app(monkeypatch):
+    monkeypatch.setenv("BILLING_SECRET_KEY", "test-only")
+    made = []
+
+    def make(url: str):
+        made.append(create_app({"TESTING": True, "BILLING_ENV": "test", "DATABASE_URL": url}))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.extensions["billing.engine"].dispose()
+
+
+def signed_in(app, email: str, password: str, code: str):
+    client = app.test_client()
+    assert form_post(client, "/login", {"email": email, "password": password}).headers["Location"] == "/login/code"
+    assert form_post(client, "/login/code", {"code": code}).headers["Location"] == "/"
+    return client
+
+
+def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app):
     path = tmp_path / "demo.db"
-    status, out, _ = run(capsys, "demo", "--no-serve", "--database", path, "--today", "2026-11-24")
-    assert status == 0
-    assert "acme-health (Acme Health Ltd)" in out and "issued invoices 2026-04 to 2026-09" in out
-    assert "2026-10 finished, not invoiced yet; 2026-11 open" in out
-    printed = {email: (role, password, secret) for email, role, password, secret in re.findall(
-        r"^  (\S+@demo\.example) +(\w+)(?: \(acme-health\))? +password (\S+) +TOTP secret ([A-Z2-7]+)$", out, re.M)}
-    assert sorted(role for role, _, _ in printed.values()) == ["admin", "customer_finance", "deal_desk", "finance"]
+    status, out, err = run(capsys, "demo", "--no-serve", "--database", path, "--today", TODAY)
+    assert status == 0, err
+    assert "acme-health (Acme Health Ltd)" in out
+    assert re.search(r"issued +2026-04 to 2026-09: 6 invoices, numbered TEST-2026-\d{6} to TEST-2026-\d{6}", out)
+    assert re.search(r"approved +2026-10: ready to issue", out)
+    assert re.search(r"versions +2: an amendment in effect from 2026-10", out)
+    assert "How to sign in:" in out and "http://127.0.0.1:8000/login" in out
+    users = printed_users(out)
+    assert sorted(role for role, *_ in users.values()) == ["admin", "customer_finance", "deal_desk", "finance"]
+    assert all(len(codes) == 10 for *_, codes in users.values())
 
     url = f"sqlite:///{path}"
     engine = db.connect(url)
     with db.session_factory(engine)() as session:
         assert session.scalar(select(func.count()).select_from(UsageEvent)) > 1000
-        issued = session.scalars(select(Invoice.period).where(Invoice.customer == "acme-health",
-                                                              Invoice.status == "issued")).all()
-        assert [str(p) for p in sorted(issued)] == ["2026-04", "2026-05", "2026-06", "2026-07", "2026-08", "2026-09"]
+        acme = statuses(session, "acme-health")
+        assert {period: state for period, (state, _) in acme.items()} == {
+            "2026-04": "issued", "2026-05": "issued", "2026-06": "issued", "2026-07": "issued",
+            "2026-08": "issued", "2026-09": "issued", "2026-10": "approved", "2026-11": "draft"}
+        northwind = statuses(session, "northwind")
+        assert [northwind[p][0] for p in ("2026-09", "2026-10", "2026-11")] == ["issued", "draft", "draft"]
+        numbers = [number for state, number in [*acme.values(), *northwind.values()] if state == "issued"]
+        assert sorted(numbers) == [f"TEST-2026-{n:06d}" for n in range(1, 15)]
+        pdfs = session.scalars(select(InvoicePdf.pdf)).all()
+        assert len(pdfs) == 14 and all(pdf.startswith(b"%PDF") for pdf in pdfs)
+        versions = session.scalars(select(ContractVersion).where(ContractVersion.contract_id == "acme-health")
+                                   .order_by(ContractVersion.effective)).all()
+        assert [str(v.effective) for v in versions] == ["2026-04", "2026-10"] and "amendment" in versions[1].comment
+        actions = [a for a in session.scalars(select(AuditEntry.action))]
+        assert actions.count("contract.save") == 3 and actions.count("invoice.issue") == 14
+        assert actions.count("invoice.approve") == 15 and actions.count("apikey.create") == 1
         customer_user = session.scalar(select(User).where(User.role == "customer_finance"))
         assert customer_user.customer == "acme-health" and customer_user.enrolled
         assert verify(session) is None
     engine.dispose()
 
-    monkeypatch.setenv("BILLING_SECRET_KEY", "test-only")
-    app = create_app({"TESTING": True, "BILLING_ENV": "test", "DATABASE_URL": url})
-    client = app.test_client()
-    role, password, secret = printed["acme.finance@demo.example"]
-    assert form_post(client, "/login", {"email": "acme.finance@demo.example", "password": password}
-                     ).headers["Location"] == "/login/code"
-    assert form_post(client, "/login/code", {"code": pyotp.TOTP(secret).now()}).headers["Location"] == "/"
+    app = demo_app(url)
+    role, password, secret, _ = users["acme.finance@demo.example"]
+    client = signed_in(app, "acme.finance@demo.example", password, pyotp.TOTP(secret).now())
     listing = client.get("/invoices").get_data(as_text=True)
     assert listing.count("/invoices/") == 6 and "Northwind" not in listing
-    app.extensions["billing.engine"].dispose()
+    _, password, _, codes = users["finance@demo.example"]
+    signed_in(app, "finance@demo.example", password, codes[0])    # a printed recovery code opens it too
+
+    key = re.search(r"^  (bk_\S+)$", out, re.M).group(1)
+    event = {"specversion": "1.0", "id": "demo-api-1", "source": "platform/eu-west", "type": "unit.processed",
+             "time": "2026-11-23T10:00:00Z",
+             "data": {"customer": "acme-health", "site": "lon-01", "category": "standard", "quantity": "3"}}
+    answer = app.test_client().post("/api/v1/events", data=json.dumps(event), headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/cloudevents+json"})
+    assert answer.status_code == 200 and answer.get_json()["results"][0]["status"] == "accepted"
 
     status, _, err = run(capsys, "demo", "--no-serve", "--database", path)
     assert status == 2 and "exists; pass --replace" in err
-    assert run(capsys, "demo", "--no-serve", "--database", path, "--replace", "--today", "2026-11-24")[0] == 0
+    assert run(capsys, "demo", "--no-serve", "--database", path, "--replace", "--today", TODAY)[0] == 0
+
+
+def test_a_refused_approval_is_printed_and_leaves_the_draft(tmp_path, capsys, monkeypatch):
+    def unreconciled(session, draft, computed):
+        return "its reconciliation finds 1 discrepancy" if str(draft.period) in ("2026-09", "2026-10") else None
+
+    monkeypatch.setattr(lifecycle, "APPROVAL_GATES", (unreconciled,))
+    path = tmp_path / "demo.db"
+    status, out, err = run(capsys, "demo", "--no-serve", "--database", path, "--today", TODAY)
+    assert status == 0
+    assert "acme-health 2026-09: left draft: the invoice of 'acme-health' for 2026-09 cannot be approved: " \
+           "its reconciliation finds 1 discrepancy" in err
+    assert "acme-health 2026-10: left draft" in err and "northwind 2026-09: left draft" in err
+    assert re.search(r"issued +2026-04 to 2026-08: 5 invoices", out)
+    assert "approved " not in out and printed_users(out)
+
+
+def test_the_demo_on_either_database(db_url):
+    """build_demo itself on SQLite and PostgreSQL: the same lifecycle, the same outcome."""
+    summary = build_demo(db_url, CONTRACTS, dt.date(2026, 11, 24))
+    acme = next(contract for contract in summary.contracts if contract.contract_id == "acme-health")
+    assert [str(i.period) for i in acme.with_status("issued")] == ["2026-04", "2026-05", "2026-06", "2026-07",
+                                                                   "2026-08", "2026-09"]
+    assert [str(i.period) for i in acme.with_status("approved")] == ["2026-10"]
+    assert str(acme.amendment) == "2026-10" and not any(i.refusal for i in acme.invoices)
+    assert summary.api_key.key.startswith("bk_") and len(summary.users) == 4
+    engine = db.connect(db_url)
+    with db.session_factory(engine)() as session:
+        assert verify(session) is None
+        assert session.scalar(select(func.count()).select_from(InvoicePdf)) == 14
+    engine.dispose()
