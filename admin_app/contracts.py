@@ -31,7 +31,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
-from wtforms import StringField, TextAreaField
+from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin_app import auditing
@@ -43,7 +43,7 @@ from dsl.diagnostics import Diagnostic, Span, error, ordered
 from engine.periods import Period
 from engine.plan_view import plan_text
 from store.audit import FAILURE, contract_resource
-from store.contracts import ContractRefused, compiled_text, last_issued_period, save_contract
+from store.contracts import ContractRefused, last_issued_period, save_contract
 from store.history import History, SavedVersion, contract_history
 from store.models import Contract
 
@@ -60,16 +60,20 @@ class VersionForm(FlaskForm):
     comment = StringField("Comment", validators=[DataRequired("Say what changed and why: the history shows it."),
                                                  Length(max=500)],
                           render_kw={"autocomplete": "off", "placeholder": "What changed and why"})
-    effective = StringField("Effective from", validators=[Optional(), Length(max=7)],
+    effective = StringField("Effective from", validators=[Optional(), Length(max=40)],
                             render_kw={"autocomplete": "off", "placeholder": "YYYY-MM", "inputmode": "numeric",
                                        "spellcheck": "false"})
+    base = HiddenField()      # the newest version when the text was opened: a save since then is not overwritten unseen
 
 
 # ---------------------------------------------------------------- checking
 
 def checked(source: str, contract_id: str | None) -> tuple[Compiled, list[Diagnostic]]:
-    """The compiler's diagnostics, and what saving this text as `contract_id` (None: a new contract) would refuse."""
-    compiled = compiled_text(source, contract_id or "new contract")
+    """The compiler's diagnostics, and what saving this text as `contract_id` (None: a new contract) would refuse.
+
+    Not through store/contracts.py's cache of stored texts: every keystroke's text is new, and would push them out.
+    """
+    compiled = compile_source(source.encode("utf-8"), contract_id or "new contract")
     return compiled, ordered([*compiled.diagnostics, *_save_problems(compiled, contract_id)])
 
 
@@ -217,7 +221,8 @@ def editor(customer: str):
     auditing.record("contract.view", contract_resource(contract.id, version.sha256),
                     details={"version": version.number, "effective": str(version.effective)})
     db_session().commit()
-    return _editor_page(VersionForm(data={"source": version.text}), contract, history, version)
+    form = VersionForm(data={"source": version.text, "base": history.versions[-1].number})
+    return _editor_page(form, contract, history, version)
 
 
 @blueprint.post("/contracts")
@@ -254,19 +259,26 @@ def _save(customer: str | None):
     if not form.validate_on_submit():
         return _editor_page(form, contract, history, None, status=400)
     compiled, diagnostics = checked(form.source.data, customer)
-    effective = None
-    if not compiled.ok or any(d.severity.value == "error" for d in diagnostics):
-        count = sum(d.severity.value == "error" for d in diagnostics)
+    count = sum(d.severity.value == "error" for d in diagnostics)
+    if count:
         form.source.errors.append(f"Not saved: the contract has {count} error{'s' * (count != 1)}; "
                                   f"they are listed beside the text.")
-    elif customer and form.effective.data:
+    effective = None
+    if customer and form.effective.data and form.effective.data.strip():
         try:
             effective = Period.parse(form.effective.data.strip())
         except ValueError:
-            form.effective.errors.append("Write the period as YYYY-MM, for example "
-                                         f"{_next_period(contract)}.")
+            form.effective.errors.append(f"Write the period as YYYY-MM, for example {_next_period(contract)}.")
+    newest = history.versions[-1] if history else None
+    if newest is not None and form.base.data != str(newest.number):
+        form.source.errors.append(
+            f"Not saved: {newest.author} saved version {newest.number} at {newest.saved_at:%H:%M} UTC since you "
+            f"opened this text{f' ({newest.comment})' if newest.comment else ''}. Your text is kept here: compare "
+            f"it with version {newest.number} (History, in another tab), then save again: your text becomes the newest version.")
+        form.base.data = str(newest.number)
     if form.source.errors or form.effective.errors:
-        return _refused(form, contract, history, compiled, customer, form.source.errors + form.effective.errors)
+        return _refused(form, contract, history, (compiled, diagnostics), customer,
+                        form.source.errors + form.effective.errors)
     try:
         saved = save_contract(db_session(), compiled, effective=effective, comment=form.comment.data.strip(),
                               author=current_user.email, now=now())
@@ -275,7 +287,7 @@ def _save(customer: str | None):
         reason = _web_reason(str(refused), effective)
         field = form.effective if "take effect" in reason or "before the contract starts" in reason else form.source
         field.errors.append(reason)
-        return _refused(form, contract, history, compiled, customer, [reason])
+        return _refused(form, contract, history, (compiled, diagnostics), customer, [reason])
     auditing.record("contract.save", contract_resource(saved.contract_id, saved.sha256),
                     details={"outcome": saved.outcome, "effective": str(saved.effective),
                              "comment": form.comment.data.strip()})
@@ -293,11 +305,12 @@ def _save(customer: str | None):
     return redirect(url_for("contracts.versions", customer=saved.contract_id, version=highlight))
 
 
-def _refused(form, contract, history, compiled, customer, reasons):
+def _refused(form, contract, history, result, customer, reasons):
+    compiled = result[0]
     resource = contract_resource(customer or (compiled.contract.id if compiled.contract else "new"))
     auditing.record("contract.save", resource, outcome=FAILURE, details={"reason": " ".join(reasons)})
     db_session().commit()
-    return _editor_page(form, contract, history, None, status=400)
+    return _editor_page(form, contract, history, None, status=400, result=result)
 
 
 def _web_reason(reason: str, effective: Period | None) -> str:
@@ -315,9 +328,8 @@ def _next_period(contract: Contract) -> Period:
 # ---------------------------------------------------------------- the editor page
 
 def _editor_page(form: VersionForm, contract: Contract | None, history: History | None,
-                 version: SavedVersion | None, status: int = 200):
-    source = form.source.data or ""
-    compiled, diagnostics = checked(source, contract.id if contract else None)
+                 version: SavedVersion | None, status: int = 200, result: tuple | None = None):
+    compiled, diagnostics = result or checked(form.source.data or "", contract.id if contract else None)
     editable = current_user.role in EDITORS
     earliest = None
     if contract is not None:
