@@ -1,0 +1,271 @@
+"""The invoice pages of the portal: filters, the preview (the PDF's figures), approve → issue → download,
+void with and without a reason, credit notes, customer scoping on every invoice route, and the audit entries
+of views and downloads."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections import Counter
+from decimal import Decimal
+
+import pypdf
+import pytest
+from babel.numbers import format_decimal
+from sqlalchemy import select
+
+from engine.periods import Period
+from store.audit import AuditEntry
+from store.lifecycle import close
+from store.models import CreditNote, Invoice, InvoicePdf, InvoiceVoid
+
+from .conftest import CUSTOMER, OTHER_CUSTOMER, csrf_token, form_post
+
+JUNE = Period(2026, 6)
+AMOUNT = re.compile(r"-?\d{1,3}(?:,\d{3})*\.\d{2}")
+
+
+def _amount(text: str) -> str:
+    return format_decimal(Decimal(text), format="#,##0.00", locale="en_GB")
+
+
+def _audit(sessions, action: str) -> list[AuditEntry]:
+    with sessions() as session:
+        return session.scalars(select(AuditEntry).where(AuditEntry.action == action)
+                               .order_by(AuditEntry.sequence)).all()
+
+
+def _page(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def _document_section(html: str) -> str:
+    return html[html.index('<section class="panel document"'):]
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#39;", "'").replace("&amp;", "&")
+
+
+def _ids_listed(html: str) -> set[int]:
+    return {int(i) for i in re.findall(r'href="/invoices/(\d+)"', html)}
+
+
+@pytest.fixture
+def fresh_june_draft(portal_sessions, invoice_ids) -> int:
+    """The customer's June draft recomputed from its usage (the fixture's copy of April's would be stale)."""
+    with portal_sessions.begin() as session:
+        row, _ = close(session, CUSTOMER, JUNE)
+        return row.id
+
+
+def _approve_and_issue(client, invoice_id: int):
+    page = f"/invoices/{invoice_id}?confirm=approve"
+    response = form_post(client, f"/invoices/{invoice_id}/approve", {}, page=page)
+    assert response.status_code == 302, _page(response)
+    assert "Approved" in _page(client.get(f"/invoices/{invoice_id}"))
+    response = form_post(client, f"/invoices/{invoice_id}/issue", {}, page=f"/invoices/{invoice_id}?confirm=issue")
+    assert response.status_code == 302
+    return _page(client.get(f"/invoices/{invoice_id}"))
+
+
+def test_filters_by_status_customer_and_period_and_keep_their_values(signed_in_client, invoice_ids, portal_sessions):
+    client = signed_in_client("finance")
+    assert _ids_listed(_page(client.get("/invoices?status=draft"))) == {invoice_ids["draft"]}
+    assert _ids_listed(_page(client.get(f"/invoices?customer={OTHER_CUSTOMER}"))) == {invoice_ids["other"]}
+    with portal_sessions() as session:
+        may = {row.id for row in session.scalars(select(Invoice).where(Invoice.period == Period(2026, 5)))}
+    page = _page(client.get(f"/invoices?period=2026-05&customer={CUSTOMER}&status=issued"))
+    assert _ids_listed(page) == may and may
+    assert 'value="2026-05"' in page and f'<option selected value="{CUSTOMER}">' in page
+    assert '<option selected value="issued">' in page
+    with portal_sessions.begin() as session:
+        session.add(InvoiceVoid(invoice_id=invoice_ids["customer"], voided_at=session.get(Invoice, 1).created_at,
+                                voided_by="finance@example.com", reason="wrong site"))
+    assert _ids_listed(_page(client.get("/invoices?status=void"))) == {invoice_ids["customer"]}
+    assert invoice_ids["customer"] not in _ids_listed(_page(client.get("/invoices?status=issued")))
+    refused = _page(client.get("/invoices?period=June"))
+    assert 'value="June"' in refused and "Write it as YYYY-MM." in refused
+    assert _ids_listed(refused) == set(invoice_ids.values()) | may
+    entries = _audit(portal_sessions, "invoice.list")
+    assert entries[0].details["filters"] == {"status": "draft"}
+    assert entries[2].details["filters"] == {"status": "issued", "customer": CUSTOMER, "period": "2026-05"}
+
+
+def test_a_customer_user_filters_only_within_their_customer(signed_in_client, invoice_ids):
+    client = signed_in_client("customer_finance")
+    page = _page(client.get(f"/invoices?customer={OTHER_CUSTOMER}"))
+    assert invoice_ids["other"] not in _ids_listed(page) and invoice_ids["customer"] in _ids_listed(page)
+    assert _ids_listed(_page(client.get("/invoices?status=draft"))) == set()
+
+
+def test_approve_issue_and_download_the_stored_pdf(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    invoice_id = fresh_june_draft
+    page = _page(client.get(f"/invoices/{invoice_id}?confirm=approve"))
+    assert "Approve this draft?" in page and f'action="/invoices/{invoice_id}/approve"' in page
+    page = _approve_and_issue(client, invoice_id)
+    with portal_sessions() as session:
+        row = session.get(Invoice, invoice_id)
+        stored = session.get(InvoicePdf, invoice_id)
+    assert row.status == "issued" and row.number.startswith("TEST-") and f"Issued as {row.number}" in page
+    download = client.get(f"/invoices/{invoice_id}/pdf")
+    assert download.status_code == 200 and download.mimetype == "application/pdf"
+    assert f'filename="{row.number}.pdf"' in download.headers["Content-Disposition"]
+    assert hashlib.sha256(download.data).hexdigest() == stored.sha256 and download.data == stored.pdf
+    [approved] = _audit(portal_sessions, "invoice.approve")
+    [issued] = _audit(portal_sessions, "invoice.issue")
+    assert approved.actor == issued.actor == "finance@example.com"
+    assert issued.details["pdf_sha256"] == stored.sha256
+    [downloaded] = _audit(portal_sessions, "invoice.download")
+    assert downloaded.details == {"format": "pdf", "status": "issued", "sha256": stored.sha256, "stored": True}
+    rows = list(csv.DictReader(io.StringIO(_page(client.get(f"/invoices/{invoice_id}/csv")))))
+    assert {r["invoice"] for r in rows} == {row.number}
+    assert [r["amount"] for r in rows if r["kind"] == "invoice total" and r["description"] == "total"] == \
+        [row.document["totals"]["total"]]
+
+
+def test_a_tampered_stored_pdf_is_not_sent(signed_in_client, fresh_june_draft, portal_sessions, monkeypatch):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    from admin_app import invoices
+
+    real = invoices.stored_pdf
+    monkeypatch.setattr(invoices, "stored_pdf", lambda session, row: InvoicePdf(
+        invoice_id=row.id, pdf=real(session, row).pdf + b"%tampered", sha256=real(session, row).sha256))
+    assert client.get(f"/invoices/{fresh_june_draft}/pdf").status_code == 500
+    assert _audit(portal_sessions, "invoice.download")[-1].outcome == "failure"
+
+
+def test_the_preview_shows_the_figures_of_the_pdf(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    with portal_sessions() as session:
+        row = session.get(Invoice, fresh_june_draft)
+        pdf = session.get(InvoicePdf, fresh_june_draft).pdf
+    preview = _text(_document_section(_page(client.get(f"/invoices/{fresh_june_draft}"))))
+    pdf_text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    document = row.document
+    figures = [document["totals"][k] for k in document["totals"]]
+    figures += [site["total"] for site in document["sites"]]
+    figures += [line["amount"] for site in document["sites"] for line in site["lines"]]
+    for figure in figures:
+        assert _amount(figure) in preview and _amount(figure) in pdf_text, figure
+    assert Counter(AMOUNT.findall(preview)) == Counter(AMOUNT.findall(pdf_text.replace("£", "")))
+    assert row.number in preview and row.number in pdf_text
+    for site in document["sites"]:
+        assert site["name"] in preview
+    assert "Verification of totals" in preview
+
+
+def test_a_draft_preview_and_downloads_are_marked_draft(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    page = _page(client.get(f"/invoices/{fresh_june_draft}"))
+    assert "DRAFT — not an invoice number" in page and 'class="watermark">DRAFT' in page
+    pdf = client.get(f"/invoices/{fresh_june_draft}/pdf")
+    assert pdf.status_code == 200 and "DRAFT" in pypdf.PdfReader(io.BytesIO(pdf.data)).pages[0].extract_text()
+    rows = list(csv.DictReader(io.StringIO(_page(client.get(f"/invoices/{fresh_june_draft}/csv")))))
+    assert {r["invoice"] for r in rows} == {"DRAFT"}
+    assert [e.details for e in _audit(portal_sessions, "invoice.download")] == [
+        {"format": "pdf", "status": "draft", "stored": False}, {"format": "csv", "status": "draft", "stored": False}]
+
+
+def test_refused_steps_say_why_change_nothing_and_are_audited(signed_in_client, invoice_ids, portal_sessions):
+    client = signed_in_client("finance")
+    draft = invoice_ids["draft"]   # a copy of April's document: the approval gate finds it out of date
+    response = form_post(client, f"/invoices/{draft}/approve", {}, page=f"/invoices/{draft}?confirm=approve",
+                         follow_redirects=True)
+    assert "Not done:" in _page(response) and "changed since the draft was made" in _page(response)
+    response = form_post(client, f"/invoices/{draft}/issue", {}, page=f"/invoices/{draft}",
+                         follow_redirects=True)
+    assert "only an approved invoice can be issued" in _page(response)
+    response = form_post(client, f"/invoices/{draft}/void", {"reason": "x"}, page=f"/invoices/{draft}",
+                         follow_redirects=True)
+    assert "only an issued invoice can be voided" in _page(response)
+    with portal_sessions() as session:
+        assert session.get(Invoice, draft).status == "draft"
+    assert [e.outcome for e in _audit(portal_sessions, "invoice.approve")] == ["failure"]
+    assert [e.outcome for e in _audit(portal_sessions, "invoice.issue")] == ["failure"]
+    assert [e.outcome for e in _audit(portal_sessions, "invoice.void")] == ["failure"]
+
+
+def test_void_needs_a_reason_and_keeps_what_was_typed(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    page = f"/invoices/{fresh_june_draft}?confirm=void"
+    assert 'name="reason"' in _page(client.get(page))
+    refused = form_post(client, f"/invoices/{fresh_june_draft}/void", {"reason": "   "}, page=page)
+    assert refused.status_code == 400 and "Give the reason for the void." in _page(refused)
+    assert 'id="reason-error"' in _page(refused)
+    with portal_sessions() as session:
+        assert session.get(InvoiceVoid, fresh_june_draft) is None
+    done = form_post(client, f"/invoices/{fresh_june_draft}/void", {"reason": "wrong <site> list"}, page=page,
+                     follow_redirects=True)
+    assert "Voided" in _page(done) and "wrong &lt;site&gt; list" in _page(done)
+    with portal_sessions() as session:
+        assert session.get(InvoiceVoid, fresh_june_draft).reason == "wrong <site> list"
+    assert '<span class="status status-void">void' in _page(done)
+
+
+def test_credit_notes_from_the_invoice_page(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    with portal_sessions() as session:
+        row = session.get(Invoice, fresh_june_draft)
+    site, name = row.document["sites"][0]["site"], row.document["sites"][0]["name"]
+    site_total = Decimal(row.document["sites"][0]["total"])
+    path, page = f"/invoices/{fresh_june_draft}/credit", f"/invoices/{fresh_june_draft}?confirm=credit"
+    too_much = f"{site_total + Decimal('0.01')}"
+    refused = form_post(client, path, {"scope": "sites", f"amount-{site}": too_much, "reason": "goodwill"}, page=page)
+    html = _page(refused)
+    assert refused.status_code == 400 and "that remains creditable on it" in html
+    assert f'id="amount-{site}-error"' in html and f'value="{too_much}"' in html and "goodwill</textarea>" in html
+    no_reason = form_post(client, path, {"scope": "all", "reason": ""}, page=page)
+    assert no_reason.status_code == 400 and "Give the reason for the credit note." in _page(no_reason)
+    done = form_post(client, path, {"scope": "sites", f"amount-{site}": "10.00", "reason": "goodwill"}, page=page,
+                     follow_redirects=True)
+    with portal_sessions() as session:
+        [note] = session.scalars(select(CreditNote)).all()
+    assert note.lines == [{"site": site, "name": name, "amount": "10.00"}] and note.invoice_id == fresh_june_draft
+    assert note.number in _page(done) and "goodwill" in _page(done)
+    listing = _page(client.get("/invoices"))
+    assert note.number in listing
+    customer_view = signed_in_client("customer_finance")
+    assert note.number in _page(customer_view.get(f"/invoices/{fresh_june_draft}"))
+    pdf = customer_view.get(f"/invoices/{fresh_june_draft}/pdf?credit_note={note.number}")
+    assert pdf.status_code == 200 and hashlib.sha256(pdf.data).hexdigest() == note.sha256
+    assert customer_view.get(f"/invoices/{fresh_june_draft}/pdf?credit_note=TEST-CN-1999-000001").status_code == 404
+    assert [e.outcome for e in _audit(portal_sessions, "credit_note.issue")] == ["failure", "success"]   # the form without a reason never reached the store
+
+
+@pytest.mark.parametrize("suffix", ["", "/pdf", "/csv", "/pdf?credit_note=x"])
+def test_every_invoice_route_is_scoped_to_the_customer(signed_in_client, invoice_ids, portal_sessions, suffix):
+    own, other = signed_in_client("customer_finance"), signed_in_client("other_customer")
+    assert own.get(f"/invoices/{invoice_ids['draft']}{suffix}").status_code == 404
+    assert other.get(f"/invoices/{invoice_ids['customer']}{suffix}").status_code == 404
+    expected = 404 if "credit_note" in suffix else 200
+    assert own.get(f"/invoices/{invoice_ids['customer']}{suffix}").status_code == expected
+    action = "invoice.view" if suffix == "" else "invoice.download"
+    outcomes = [(e.actor, e.outcome) for e in _audit(portal_sessions, action)]
+    assert ("customer.finance@example.com", "denied") in outcomes
+    assert ("northwind.finance@example.com", "denied") in outcomes
+
+
+def test_customer_users_and_other_roles_cannot_take_steps(signed_in_client, invoice_ids):
+    for principal in ("customer_finance", "admin", "deal_desk"):
+        client = signed_in_client(principal)
+        for step in ("approve", "issue", "void", "credit"):
+            assert client.post(f"/invoices/{invoice_ids['customer']}/{step}").status_code == 403
+    page = _page(signed_in_client("customer_finance").get(f"/invoices/{invoice_ids['customer']}?confirm=void"))
+    assert "Void…" not in page and 'action="/invoices/' not in page.split("Sign out")[1]
+
+
+def test_views_are_audited_with_the_status(signed_in_client, invoice_ids, portal_sessions):
+    signed_in_client("finance").get(f"/invoices/{invoice_ids['draft']}")
+    signed_in_client("customer_finance").get(f"/invoices/{invoice_ids['customer']}")
+    views = _audit(portal_sessions, "invoice.view")
+    assert [(e.actor, e.outcome, e.details["status"]) for e in views] == [
+        ("finance@example.com", "success", "draft"), ("customer.finance@example.com", "success", "issued")]
+    assert views[0].resource.endswith(f"#{invoice_ids['draft']}") or str(invoice_ids["draft"]) in views[0].resource
