@@ -218,18 +218,19 @@ def site_differences(a: InvoiceDocument, b: InvoiceDocument) -> tuple[SiteDiffer
     """Every site either invoice bills, in a's order then b's new ones."""
     in_a, in_b = {s.site: s for s in a.sites}, {s.site: s for s in b.sites}
     order = list(in_a) + [site for site in in_b if site not in in_a]
+    none = a.money.round(ZERO)      # 0.00 in the currency's places, for a kind or a site without lines
     rows = []
     for site_id in order:
         old, new = in_a.get(site_id), in_b.get(site_id)
-        kinds = {kind: _three(_kind_amount(old, kind), _kind_amount(new, kind)) for kind in LINE_KINDS}
-        total = _three(old.total if old else ZERO, new.total if new else ZERO)
+        kinds = {kind: _three(_kind_amount(old, kind, none), _kind_amount(new, kind, none)) for kind in LINE_KINDS}
+        total = _three(old.total if old else none, new.total if new else none)
         only_in = None if old and new else ("a" if old else "b")
         rows.append(SiteDifference(site_id, (new or old).name, kinds, total, only_in))
     return tuple(rows)
 
 
-def _kind_amount(site: SiteResult | None, kind: str) -> Decimal:
-    return sum((line.amount for line in site.lines if line.kind == kind), ZERO) if site else ZERO
+def _kind_amount(site: SiteResult | None, kind: str, none: Decimal) -> Decimal:
+    return sum((line.amount for line in site.lines if line.kind == kind), none) if site else none
 
 
 def _three(a: Decimal, b: Decimal) -> tuple[Decimal, Decimal, Decimal]:
@@ -326,10 +327,11 @@ def _backtest_rows(period: Period, document: dict, invoice: InvoiceDocument) -> 
     issued = {site["site"]: (site["name"], Decimal(site["total"])) for site in document["sites"]}
     computed = {site.site: (site.name, site.total) for site in invoice.sites}
     order = list(issued) + [site for site in computed if site not in issued]
+    none = invoice.money.round(ZERO)
     rows = []
     for site in order:
-        name, was = issued.get(site, (None, ZERO))
-        new_name, now = computed.get(site, (name, ZERO))
+        name, was = issued.get(site, (None, none))
+        new_name, now = computed.get(site, (name, none))
         rows.append(BacktestRow(period, site, new_name or name, was, now, now - was))
     return tuple(rows)
 
