@@ -3,11 +3,12 @@ was typed, and the reason beside the field it concerns; a password field is neve
 
 from __future__ import annotations
 
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-from store.accounts import MIN_PASSWORD_LENGTH, ROLES
+from store.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountRefused, check_password_rules
 
 ROLE_CHOICES = [SelectChoice("", "Choose a role…")] + [SelectChoice(role, role.replace("_", " ")) for role in ROLES]
 
@@ -36,6 +37,13 @@ class PasswordChangeForm(FlaskForm):
     confirm_password = PasswordField("New password again", validators=[
         DataRequired("Enter the new password again."),
         EqualTo("new_password", "The two new passwords are not the same.")], render_kw={"autocomplete": "new-password"})
+
+    def validate_new_password(self, field) -> None:
+        """The store's rules (store/accounts.py), here too so that every reason shows at once."""
+        try:
+            check_password_rules(field.data or "", current_user.email)
+        except AccountRefused as exc:
+            raise ValidationError(f"{str(exc).capitalize()}.") from None
 
 
 class UserForm(FlaskForm):

@@ -89,6 +89,9 @@ def test_the_new_password_rules(signed_in_client, users, portal_sessions):
     assert error_beside(same, "new_password") == "The new password must differ from the current one."
     differ = change(client, PASSWORD, NEW, NEW + "!").get_data(as_text=True)
     assert error_beside(differ, "confirm_password") == "The two new passwords are not the same."
+    both = change(client, PASSWORD, "too short", "too shirt").get_data(as_text=True)   # every reason at once
+    assert error_beside(both, "new_password") == "A password needs at least 12 characters."
+    assert error_beside(both, "confirm_password") == "The two new passwords are not the same."
     empty = change(client, "", "", "").get_data(as_text=True)
     assert error_beside(empty, "current_password") == "Enter your current password."
     assert error_beside(empty, "new_password") == "Enter a new password."
