@@ -159,7 +159,7 @@ def add_user(session: Session, who: Actor, email: str, role: str, *, customer: s
         raise AccountRefused("email", "a user with this email already exists")
     customer = check_role(session, role, customer)
     password = password if password is not None else new_password()
-    check_password_rules(password)
+    check_password_rules(password, email)
     user = User(email=email, password_hash=hash_password(password), role=role, customer=customer,
                 enrolled=False, failed_attempts=0, disabled=False, created_at=now or dt.datetime.now(UTC))
     session.add(user)

@@ -15,9 +15,9 @@ The database also refuses UPDATE and DELETE on `audit_log` (triggers created by
 the migration); tampering needs the rights to drop them, and `verify` still finds it.
 
 Actions are dotted names, area first: login.password, login.mfa, login.locked,
-mfa.enrol, session.end, logout, user.add|disable|enable|unlock|reset_mfa|role,
+mfa.enrol, session.end, logout, user.add|disable|enable|unlock|reset_mfa|role|password,
 access.denied, audit.view, invoice.list|view|download|approve|issue|void,
-contract.save. Resources name what was touched, `invoice_resource` and
+contract.save|history. Resources name what was touched, `invoice_resource` and
 `contract_resource` the financial records, so one filter finds every access.
 
 Call `record` last in a transaction, after the change it describes: the entry

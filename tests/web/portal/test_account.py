@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
+
+from store import accounts
 
 from store.accounts import User
 from store.audit import AuditEntry, verify
 
-from .conftest import PASSWORD, form_post
+from .conftest import PASSWORD, TEST_ACTOR, form_post
 
 NEW = "a much longer passphrase"
 PAGE = "/account/password"
@@ -117,3 +120,10 @@ def test_a_change_needs_the_forms_token(signed_in_client):
     client = signed_in_client("finance")
     response = client.post(PAGE, data={"current_password": PASSWORD, "new_password": NEW, "confirm_password": NEW})
     assert response.status_code == 400
+
+
+def test_a_new_user_may_not_have_their_email_as_password_either(portal_sessions):
+    email = "long.name.here@example.com"
+    with portal_sessions.begin() as session:
+        with pytest.raises(accounts.AccountRefused, match="must not be your email address"):
+            accounts.add_user(session, TEST_ACTOR, email, "finance", password=email)
