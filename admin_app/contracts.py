@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from admin_app import auditing
+from admin_app import auditing, portal
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.sessions import now
@@ -348,26 +348,22 @@ def _editor_page(form: VersionForm, contract: Contract | None, history: History 
         next_period=_next_period(contract) if contract else None, earliest=earliest,
         check_url=url_for("contracts.check", customer=customer) if customer else url_for("contracts.check"),
         save_url=url_for("contracts.save", customer=customer) if customer else url_for("contracts.create"),
-        preview_url=whatif_url(customer, "preview", "POST") if customer and editable and _has("whatif.preview") else None,
-        backtest_url=whatif_url(customer, "backtest", "POST") if customer and editable else None,
+        preview_url=whatif_url(customer, "preview", "POST") if customer else None,
+        backtest_url=whatif_url(customer, "backtest", "POST") if customer else None,
         default_preview=str(Period.of(_today(contract))) if contract else "",
         state=version_state, this_period=Period.of(_today(contract)) if contract else None,
     )
     return page, status
 
 
-def _has(endpoint: str) -> bool:
-    return endpoint in current_app.view_functions
-
-
 def whatif_url(customer: str, what: str, method: str) -> str | None:
-    """The what-if page of this contract (admin_app/whatif.py), if the app has it: the editor works without."""
+    """This contract's what-if page (admin_app/whatif.py) if the app has it and the user's role may use it."""
     path = url_for("contracts.editor", customer=customer) + "/" + what
     try:
-        current_app.url_map.bind("localhost").match(path, method=method)
+        endpoint, _ = current_app.url_map.bind("localhost").match(path, method=method)
     except HTTPException:
         return None
-    return path
+    return path if portal.allowed(endpoint, current_user.role) else None
 
 
 def _skeleton() -> str:
