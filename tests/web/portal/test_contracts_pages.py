@@ -247,3 +247,18 @@ def test_a_version_saved_since_the_text_was_opened_is_not_overwritten_unseen(sig
     assert textarea(page) == form["source"] and 'name="base" type="hidden" value="2"' in page
     again = lee.post("/contracts/acme-health/save", data={**form, "base": "2"})
     assert again.headers["Location"] == "/contracts/acme-health/versions?version=3"
+
+
+def test_the_what_if_controls_follow_the_what_if_pages_and_their_roles(signed_in_client, portal_app):
+    adapter = portal_app.url_map.bind("localhost")
+
+    def admitted(role: str) -> bool:
+        try:
+            endpoint, _ = adapter.match("/contracts/acme-health/preview", method="POST")
+        except Exception:  # noqa: BLE001  (no what-if pages in this app)
+            return False
+        return role in portal_app.view_functions[endpoint].access_rule.roles
+
+    for role in ("deal_desk", "finance", "admin"):
+        page = signed_in_client(role).get("/contracts/acme-health").get_data(as_text=True)
+        assert ('id="preview-form" data-preview-url="/contracts/acme-health/preview"' in page) == admitted(role), role
