@@ -102,11 +102,6 @@ def _form_errors(form: FlaskForm) -> dict:
     return {"fields": {name: list(errors) for name, errors in form.errors.items()}}
 
 
-def _source(raw: str | None) -> str:
-    """A browser sends a text area's lines ended by CRLF; a contract's text keeps LF."""
-    return (raw or "").replace("\r\n", "\n")
-
-
 @blueprint.app_template_filter("whatif_money")
 def money_text(amount, signed: bool = False) -> str:
     """An exact amount with thousands separators: `12,345.60`, signed `+250.00` / `-12.00` / `0.00`."""
@@ -135,7 +130,7 @@ def preview(customer: str):
         db_session().commit()
         return render_template("portal/whatif/_preview.html", contract=contract, form=form, shown=None)
     period = Period.parse(form.period.data.strip())
-    shown = whatif.preview(db_session(), customer, _source(form.source.data), period)
+    shown = whatif.preview(db_session(), customer, form.source.data, period)
     if isinstance(shown, whatif.Refusal):
         auditing.record("contract.preview", contract_resource(customer), outcome=FAILURE,
                         details={"period": str(period), **_refusal_details(shown)})
@@ -248,7 +243,7 @@ def backtest(customer: str):
         auditing.record("contract.backtest", contract_resource(customer), outcome=FAILURE, details=_form_errors(form))
         db_session().commit()
         return _backtest_page(contract, form, None, None)
-    tested = whatif.backtest(db_session(), customer, _source(form.source.data), form.periods.data)
+    tested = whatif.backtest(db_session(), customer, form.source.data, form.periods.data)
     if isinstance(tested, whatif.Refusal):
         getattr(form, tested.field).errors.append(sentence(tested.reason))
         auditing.record("contract.backtest", contract_resource(customer), outcome=FAILURE,
