@@ -21,13 +21,16 @@ unchanged renders only the frame around them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel import Locale
+from babel.numbers import format_decimal, format_percent
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from flask_login import current_user
 from markupsafe import Markup
@@ -50,6 +53,7 @@ from store.models import Contract
 
 blueprint = Blueprint("dashboard", __name__)
 CACHE, RENDERED, REFRESHES = "billing.dashboard", "billing.dashboard.rendered", "billing.dashboard.refreshes"
+VISIBLE = "billing.dashboard.visible"
 REFRESH_SECONDS = 15
 MAX_REMEMBERED = 4096
 
@@ -58,6 +62,7 @@ def init_app(app: Flask) -> None:
     app.extensions[CACHE] = DashboardCache()
     app.extensions[RENDERED] = Remembered(256)
     app.extensions[REFRESHES] = Remembered(MAX_REMEMBERED)
+    app.extensions[VISIBLE] = Remembered(MAX_REMEMBERED)
 
 
 class Remembered:
@@ -158,8 +163,6 @@ def data(customer: str):
         auditing.record("dashboard.refresh", resource(contract.id, period),
                         details={"recorded": "once per session, customer and period"})
         db_session().commit()
-    else:
-        db_session().rollback()
     body = board_json(board, Formats.for_app())
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
 
@@ -168,7 +171,22 @@ def cache() -> DashboardCache:
     return current_app.extensions[CACHE]
 
 
-def _contract_or_404(customer: str, action: str) -> Contract:
+@dataclass(frozen=True)
+class Visible:
+    """A contract the current user may see: what the views need of it."""
+
+    id: str
+    starts: dt.date
+
+
+def _contract_or_404(customer: str, action: str) -> Visible:
+    """The contract, if the user's scope (a condition of the query) includes it; else the refusal is audited and
+    the answer is 404. A contract is never deleted, so what the query answered for a scope (every customer, or one
+    customer's users) is remembered in this process and a polling page costs no query for it."""
+    scope = (current_user.customer if current_user.role == CUSTOMER_ROLE else "*", customer)
+    known = current_app.extensions[VISIBLE].get(scope)
+    if known is not None:
+        return known
     contract = db_session().scalar(visible_contracts(current_user).where(Contract.id == customer))
     if contract is None:
         exists = db_session().get(Contract, customer) is not None
@@ -177,10 +195,12 @@ def _contract_or_404(customer: str, action: str) -> Contract:
                         details={"reason": "not visible to this user" if exists else "no such customer"})
         db_session().commit()
         abort(404)
-    return contract
+    visible = Visible(contract.id, contract.starts)
+    current_app.extensions[VISIBLE].put(scope, visible)
+    return visible
 
 
-def _period(contract: Contract, *, as_json: bool = False):
+def _period(contract: Visible, *, as_json: bool = False):
     """(the period asked for or the current one, None) or (None, the answer that says what is wrong)."""
     asked = request.args.get("period")
     if asked is None:
@@ -198,7 +218,7 @@ def _period(contract: Contract, *, as_json: bool = False):
     return None, error_page(400, "Period not available", message)
 
 
-def current_period(contract: Contract) -> Period:
+def current_period(contract: Contract | Visible) -> Period:
     """The period of today in the contract's time zone, within the periods the contract bills."""
     stored = load_contract(db_session(), contract.id)
     today = current_app.config["PORTAL_CLOCK"]().astimezone(stored.zone).date()
@@ -219,7 +239,8 @@ class Formats:
         return cls(env.locale, current_app.config["PORTAL_CLOCK"]())
 
     def money(self, board: Dashboard, amount: Decimal) -> str:
-        return format_currency(board.money.round(amount), board.money.currency, locale=self.locale)
+        pattern, locale = currency_pattern(self.locale)
+        return pattern.apply(board.money.round(amount), locale, currency=board.money.currency, currency_digits=True)
 
     def quantity(self, amount: Decimal) -> str:
         return format_decimal(amount, locale=self.locale, decimal_quantization=False)
@@ -240,13 +261,20 @@ class Formats:
         return today.day, period.days
 
 
+@functools.lru_cache(maxsize=16)
+def currency_pattern(locale: str):
+    """The locale's standard currency pattern, parsed once (what babel's format_currency does on every call)."""
+    parsed = Locale.parse(locale)
+    return parsed.currency_formats["standard"], parsed
+
+
 def rendered(board: Dashboard, fmt: Formats) -> Markup:
     """The page's figures, rendered once per computation, locale and day."""
     key = (board.customer, board.period, fmt.locale, fmt.elapsed(board))
     remembered = current_app.extensions[RENDERED].get(key)
     if remembered is not None and remembered[0] is board:
         return remembered[1]
-    view = board_view(board, fmt)
+    view = view_of(board, fmt)
     html = Markup(render_template("portal/dashboard/_figures.html", board=board, view=view, fmt=fmt))
     current_app.extensions[RENDERED].put(key, (board, html))
     return html
@@ -257,9 +285,20 @@ def board_json(board: Dashboard, fmt: Formats) -> str:
     remembered = current_app.extensions[RENDERED].get(key)
     if remembered is not None and remembered[0] is board:
         return remembered[1]
-    body = json.dumps(board_view(board, fmt))
+    body = json.dumps(view_of(board, fmt))
     current_app.extensions[RENDERED].put(key, (board, body))
     return body
+
+
+def view_of(board: Dashboard, fmt: Formats) -> dict:
+    """board_view, made once per computation, locale and day for both the page and the JSON."""
+    key = ("view", board.customer, board.period, fmt.locale, fmt.elapsed(board))
+    remembered = current_app.extensions[RENDERED].get(key)
+    if remembered is not None and remembered[0] is board:
+        return remembered[1]
+    view = board_view(board, fmt)
+    current_app.extensions[RENDERED].put(key, (board, view))
+    return view
 
 
 def board_view(board: Dashboard, fmt: Formats) -> dict:

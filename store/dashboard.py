@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Callable
 
 from sqlalchemy.orm import Session
 
@@ -194,10 +195,11 @@ class Dashboard:
 
 
 def dashboard(session: Session, customer: str, period: Period, *, history: int = HISTORY_PERIODS,
-              now: dt.datetime | None = None) -> Dashboard:
+              earlier: Callable[[Period], PeriodPoint] | None = None, now: dt.datetime | None = None) -> Dashboard:
     """The figures of `period` with their usage, minimum and cap progress per site, and the periods before it.
 
-    Raises what `figures` raises.
+    `earlier(period)` gives an earlier open period's point of the history (store/dashboard_cache.py passes its
+    own cached figures); by default it is computed here. Raises what `figures` raises.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     current = figures(session, customer, period)
@@ -211,7 +213,9 @@ def dashboard(session: Session, customer: str, period: Period, *, history: int =
         for site in invoice.sites
     )
     issued = issued_invoices(session, customer)
-    points = tuple(_history(session, computed, issued, period, history))
+    earlier = earlier or (lambda open_period: computed_point(
+        open_period, invoice_from_db(session, customer, open_period).invoice))
+    points = tuple(_history(computed, issued, period, history, earlier))
     return Dashboard(
         figures=current,
         name=invoice.customer,
@@ -301,11 +305,10 @@ def _customer_usage(terms, sites: tuple[SiteDashboard, ...]) -> tuple[CategoryUs
                  for category in sorted(totals, key=lambda c: (order.get(c, len(order)), c)))
 
 
-def _history(session: Session, computed: ComputedInvoice, issued: dict, period: Period, count: int):
+def _history(computed: ComputedInvoice, issued: dict, period: Period, count: int, earlier):
     """The periods up to `period` that the contract bills, at most `count`: issued ones as frozen, open ones
     computed now by the same engine."""
-    contract = computed.contract
-    first_billed = Period.of(contract.timeline.first.terms.starts)
+    first_billed = Period.of(computed.contract.timeline.first.terms.starts)
     for offset in range(count - 1, -1, -1):
         current = period.shift(-offset)
         if current < first_billed:
@@ -313,9 +316,9 @@ def _history(session: Session, computed: ComputedInvoice, issued: dict, period: 
         if current in issued:
             yield _issued_point(current, issued[current])
         elif current == period:
-            yield _computed_point(current, computed.invoice)
+            yield computed_point(current, computed.invoice)
         else:
-            yield _computed_point(current, invoice_from_db(session, computed.contract.id, current).invoice)
+            yield earlier(current)
 
 
 def _issued_point(period: Period, row) -> PeriodPoint:
@@ -325,7 +328,7 @@ def _issued_point(period: Period, row) -> PeriodPoint:
                        sum(line["events"] for line in usage), row.number)
 
 
-def _computed_point(period: Period, invoice: InvoiceView) -> PeriodPoint:
+def computed_point(period: Period, invoice: InvoiceView) -> PeriodPoint:
     usage = [line for site in invoice.sites for line in site.lines if isinstance(line, UsageLine)]
     return PeriodPoint(period, "computed", invoice.totals["total"], invoice.totals["usage"],
                        sum(line.events for line in usage))

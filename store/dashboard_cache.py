@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from engine.periods import Period
-from store.dashboard import HISTORY_PERIODS, Dashboard, dashboard
+from store.dashboard import HISTORY_PERIODS, Dashboard, PeriodPoint, dashboard
 from store.models import ConflictingEvent, ContractVersion, Invoice, InvoiceVoid, LateRollup, Rollup, UsageEvent
 
 RECHECK_SECONDS = 2.0
@@ -95,7 +95,7 @@ class Entry:
 class DashboardCache:
     """Thread-safe; one per app (admin_app/dashboard.py keeps it in app.extensions)."""
 
-    def __init__(self, compute: Callable[[Session, str, Period], Dashboard] = dashboard,
+    def __init__(self, compute: Callable[..., Dashboard] = dashboard,
                  clock: Callable[[], float] = time.monotonic, recheck: float = RECHECK_SECONDS,
                  max_entries: int = MAX_ENTRIES):
         self.compute = compute
@@ -123,10 +123,17 @@ class DashboardCache:
             if entry is not None and entry.stamp[2:] == current[2:] and entry.digest == digest:
                 entry = Entry(current, digest, self.clock(), entry.board)
             else:
-                entry = Entry(current, digest, self.clock(), self.compute(session, customer, period))
+                entry = Entry(current, digest, self.clock(), self.compute(session, customer, period,
+                                                                          earlier=self._earlier(session, customer)))
                 self.computations += 1
             self._store(key, entry)
             return entry.board
+
+    def _earlier(self, session: Session, customer: str) -> Callable[[Period], PeriodPoint]:
+        """An earlier open period's point of the history, from this cache: each period is computed once and
+        kept until its own data changes (events of a later period leave its digest as it was). Locks are taken
+        for earlier periods only while holding a later one's, so two requests never wait for each other."""
+        return lambda period: self.get(session, customer, period).history[-1]
 
     def _fresh(self, key, current: tuple) -> Entry | None:
         with self.guard:

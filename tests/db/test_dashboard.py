@@ -145,12 +145,14 @@ def test_the_cache_serves_unchanged_figures_and_recomputes_after_a_batch(example
     june = Period(2026, 6)
     with examples() as session:
         first = cache.get(session, "acme-health", june)
+        assert cache.computations == 3          # June, and May and April for its history, each once
         assert cache.get(session, "acme-health", june) is first
-        assert cache.computations == 1
+        assert cache.computations == 3
     ingest_one(examples, tmp_path, 1, 100)
     with examples() as session:
         second = cache.get(session, "acme-health", june)
-    assert cache.computations == 2 and second is not first
+    assert cache.computations == 4 and second is not first      # June's events leave May and April as they were
+    assert second.history[:-1] == first.history[:-1]
     assert second.totals["usage"] == first.totals["usage"] + Decimal("85.00")
     assert second.events == first.events + 1
 
@@ -159,10 +161,11 @@ def test_another_customers_events_cost_a_check_not_a_computation(examples, tmp_p
     cache = DashboardCache(recheck=3600)
     with examples() as session:
         first = cache.get(session, "northwind", Period(2026, 3))
+    assert cache.computations == 2               # March, and February for its history
     ingest_one(examples, tmp_path, 2, 5)       # acme-health's usage: northwind's digest is unchanged
     with examples() as session:
         assert cache.get(session, "northwind", Period(2026, 3)) is first
-    assert cache.computations == 1
+    assert cache.computations == 2
 
 
 def test_the_periodic_recheck_finds_what_the_stamp_cannot_see(examples):
@@ -177,19 +180,19 @@ def test_the_periodic_recheck_finds_what_the_stamp_cannot_see(examples):
             "AND day = (SELECT MIN(day) FROM rollups WHERE customer = 'acme-health' AND day >= '2026-06-01')")
     with examples() as session:
         cache.get(session, "acme-health", Period(2026, 6))
-        assert cache.computations == 1          # within the recheck interval: served from memory
+        assert cache.computations == 3          # within the recheck interval: served from memory
         clock[0] = 3
         cache.get(session, "acme-health", Period(2026, 6))
-        assert cache.computations == 2
+        assert cache.computations == 4
 
 
 def test_concurrent_requests_wait_for_one_computation(examples):
     started, release = threading.Event(), threading.Event()
 
-    def slow(session, customer, period):
+    def slow(session, customer, period, **options):
         started.set()
         release.wait(10)
-        return dashboard(session, customer, period)
+        return dashboard(session, customer, period, **options)
 
     cache = DashboardCache(compute=slow)
     results, errors = [], []
@@ -209,4 +212,5 @@ def test_concurrent_requests_wait_for_one_computation(examples):
     for thread in threads:
         thread.join(20)
     assert errors == [] and len(results) == 6
-    assert cache.computations == 1 and all(result is results[0] for result in results)
+    assert all(result is results[0] for result in results)
+    assert cache.computations == len(results[0].history)    # the period, and each open period before it once
