@@ -274,7 +274,7 @@ def recount(context: _Context) -> list[Finding]:
         table = "late rollups" if late else "rollups"
         detail = f"{count[0]} events counted, {count[1]} in the {table}"
         if differing:
-            detail += (f"; {len(differing)} day{'s' if len(differing) != 1 else ''} differ"
+            detail += (f"; {len(differing)} day{'s differ' if len(differing) != 1 else ' differs'}"
                        f" ({differing[0]:%Y-%m-%d}" + (f" to {differing[-1]:%Y-%m-%d})" if len(differing) > 1 else ")"))
         query = EventQuery(context.customer, differing[0] if differing else context.period.first_day,
                            differing[-1] if differing else context.period.last_day, site, category, late)
@@ -598,11 +598,14 @@ def render_text(report: Report, explanation: ReconciliationExplanation | None = 
                      f"{report.invoice_total} {report.currency}")
     for name, title in CHECK_TITLES.items():
         own = [f for f in report.findings if f.check == name]
-        if not own:
-            continue
         if name == "unbilled":
+            if not own:
+                lines.append(f"  {title}: none")
+                continue
             lines.append(f"  {title}: {len(own)} group{'s' if len(own) != 1 else ''}")
             lines += [f"      {f.kind}: {_where(f)}: {f.detail}, quantity {f.found:f}" for f in own]
+            continue
+        if not own:
             continue
         compared = [f for f in own if f.status != NOTE]
         wrong = [f for f in own if f.status in (DISCREPANCY, WITHIN)]
