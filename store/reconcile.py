@@ -263,9 +263,11 @@ Sums = dict[tuple[bool, str, str, dt.date], list]     # (late, site, category, d
 
 def recount(context: _Context) -> list[Finding]:
     events, rollups = _events_recounted(context), _rollups_summed(context)
-    findings = []
-    for late, site, category in sorted({key[:3] for key in events.keys() | rollups.keys()}):
-        days = sorted(day for (l, s, c, day) in events.keys() | rollups.keys() if (l, s, c) == (late, site, category))
+    findings, groups = [], {}
+    for key in events.keys() | rollups.keys():
+        groups.setdefault(key[:3], []).append(key[3])
+    for (late, site, category), days in sorted(groups.items()):
+        days.sort()
         counted = [events.get((late, site, category, day), [ZERO, 0]) for day in days]
         rolled = [rollups.get((late, site, category, day), [ZERO, 0]) for day in days]
         differing = [day for day, a, b in zip(days, counted, rolled) if a[0] != b[0] or a[1] != b[1]]
