@@ -218,7 +218,8 @@
       if (answer.plan !== null) {
         plan.textContent = answer.plan;
         plan.classList.remove("stale");
-        planNote.textContent = "What billing plan prints: the steps each site runs, every period, in order.";
+        planNote.textContent = "What billing plan prints: the steps each site runs, every period, in order. " +
+                             "Click a step to see its line in the text.";
       } else {
         plan.classList.add("stale");
         planNote.textContent = plan.textContent
@@ -274,6 +275,18 @@
     if (!button) { return; }
     var d = button.dataset;
     goTo(+d.line, +d.column, +d.endLine, +d.endColumn);
+  });
+
+  plan.addEventListener("click", function () {
+    // A step of the plan names the contract line it comes from, "(line 9, category standard)": show that line.
+    var selection = window.getSelection();
+    if (!selection.isCollapsed || !plan.contains(selection.anchorNode)) { return; }
+    var lines = plan.textContent.slice(0, selection.anchorOffset).split("\n");
+    var all = plan.textContent.split("\n");
+    for (var index = lines.length - 1; index >= 0 && index >= lines.length - 2; index--) {
+      var found = /\(line (\d+), /.exec(all[index]);
+      if (found) { goTo(+found[1], 1, +found[1], 100000); return; }
+    }
   });
 
   text.addEventListener("scroll", syncScroll);

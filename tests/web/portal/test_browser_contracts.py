@@ -93,6 +93,17 @@ def test_type_an_error_see_it_marked_fix_it_and_save_a_version(live_portal, brow
     page.wait_for_function("document.getElementById('plan').textContent.includes('0.87')")
     assert page.evaluate("window.notReloaded") is True
 
+    step = "price standard at rate 0.87"          # the plan's step names the contract line it comes from
+    x, y = page.locator("#plan").evaluate(
+        "(plan, step) => { const node = plan.firstChild, at = node.textContent.indexOf(step);"
+        " plan.scrollTop = 0; plan.scrollIntoView({block: 'start'}); const range = document.createRange(); range.setStart(node, at + 3);"
+        " range.setEnd(node, at + 4); const box = range.getBoundingClientRect(); return [box.x, box.y + 2]; }", step)
+    page.mouse.click(x, y)
+    text = page.input_value("#source")
+    rate_line = next(n for n, content in enumerate(text.split("\n"), 1) if "rate 0.87" in content)
+    assert page.locator("#source").evaluate("text => text.selectionStart") == sum(
+        len(content) + 1 for content in text.split("\n")[:rate_line - 1])
+
     comment = "Standard rate 0.87 from the renewal"
     page.fill("#comment", comment)
     page.click("#save-button")
