@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,9 @@ def money(text: str) -> str:
 
 
 def textarea(page: str, name: str) -> str:
-    return html.unescape(re.search(rf'<textarea[^>]*name="{name}"[^>]*>(?:\r?\n)?(.*?)</textarea>', page, re.S).group(1))
+    """The text area's text as a browser shows it (the newline after the tag is not part of it)."""
+    found = re.search(rf'<textarea[^>]*name="{name}"[^>]*>(?:\r?\n)?(.*?)</textarea>', page, re.S)
+    return html.unescape(found.group(1))
 
 
 @pytest.mark.parametrize("role", ["deal_desk", "finance"])
@@ -104,9 +107,9 @@ def test_a_preview_of_the_saved_text_shows_the_issued_invoice(signed_in_client, 
 def test_a_preview_of_a_changed_rate_shows_the_new_total_and_the_difference(signed_in_client, portal_sessions):
     client = signed_in_client("deal_desk")
     fragment = post_preview(client, DEARER_REVIEW, "2026-05").get_data(as_text=True)
-    total = float(issued_total(portal_sessions, "2026-05"))
-    shown = float(re.search(r'data-total="([^"]+)"', fragment).group(1))
-    assert round(shown - total, 2) == 250.00
+    total = Decimal(issued_total(portal_sessions, "2026-05"))
+    shown = Decimal(re.search(r'data-total="([^"]+)"', fragment).group(1))
+    assert shown - total == Decimal("250.00")
     assert 'class="num more">+250.00<' in fragment
 
 
