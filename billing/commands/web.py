@@ -12,13 +12,18 @@ from billing.output import OK, say
 
 
 def cmd_apikey_create(args) -> int:
+    from billing.commands.portal import cli_actor
     from store.apikeys import create_api_key
+    from store.audit import record
     from store.contracts import UnknownContract
 
+    who = cli_actor()
     with database() as (_, sessions):
         try:
             with sessions.begin() as session:
                 issued = create_api_key(session, args.customer, args.source)
+                record(session, who, "apikey.create", f"apikey:{issued.row.prefix}",
+                       details={"customer": issued.row.customer, "source": issued.row.source})
         except UnknownContract as exc:
             raise InputError(f"no API key created: {exc}") from None
         except ValueError as exc:
@@ -44,12 +49,17 @@ def cmd_apikey_list(args) -> int:
 
 
 def cmd_apikey_revoke(args) -> int:
+    from billing.commands.portal import cli_actor
     from store.apikeys import UnknownApiKey, revoke_api_key
+    from store.audit import record
 
+    who = cli_actor()
     with database() as (_, sessions):
         try:
             with sessions.begin() as session:
                 key = revoke_api_key(session, args.prefix)
+                record(session, who, "apikey.revoke", f"apikey:{key.prefix}",
+                       details={"customer": key.customer, "source": key.source})
         except UnknownApiKey as exc:
             raise InputError(str(exc)) from None
     print(f"{key.prefix}: revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC ({key.customer}, {key.source})")

@@ -28,6 +28,7 @@ from db.conftest import cli  # noqa: F401  (`billing ARGS…` in this process)
 from db.support import event, stored_state
 from engine.periods import Period
 from store.apikeys import ApiKey, key_hash, revoke_api_key
+from store.audit import AuditEntry
 from store.issuing import record_issued_invoice
 from store.models import UsageEvent
 
@@ -269,6 +270,12 @@ def test_apikey_create_prints_the_key_once_and_stores_only_its_hash(cli, api_ses
     assert "revoked" in cli("apikey", "list", "--customer", "tiny")[1]
     status, _, err = cli("apikey", "revoke", "000000000000")
     assert status == 1 and "no API key with prefix '000000000000'" in err
+    with api_sessions() as session:
+        entries = [(e.action, e.resource, e.outcome)
+                   for e in session.scalars(select(AuditEntry).order_by(AuditEntry.sequence))
+                   if e.action.startswith("apikey.")]
+    assert entries == [("apikey.create", f"apikey:{row.prefix}", "success"),
+                       ("apikey.revoke", f"apikey:{row.prefix}", "success")]
 
 
 def test_apikey_create_refuses_an_unknown_customer(cli, api_sessions):
