@@ -206,8 +206,7 @@ def index():
             for contract in contracts]
     auditing.record("contract.list", "contract:*", details={"shown": len(rows)})
     db_session().commit()
-    return render_template("portal/contracts/index.html", rows=rows, can_edit=current_user.role in EDITORS,
-                           state=version_state)
+    return render_template("portal/contracts/index.html", rows=rows, can_edit=current_user.role in EDITORS)
 
 
 @blueprint.get("/contracts/<customer>")
@@ -331,13 +330,12 @@ def _editor_page(form: VersionForm, contract: Contract | None, history: History 
                  version: SavedVersion | None, status: int = 200, result: tuple | None = None):
     compiled, diagnostics = result or checked(form.source.data or "", contract.id if contract else None)
     editable = current_user.role in EDITORS
-    earliest = None
+    issued = None
     if contract is not None:
         issued = last_issued_period(db_session(), contract.id)
-        earliest = issued.shift(1) if issued else Period.of(contract.starts)
         form.effective.description = (
             f"Empty: from {_next_period(contract)}, the next period boundary. "
-            + (f"Invoices are issued up to {issued}, so {earliest} is the earliest." if issued else "")
+            + (f"Invoices are issued up to {issued}, so {issued.shift(1)} is the earliest." if issued else "")
         )
     customer = contract.id if contract else None
     page = render_template(
@@ -345,12 +343,11 @@ def _editor_page(form: VersionForm, contract: Contract | None, history: History 
         newest=history.versions[-1] if history else None, diagnostics=diagnostics,
         errors=sum(d.severity.value == "error" for d in diagnostics),
         plan=plan_text(compiled.plan) if compiled.plan else None, editable=editable,
-        next_period=_next_period(contract) if contract else None, earliest=earliest,
         check_url=url_for("contracts.check", customer=customer) if customer else url_for("contracts.check"),
         save_url=url_for("contracts.save", customer=customer) if customer else url_for("contracts.create"),
         preview_url=whatif_url(customer, "preview", "POST") if customer else None,
         backtest_url=whatif_url(customer, "backtest", "POST") if customer else None,
-        default_preview=str(Period.of(_today(contract))) if contract else "",
+        default_preview=str(issued or Period.of(_today(contract))) if contract else "",   # issued: usage to show
         state=version_state, this_period=Period.of(_today(contract)) if contract else None,
     )
     return page, status
