@@ -185,6 +185,14 @@
     status.textContent = "Checking…";
   }
 
+  function refusal(response) {
+    if (response.redirected) { return "your session has ended: copy your text, then reload the page to sign in again"; }
+    if (response.status === 400) { return "the page has expired: reload it (copy your text first)"; }
+    if (response.status === 403) { return "your role may no longer edit contracts"; }
+    if (response.status === 413) { return "the text is too long to check"; }
+    return "the server answered " + response.status + "; try again in a moment";
+  }
+
   function check() {
     if (inFlight) { inFlight.abort(); }
     var controller = new AbortController();
@@ -200,9 +208,7 @@
     }).then(function (response) {
       var type = response.headers.get("Content-Type") || "";
       if (response.redirected || type.indexOf("application/json") === -1) {
-        throw new Error(response.status === 400
-          ? "the page has expired: reload it (your text is still here until you do)"
-          : "your session has ended: copy your text, then reload the page to sign in again");
+        throw new Error(refusal(response));
       }
       return response.json().then(function (answer) {
         if (!response.ok) { throw new Error(answer.error || "the check failed (" + response.status + ")"); }
