@@ -309,8 +309,10 @@
       if (event.key === "Escape") { escaped = true; return; }   // Escape, then Tab: leave the text
       if (event.key === "Tab" && !event.shiftKey && !escaped && !event.ctrlKey && !event.altKey) {
         event.preventDefault();
-        document.execCommand("insertText", false, "    ") ||
+        if (!document.execCommand("insertText", false, "    ")) {   // keeps the browser's undo where it can
           text.setRangeText("    ", text.selectionStart, text.selectionEnd, "end");
+          text.dispatchEvent(new Event("input"));
+        }
       }
       if ((event.ctrlKey || event.metaKey) && event.key === "s" && saveForm) {
         event.preventDefault();                                  // Ctrl+S: to the comment, then save
