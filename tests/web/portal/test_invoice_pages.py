@@ -237,6 +237,8 @@ def test_credit_notes_from_the_invoice_page(signed_in_client, fresh_june_draft, 
     pdf = customer_view.get(f"/invoices/{fresh_june_draft}/pdf?credit_note={note.number}")
     assert pdf.status_code == 200 and hashlib.sha256(pdf.data).hexdigest() == note.sha256
     assert customer_view.get(f"/invoices/{fresh_june_draft}/pdf?credit_note=TEST-CN-1999-000001").status_code == 404
+    warning = _page(client.get(f"/invoices/{fresh_june_draft}?confirm=void"))
+    assert "A void cancels the whole invoice and they still stand" in warning and note.number in warning
     assert [e.outcome for e in _audit(portal_sessions, "credit_note.issue")] == ["failure", "success"]   # the form without a reason never reached the store
 
 
