@@ -18,7 +18,8 @@ from metering.events import read_events
 from store.contracts import save_contract
 from store.ingest import ingest_events
 from store.issuing import record_issued_invoice
-from store.lifecycle import close
+from store.audit import Actor
+from store.lifecycle import Selector, close, void
 from store.models import Invoice
 from store.whatif import Refusal, backtest, compare_versions, preview
 
@@ -158,3 +159,13 @@ def test_a_backtest_refuses_what_it_cannot_run(acme):
         ended = ACME.replace("starts   2026-04-01", "starts   2026-04-01\n    ends 2026-04-30")
         refused = backtest(session, "acme-health", ended, periods=2)
         assert isinstance(refused, Refusal) and "cannot bill 2026-05" in refused.reason
+
+
+def test_a_voided_period_is_not_closed_until_it_is_issued_again(acme):
+    with acme.begin() as session:
+        void(session, Selector("acme-health", MAY), Actor("cli:test", "test"), "wrong site list")
+    with acme() as session:
+        tested = backtest(session, "acme-health", DEARER_REVIEW, periods=6)
+    assert [p.period for p in tested.periods] == [APRIL]
+    assert tested.not_closed == ((MAY, "void"),)
+    assert tested.totals[2] == first_tier_extra("2026-04")
