@@ -50,7 +50,8 @@ from store.models import Contract, CreditNote, Invoice, InvoiceVoid, in_force
 
 blueprint = Blueprint("invoices", __name__)
 
-STATUS_CHOICES = [SelectChoice("", "Any status")] + [SelectChoice(s, s) for s in ("draft", "approved", "issued", "void")]
+STATUSES = ("draft", "approved", "issued", "void")
+STATUS_CHOICES = [SelectChoice("", "Any status")] + [SelectChoice(status, status) for status in STATUSES]
 # What finance may do to an invoice of each status (the confirmation step of each is ?confirm=<action>).
 ACTIONS = {"draft": ("approve",), "approved": ("issue",), "issued": ("void", "credit"), "void": ()}
 CONTENT_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
@@ -222,10 +223,10 @@ def _visible_or_404(invoice_id: int, action: str) -> Invoice:
     """The invoice if this user may see it; else the refusal is recorded and the answer is 404."""
     invoice = db_session().scalar(visible_invoices(current_user).where(Invoice.id == invoice_id))
     if invoice is None:
-        exists_ = db_session().get(Invoice, invoice_id)
-        resource = invoice_resource(exists_.customer, exists_.period, exists_.id) if exists_ else f"invoice:#{invoice_id}"
-        auditing.record(action, resource, outcome=DENIED if exists_ else FAILURE,
-                        details={"reason": "not visible to this user" if exists_ else "no such invoice"})
+        row = db_session().get(Invoice, invoice_id)
+        resource = invoice_resource(row.customer, row.period, row.id) if row else f"invoice:#{invoice_id}"
+        auditing.record(action, resource, outcome=DENIED if row else FAILURE,
+                        details={"reason": "not visible to this user" if row else "no such invoice"})
         db_session().commit()
         abort(404)
     return invoice
@@ -321,7 +322,8 @@ def _download(invoice: Invoice, fmt: str) -> Response:
         details["stored"] = False
     auditing.record("invoice.download", resource, details=details)
     db_session().commit()
-    name = invoice.number or f"{invoice.customer}-{invoice.period}-{'draft' if invoice.status != 'issued' else invoice.id}"
+    unnumbered = "draft" if invoice.status != "issued" else invoice.id
+    name = invoice.number or f"{invoice.customer}-{invoice.period}-{unnumbered}"
     return _attachment(content, f"{name}.{fmt}", fmt)
 
 

@@ -107,10 +107,10 @@ def credit(session: Session, invoice: Invoice, who: Actor, reason: str, amounts:
     except Exception as exc:   # whatever the renderer's failure, nothing is stored and the number is not used
         raise CreditRefused(f"the credit note's PDF cannot be made, so nothing was issued: {exc}") from exc
     sha256 = hashlib.sha256(pdf).hexdigest()
+    lines_json = [{"site": line.site, "name": line.name, "amount": money.format(line.amount)} for line in note.lines]
     row = CreditNote(number=note.number, invoice_id=invoice.id, customer=invoice.customer, currency=note.currency,
-                     reason=note.reason, lines=[{"site": line.site, "name": line.name, "amount": money.format(line.amount)}
-                                                for line in note.lines],
-                     total=note.total, issued_at=now, issued_by=who.name, pdf=pdf, sha256=sha256)
+                     reason=note.reason, lines=lines_json, total=note.total, issued_at=now, issued_by=who.name,
+                     pdf=pdf, sha256=sha256)
     session.add(row)
     session.flush()
     record(session, who, "credit_note.issue", invoice_resource(invoice.customer, invoice.period, invoice.id),
