@@ -25,6 +25,7 @@
   var saveForm = document.getElementById("save-form");
   var saveButton = document.getElementById("save-button");
   var saveHint = document.getElementById("save-hint");
+  var revert = document.getElementById("revert");
   var editable = root.dataset.editable === "yes";
   var DELAY = 250;
 
@@ -109,8 +110,10 @@
       gutter.textContent = "";
       gutter.appendChild(fragment);
     }
+    var changed = changedLines(original, value);
     Array.prototype.forEach.call(gutter.children, function (number, index) {
       var severity = worst[index + 1];
+      number.classList.toggle("changed", changed.has(index + 1));
       number.classList.toggle("has-error", severity === "error");
       number.classList.toggle("has-warning", severity === "warning");
       if (severity) {
@@ -120,6 +123,40 @@
         number.removeAttribute("title");
       }
     });
+  }
+
+  /* Lines of `after` that are not in `before` (added or changed): a longest common subsequence of the lines
+     between the common head and tail, which is where an edit usually is; a middle too large for that is all
+     marked. */
+  function changedLines(before, after) {
+    var changed = new Set();
+    if (before === after) { return changed; }
+    var a = before.split("\n"), b = after.split("\n");
+    var head = 0;
+    while (head < a.length && head < b.length && a[head] === b[head]) { head++; }
+    var tail = 0;
+    while (tail < a.length - head && tail < b.length - head && a[a.length - 1 - tail] === b[b.length - 1 - tail]) {
+      tail++;
+    }
+    var old = a.slice(head, a.length - tail), now = b.slice(head, b.length - tail);
+    var n = old.length, m = now.length, i, j;
+    if (n * m > 4000000) {
+      for (j = 0; j < m; j++) { changed.add(head + j + 1); }
+      return changed;
+    }
+    var width = m + 1, common = new Int32Array((n + 1) * width);
+    for (i = n - 1; i >= 0; i--) {
+      for (j = m - 1; j >= 0; j--) {
+        common[i * width + j] = old[i] === now[j] ? common[(i + 1) * width + j + 1] + 1
+          : Math.max(common[(i + 1) * width + j], common[i * width + j + 1]);
+      }
+    }
+    for (i = 0, j = 0; j < m;) {
+      if (i < n && old[i] === now[j]) { i++; j++; }
+      else if (i < n && common[(i + 1) * width + j] >= common[i * width + j + 1]) { i++; }
+      else { changed.add(head + j + 1); j++; }
+    }
+    return changed;
   }
 
   function renderMarks() {
@@ -272,8 +309,10 @@
   }
 
   function markDirty() {
-    var dirty = text.value !== original;
-    dirtyFlag.hidden = !dirty;
+    var changed = gutter.querySelectorAll(".line-number.changed").length;
+    dirtyFlag.hidden = text.value === original;
+    dirtyFlag.textContent = "Unsaved changes" + (changed ? " · " + changed + " line" + (changed === 1 ? "" : "s") : "");
+    if (revert) { revert.hidden = dirtyFlag.hidden; }
   }
 
   list.addEventListener("click", function (event) {
@@ -321,6 +360,16 @@
       }
       escaped = false;
     });
+    if (revert) {
+      revert.addEventListener("click", function () {     // back to the text as opened; undo (Ctrl+Z) brings it back
+        text.focus();
+        text.select();
+        if (!document.execCommand("insertText", false, original)) { text.value = original; }
+        text.dispatchEvent(new Event("input"));
+        text.setSelectionRange(0, 0);
+        text.scrollTop = 0;
+      });
+    }
     window.addEventListener("beforeunload", function (event) {
       if (!submitting && text.value !== original) { event.preventDefault(); event.returnValue = ""; }
     });

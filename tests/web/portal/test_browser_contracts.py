@@ -18,9 +18,10 @@ import pyotp
 
 from engine.periods import Period
 
-from .conftest import add_portal_user
+from .conftest import CONTRACTS, add_portal_user
 from .test_browser import browser_page, db_url, live_portal, pytestmark, screenshot, sign_in_with_password  # noqa: F401
 
+ACME = (CONTRACTS / "acme-health.pricing").read_text(encoding="utf-8")
 TYPO = ", urgnt"           # a category the contract does not declare
 
 
@@ -65,8 +66,10 @@ def test_type_an_error_see_it_marked_fix_it_and_save_a_version(live_portal, brow
     first.wait_for()
     assert first.locator(".where").inner_text() == f"{line}:{column}"
     assert "urgnt" in first.locator(".message").inner_text()
-    assert page.locator(".editor-gutter .line-number").nth(line - 1).get_attribute("class").split() == [
-        "line-number", "has-error"]
+    marked = page.locator(".editor-gutter .line-number").nth(line - 1).get_attribute("class").split()
+    assert sorted(marked) == ["changed", "has-error", "line-number"]
+    assert page.locator(".editor-gutter .changed").count() == 1
+    assert page.inner_text("#dirty") == "Unsaved changes · 1 line"
     assert page.locator(".editor-marks mark.mark-error").first.inner_text() == "urgnt"
     assert "error" in page.inner_text("#check-status")
     assert page.locator("#save-button").is_disabled()
@@ -85,6 +88,11 @@ def test_type_an_error_see_it_marked_fix_it_and_save_a_version(live_portal, brow
     page.wait_for_selector("#check-status.clean")
     assert page.locator("#diagnostics li").count() == 0
     assert page.locator(".editor-gutter .has-error").count() == 0
+    assert page.locator(".editor-gutter .changed").count() == 0 and page.locator("#dirty").is_hidden()
+
+    page.keyboard.type("# a second thought\n")             # the revert button puts back the text as opened
+    page.click("#revert")
+    assert page.input_value("#source") == ACME and page.locator("#revert").is_hidden()
 
     place_cursor_after(page, "category standard  \"Standard processing\"  rate 0.8")
     page.keyboard.press("Delete")
