@@ -272,3 +272,21 @@ def test_views_are_audited_with_the_status(signed_in_client, invoice_ids, portal
     assert [(e.actor, e.outcome, e.details["status"]) for e in views] == [
         ("finance@example.com", "success", "draft"), ("customer.finance@example.com", "success", "issued")]
     assert views[0].resource.endswith(f"#{invoice_ids['draft']}") or str(invoice_ids["draft"]) in views[0].resource
+
+
+def test_approving_twice_and_issuing_twice_are_refused_and_change_nothing(signed_in_client, fresh_june_draft,
+                                                                          portal_sessions):
+    client = signed_in_client("finance")
+    page = f"/invoices/{fresh_june_draft}"
+    assert form_post(client, f"{page}/approve", {}, page=page).status_code == 302
+    again = form_post(client, f"{page}/approve", {}, page=page, follow_redirects=True)
+    assert "is already approved" in _page(again)
+    assert form_post(client, f"{page}/issue", {}, page=page).status_code == 302
+    with portal_sessions() as session:
+        number = session.get(Invoice, fresh_june_draft).number
+    twice = form_post(client, f"{page}/issue", {}, page=page, follow_redirects=True)
+    assert "is issued: only an approved invoice can be issued" in _page(twice)
+    with portal_sessions() as session:
+        assert session.scalars(select(Invoice.number).where(Invoice.number.is_not(None))).all() == [number]
+    assert [e.outcome for e in _audit(portal_sessions, "invoice.approve")] == ["success", "failure"]
+    assert [e.outcome for e in _audit(portal_sessions, "invoice.issue")] == ["success", "failure"]
