@@ -315,10 +315,25 @@ def read_batches(path: str | Path) -> Iterator[tuple[int, list[Event] | Rejectio
     return _jsonl(path, str(path))
 
 
-def read_events(path: str | Path) -> Iterator[tuple[int, Event | Rejection]]:
-    """Events of a `.jsonl`/`.json` or `.csv` file, in file order. Raises OSError if it cannot be opened."""
-    for first, batch in read_batches(path):
-        if isinstance(batch, Rejection):
-            yield first, batch
-        else:
-            yield from enumerate(batch, first)
+class EventFile:
+    """The (line, Event | Rejection) items of one file, in file order; read again on each iteration.
+
+    It stays a file, not only an iterator of items, so that a consumer may read it
+    another way: `store.ingest.ingest_events` reads it in a worker process.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __iter__(self) -> Iterator[tuple[int, Event | Rejection]]:
+        for first, batch in read_batches(self.path):
+            if isinstance(batch, Rejection):
+                yield first, batch
+            else:
+                yield from enumerate(batch, first)
+
+
+def read_events(path: str | Path) -> EventFile:
+    """Events of a `.jsonl`/`.json` or `.csv` file, in file order. Iterating raises OSError if it cannot be
+    opened."""
+    return EventFile(path)

@@ -35,16 +35,22 @@ from store.types import ExactDecimal, UTCDateTime
 
 
 def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: list[tuple],
-               unique: tuple[str, ...], *, direct: bool = True) -> set[tuple]:
+               unique: tuple[str, ...], *, direct: bool = True, prepared: bool = False,
+               stored: set[tuple] | None = None) -> set[tuple]:
     """Stores the rows whose `unique` key is not stored yet; returns the keys of those left out (stored before).
-    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected."""
+
+    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected. `prepared`: the values
+    are the driver's already (SQLite: not passed through the columns' types). `stored`: keys of these rows the
+    caller found stored: when all the other rows go in, those are the answer, and no other key is looked at."""
     if not rows:
         return set()
     if connection.dialect.name == "sqlite":
-        return _sqlite_insert_new(connection, target, columns, rows, unique)
+        return _sqlite_insert_new(connection, target, columns, rows, unique, prepared, stored or set())
     positions = [columns.index(name) for name in unique]
-    stored = set() if direct else _stored_keys(connection, target, unique, [[r[p] for r in rows] for p in positions])
-    new = [row for row in rows if tuple(row[p] for p in positions) not in stored] if stored else rows
+    if not direct:
+        stored = _stored_keys(connection, target, unique, _key_columns(rows, positions))
+    stored = stored or set()
+    new = _without(rows, positions, stored) if stored else rows
     try:
         with connection.begin_nested():
             _copy(connection, target.name, columns, new)
@@ -97,16 +103,32 @@ def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...],
     return {tuple(row) for row in connection.execute(query)}
 
 
-def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique) -> set[tuple]:
+def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique, prepared: bool,
+                       stored: set[tuple]) -> set[tuple]:
     last = connection.execute(select(func.max(target.c.id))).scalar() or 0
     statement = sqlite.insert(target).on_conflict_do_nothing(index_elements=list(unique))
-    stored = _executemany(connection, target, columns, rows, statement)
-    if stored == len(rows):
-        return set()
+    inserted = _executemany(connection, target, columns, rows, statement, prepared)
+    if inserted == len(rows) - len(stored):
+        return set(stored)
     query = select(*(target.c[name] for name in unique)).where(target.c.id > last)
     cursor = connection.connection.driver_connection.execute(str(query.compile(dialect=connection.dialect)), (last,))
     positions = [columns.index(name) for name in unique]
-    return {tuple(row[p] for p in positions) for row in rows} - set(cursor.fetchall())
+    return set(zip(*_key_columns(rows, positions))) - set(cursor.fetchall())
+
+
+def _key_columns(rows, positions: list[int]) -> list[list]:
+    """The rows' values at `positions`, column by column (rows: a list of tuples, or rows kept by column with
+    a `column(index)` method, such as store.file_batches.ColumnRows)."""
+    if hasattr(rows, "column"):
+        return [rows.column(p) for p in positions]
+    return [[row[p] for row in rows] for p in positions]
+
+
+def _without(rows, positions: list[int], keys: set[tuple]):
+    """The rows whose key (the values at `positions`) is not one of `keys`."""
+    if hasattr(rows, "without"):
+        return rows.without({i for i, key in enumerate(zip(*_key_columns(rows, positions))) if key in keys})
+    return [row for row in rows if tuple(row[p] for p in positions) not in keys]
 
 
 STORED_EVENTS = {
@@ -135,12 +157,20 @@ def stored_events(connection: Connection, identities: list[tuple[str, str]]) -> 
     return {(source, event_id): tuple(content) for source, event_id, *content in connection.execute(query, parameters)}
 
 
-def _executemany(connection: Connection, target: Table, columns, rows, statement) -> int:
-    """Runs `statement` for every row, the values through the columns' bind processors; rows changed."""
+def _executemany(connection: Connection, target: Table, columns, rows, statement, prepared: bool = False) -> int:
+    """Runs `statement` for every row, the values through the columns' bind processors (unless `prepared`);
+    rows changed."""
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     if compiled.positiontup != list(columns):
         raise ValueError(f"give the columns in the table's order: {compiled.positiontup}")
+    if prepared:
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(str(compiled), rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
     types = [target.c[name].type for name in columns]
     processors = [kind.dialect_impl(dialect).bind_processor(dialect) for kind in types]
     if any(processors):
@@ -166,8 +196,11 @@ def _copy(connection: Connection, name: str, columns, rows) -> None:
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
     try:
         with cursor.copy(f"COPY {connection.dialect.identifier_preparer.quote(name)} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            if hasattr(rows, "copy_text"):   # COPY's text made beforehand (store.file_batches.ColumnRows)
+                copy.write(rows.copy_text())
+            else:
+                for row in rows:
+                    copy.write_row(row)
     except connection.dialect.dbapi.Error as exc:   # as SQLAlchemy would have raised it: IntegrityError, …
         raise DBAPIError.instance("COPY", None, exc, connection.dialect.dbapi.Error) from exc
     finally:

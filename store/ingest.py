@@ -9,6 +9,11 @@ yields them (the tag is the line number there; an HTTP handler passes the index
 in its request); each comes back with its outcome, in order. A `Rejection` stays
 rejected, and so does an event for a customer without a contract.
 
+A file given as `read_events(path)` (a `metering.events.EventFile`) is read,
+checked and turned into rows by a worker process (store/file_batches.py) while
+this one stores the batch before; its accepted and repeated events come back as
+None items (only rejections carry their item). Other items are stored as they come.
+
 Each batch is one transaction, and a batch's outcomes are yielded only once it
 has committed: what was reported accepted is stored, whatever happens next. The
 unique key on (source, id) decides which of two concurrent writers stores an
@@ -28,9 +33,10 @@ import datetime as dt
 import hashlib
 import queue
 import threading
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Context
+from decimal import Context, Decimal
 from itertools import islice
 from typing import Callable, Hashable, Iterable, Iterator
 from zoneinfo import ZoneInfo
@@ -41,9 +47,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from metering.aggregate import LocalDays
-from metering.events import Event, Rejection
+from metering.events import Event, EventData, EventFile, Rejection
 from store.bulk import insert_new, stored_events
 from store.db import dialect_insert
+from store.file_batches import TIME_TEXT, Prepared, prepared_batches, quantity_text
 from store.models import ConflictingEvent, Contract, Invoice, UsageEvent, in_force
 from store.rollups import Increments, add_to_rollups
 from store.types import EXACT, decimal_text
@@ -81,11 +88,9 @@ def ingest_events(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
 ) -> Iterator[tuple[Hashable, Event | Rejection, Outcome]]:
     ingestion = _Ingestion(clock)
-    with _read_ahead(items, batch_size) as batches:
-        for batch in batches:
-            outcomes = ingestion.store(session_factory, batch)
-            for (tag, item), outcome in zip(batch, outcomes):
-                yield tag, item, outcome
+    if isinstance(items, EventFile):
+        return ingestion.ingest_file(session_factory, str(items.path), batch_size)
+    return ingestion.ingest_items(session_factory, items, batch_size)
 
 
 @contextmanager
@@ -153,10 +158,12 @@ class _Ingestion:
         self.local_days: dict[str, LocalDays] = {}
         self.repeats_seen = False
 
-    def store(self, session_factory: sessionmaker, batch: list[Item]) -> list[Outcome]:
+    def store(self, session_factory: sessionmaker, batch: list[Item] | Prepared) -> list[Outcome]:
         for attempt in range(RETRIES):
             try:
                 with session_factory.begin() as session:
+                    if isinstance(batch, Prepared):
+                        return self._store_prepared(session, batch)
                     return self._store(session, batch)
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001") or attempt == RETRIES - 1:
@@ -224,15 +231,15 @@ class _Ingestion:
         add_to_rollups(connection, usage[False])
         add_to_rollups(connection, usage[True], late=True)
         if repeats:
-            self._classify(connection, batch, repeats, issued, now, outcomes)
+            self._classify(connection, [(index, batch[index][1]) for index in repeats], issued, now, outcomes)
         return outcomes
 
-    def _classify(self, connection: Connection, batch: list[Item], indexes: list[int],
+    def _classify(self, connection: Connection, repeats: list[tuple[int, Event]],
                   issued: dict[str, set[tuple[int, int]]], now: dt.datetime, outcomes: list) -> None:
-        stored = stored_events(connection, sorted({(batch[i][1].source, batch[i][1].id) for i in indexes}))
+        """Each repeat (index, event) of an identity now stored: a duplicate, or a conflict (kept once)."""
+        stored = stored_events(connection, sorted({(event.source, event.id) for _, event in repeats}))
         conflicts = []
-        for index in indexes:
-            event = batch[index][1]
+        for index, event in repeats:
             differing = differences(stored[(event.source, event.id)], event)
             if not differing:
                 outcomes[index] = _DUPLICATE
@@ -249,6 +256,104 @@ class _Ingestion:
             insert = dialect_insert(connection, ConflictingEvent.__table__)
             connection.execute(insert.on_conflict_do_nothing(index_elements=["source", "event_id", "fingerprint"]),
                                conflicts)
+
+    def ingest_items(self, session_factory: sessionmaker, items: Iterable[Item], batch_size: int
+                     ) -> Iterator[tuple[Hashable, Event | Rejection, Outcome]]:
+        with _read_ahead(items, batch_size) as batches:
+            for batch in batches:
+                outcomes = self.store(session_factory, batch)
+                for (tag, item), outcome in zip(batch, outcomes):
+                    yield tag, item, outcome
+
+    def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int
+                    ) -> Iterator[tuple[int, Event | Rejection | None, Outcome]]:
+        with session_factory() as session:
+            backend = session.get_bind().dialect.name
+            zones = dict(session.execute(select(Contract.id, Contract.timezone)).all())
+        for name, zone in zones.items():
+            self.local_days.setdefault(name, LocalDays(ZoneInfo(zone)))
+        with prepared_batches(path, backend, zones, batch_size, self.clock) as batches:
+            for batch in batches:
+                outcomes = self.store(session_factory, batch)
+                items: list = [None] * batch.size
+                for position, item in batch.rejections:
+                    items[position] = item
+                for position, item in batch.pending:
+                    items[position] = item
+                for position, item, _ in batch.repeats:
+                    items[position] = item
+                yield from zip(batch.lines, items, outcomes)
+
+    def _store_prepared(self, session: Session, batch: Prepared) -> list[Outcome]:
+        """A worker's batch: its rows as they are when nothing is unusual, else corrected here first."""
+        connection = session.connection()
+        backend = connection.dialect.name
+        pending_customers = {event.data.customer for _, event in batch.pending}
+        issued = self._customers(session, batch.customers | pending_customers)
+        outcomes: list[Outcome] = [_ACCEPTED] * batch.size
+        for position, rejection in batch.rejections:
+            outcomes[position] = Outcome(REJECTED, reason=rejection.reason, detail=rejection.detail)
+        rows, candidates, sums, months = batch.rows, batch.candidates, batch.sums, batch.months
+        repeats = [(position, event) for position, event, pending_only in batch.repeats if not pending_only]
+        if batch.pending or len(repeats) < len(batch.repeats):
+            rows, candidates, sums, months = self._settle_pending(batch, backend, issued, outcomes, repeats)
+        # A suspect (its identity may have come in an earlier batch) is not in the worker's sums: those not
+        # stored are added here. Exact sums do not depend on the order of their terms.
+        suspects = [(row, _identity(rows, row), key, quantity) for row, key, quantity in batch.suspects]
+        known = set(stored_events(connection, sorted({s[1] for s in suspects}))) if suspects else set()
+        sums = _with_suspects(sums, [s for s in suspects if s[1] not in known])
+        late_months = {month for month in months if (month[1], month[2]) in issued.get(month[0], ())}
+        if late_months:
+            rows = _mark_late(backend, rows, candidates, late_months, outcomes)
+        left_out = insert_new(connection, EVENTS, EVENT_COLUMNS, rows, ("source", "event_id"),
+                              direct=not self.repeats_seen, prepared=True, stored=known)
+        self.repeats_seen = left_out != known   # repeats the look-up did not expect: stored before the ingest
+        if left_out == known:
+            usage = _split_late(sums, late_months)
+            repeats += [(candidates[row], _event_of_row(_row(rows, row))) for row, identity, _, _ in suspects
+                        if identity in known]
+        else:   # the sums of all rows, then those of the rows stored before taken out again
+            usage = _split_late(_with_suspects(sums, [s for s in suspects if s[1] in known]), late_months)
+            repeats += _stored_before(backend, candidates, rows, left_out, usage)
+        add_to_rollups(connection, usage[False])
+        add_to_rollups(connection, usage[True], late=True)
+        if repeats:
+            repeats.sort(key=lambda repeat: repeat[0])
+            self._classify(connection, repeats, issued, self.clock(), outcomes)
+        return outcomes
+
+    def _settle_pending(self, batch: Prepared, backend: str, issued: dict, outcomes: list,
+                        repeats: list[tuple[int, Event]]):
+        """What the worker left to the database: events of customers it knew no time zone of (unknown, or
+        saved meanwhile), and the repeats of their identities. Returns the rows (as tuples), their positions,
+        the sums and the months with the events of known customers added; the batch itself is left as it is
+        (a retry reads it again)."""
+        rows, candidates = list(batch.rows), array("l", batch.candidates)
+        sums = {key: list(cell) for key, cell in batch.sums.items()}
+        taken = {(row[0], row[1]) for row in rows}
+        undecided = sorted([(position, event) for position, event in batch.pending]
+                           + [(position, event) for position, event, pending_only in batch.repeats if pending_only],
+                           key=lambda entry: entry[0])
+        time_text, on_time = TIME_TEXT[backend], LATE_VALUE[backend][False]
+        for position, event in undecided:
+            data = event.data
+            if data.customer not in issued:
+                outcomes[position] = _unknown(data.customer)
+                continue
+            identity = (event.source, event.id)
+            if identity in taken:
+                repeats.append((position, event))
+                continue
+            taken.add(identity)
+            day = self.local_days[data.customer](event.time)
+            rows.append((event.source, event.id, data.customer, data.site, data.category, time_text(event.time),
+                         quantity_text(data.quantity), day.isoformat(), on_time, batch.received))
+            candidates.append(position)
+            cell = sums.setdefault((data.customer, data.site, data.category, day), [None, 0])
+            cell[0] = data.quantity if cell[0] is None else EXACT.add(cell[0], data.quantity)
+            cell[1] += 1
+        months = {(customer, day.year, day.month) for customer, _, _, day in sums}
+        return rows, candidates, sums, months
 
 
 def _without_stored(candidates, rows, left_out_identities, usage, outcomes) -> list[int]:
@@ -275,3 +380,79 @@ def _without_stored(candidates, rows, left_out_identities, usage, outcomes) -> l
 def _unknown(customer: str) -> Outcome:
     return Outcome(REJECTED, reason=UNKNOWN_CUSTOMER,
                    detail=f"no contract '{customer}' in the database (save it with `billing contract save`)")
+
+
+LATE_VALUE = {"sqlite": (0, 1), "postgresql": (False, True)}   # `late` in the driver's values
+
+
+def _mark_late(backend: str, rows, candidates, late_months: set, outcomes: list) -> list[tuple]:
+    """The rows (as tuples), those of the (customer, month)s that have an issued invoice made late."""
+    late_value, marked = LATE_VALUE[backend][True], []
+    for position, row in zip(candidates, rows):
+        if (row[2], int(row[7][:4]), int(row[7][5:7])) in late_months:
+            row = (*row[:8], late_value, *row[9:])
+            outcomes[position] = _ACCEPTED_LATE
+        marked.append(row)
+    return marked
+
+
+def _split_late(sums: Increments, late_months: set) -> dict[bool, Increments]:
+    """Sums into on time (False) and late (True), each a dict of its own (the caller may change them)."""
+    usage: dict[bool, Increments] = {False: {}, True: {}}
+    for key, cell in sums.items():
+        usage[bool(late_months) and (key[0], key[3].year, key[3].month) in late_months][key] = cell
+    return usage
+
+
+def _with_suspects(sums: Increments, suspects: list) -> Increments:
+    """The sums with the quantities of these suspects (row, identity, key, quantity) added; the cells given are
+    not changed (a batch may be stored again after a deadlock)."""
+    if not suspects:
+        return sums
+    sums = dict(sums)
+    for _, _, key, quantity in suspects:
+        cell = sums.get(key)
+        sums[key] = [quantity, 1] if cell is None else [EXACT.add(cell[0], quantity), cell[1] + 1]
+    return sums
+
+
+def _identity(rows, row: int) -> tuple[str, str]:
+    if hasattr(rows, "column"):
+        return rows.column(0)[row], rows.column(1)[row]
+    return rows[row][0], rows[row][1]
+
+
+def _row(rows, row: int) -> tuple:
+    if hasattr(rows, "column"):
+        return tuple(rows.column(c)[row] for c in range(8))
+    return rows[row]
+
+
+def _stored_before(backend: str, candidates, rows, left_out: set, usage: dict) -> list[tuple[int, Event]]:
+    """The rows whose identity was stored before this batch, as (position, event) repeats; their cells in
+    `usage` summed again without them (so that each sum keeps the decimal places of what it adds up)."""
+    late_value = LATE_VALUE[backend][True]
+    stale, repeats = set(), []
+    for position, row in zip(candidates, rows):
+        if (row[0], row[1]) in left_out:
+            repeats.append((position, _event_of_row(row)))
+            stale.add((row[8] == late_value, row[2], row[3], row[4], row[7]))
+    for late, customer, site, category, day in stale:
+        del usage[late][(customer, site, category, dt.date.fromisoformat(day))]
+    for row in rows:
+        key = (row[8] == late_value, row[2], row[3], row[4], row[7])
+        if key in stale and (row[0], row[1]) not in left_out:
+            late, customer, site, category, day = key
+            cell = usage[late].setdefault((customer, site, category, dt.date.fromisoformat(day)), [None, 0])
+            quantity = Decimal(row[6])
+            cell[0] = quantity if cell[0] is None else EXACT.add(cell[0], quantity)
+            cell[1] += 1
+    return repeats
+
+
+def _event_of_row(row: tuple) -> Event:
+    """The event a row was made of, as far as a repeat is compared with it."""
+    time = dt.datetime.fromisoformat(row[5])
+    if time.tzinfo is None:   # SQLite's UTC text
+        time = time.replace(tzinfo=UTC)
+    return Event("1.0", row[1], row[0], "", time, EventData(row[2], row[3], row[4], Decimal(row[6])))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from metering.events import read_events
 from store.ingest import ingest_events
@@ -147,3 +148,98 @@ def test_the_service_reports_every_item_in_order(sessions, cli, tiny, tmp_path):
     results = [(tag, outcome.status) for tag, _, outcome in ingest_events(sessions, read_events(path),
                                                                           batch_size=2)]
     assert results == [(1, "accepted"), (2, "rejected"), (3, "duplicate"), (4, "accepted")]
+
+
+# A file given as read_events(path) is read in a worker process (store/file_batches.py); a list of items goes
+# through the service as it comes. Both must store and report the same.
+
+MIXED = [
+    event(1, "2026-05-03T10:00:00Z", "1.50"),
+    event(2, "2026-05-03T11:00:00Z", "2", category="review"),
+    event(3, "2026-05-03T12:00:00Z", "0.1"),
+    event(1, "2026-05-03T11:00:00+01:00", "1.5"),         # batch 2: a duplicate of batch 1's event
+    event(4, "2026-05-03T13:00:00Z", "3.00"),
+    event(2, "2026-05-03T11:00:00Z", "5", category="review"),   # a conflict with batch 1's event
+    event(5, "2026-05-04T09:00:00Z", "7"),
+    "not json",
+    event(5, "2026-05-04T09:00:00Z", "7"),                 # a duplicate within its batch
+    event(6, "2026-05-04T09:00:00Z", customer="nobody"),
+    event(6, "2026-05-04T10:00:00Z", "2"),                 # the identity of an unknown customer's event
+    event(7, "2026-05-31T23:30:00Z", "0.25", site="s2"),   # June 1st in London
+]
+AGAIN = [   # a second file: repeats of stored events next to new ones on the same rollups
+    event(8, "2026-05-03T14:00:00Z", "1"),
+    event(4, "2026-05-03T13:00:00Z", "3"),                 # stored by the first file: a duplicate
+    event(9, "2026-05-03T15:00:00Z", "0.125"),
+    event(3, "2026-05-03T12:00:00Z", "0.2"),               # a conflict
+]
+
+
+def _outcomes(sessions, path, *, batch_size, as_file):
+    items = read_events(path) if as_file else list(read_events(path))
+    return [(tag, outcome.status, outcome.late, outcome.reason)
+            for tag, _, outcome in ingest_events(sessions, items, batch_size=batch_size)]
+
+
+def _forget_everything(sessions):
+    with sessions.begin() as session:
+        for table in ("events", "rollups", "late_rollups", "conflicts"):
+            session.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.mark.parametrize("batch_size", [3, 5, 20_000])
+def test_a_file_read_by_the_worker_is_stored_as_items_are(sessions, tiny, tmp_path, batch_size):
+    first = write_lines(tmp_path / "first.jsonl", MIXED)
+    again = write_lines(tmp_path / "again.jsonl", AGAIN)
+    expected = [_outcomes(sessions, path, batch_size=batch_size, as_file=False) for path in (first, again)]
+    expected_state = stored_state(sessions)
+    _forget_everything(sessions)
+
+    assert [_outcomes(sessions, path, batch_size=batch_size, as_file=True) for path in (first, again)] == expected
+    assert stored_state(sessions) == expected_state
+    statuses = [status for _, status, _, _ in expected[0]]
+    assert statuses.count("duplicate") == 2 and statuses.count("conflict") == 1
+    assert [status for _, status, _, _ in expected[1]] == ["accepted", "duplicate", "accepted", "conflict"]
+    day = before_day("2026-05-03")
+    assert expected_state["rollups"][("tiny", "s1", "standard", day)] == (Decimal("5.725"), 5)
+
+
+def test_the_worker_leaves_customers_it_does_not_know_to_the_database(sessions, tiny, tmp_path, monkeypatch):
+    """A contract saved after the ingest began: the worker knew no time zone for it; the database decides."""
+    import store.ingest
+
+    path = write_lines(tmp_path / "first.jsonl", MIXED)
+    expected = _outcomes(sessions, path, batch_size=5, as_file=False)
+    expected_state = stored_state(sessions)
+    _forget_everything(sessions)
+    prepared_batches = store.ingest.prepared_batches
+    monkeypatch.setattr(store.ingest, "prepared_batches",
+                        lambda path, backend, zones, *args: prepared_batches(path, backend, {}, *args))
+
+    assert _outcomes(sessions, path, batch_size=5, as_file=True) == expected
+    assert stored_state(sessions) == expected_state
+
+
+def test_a_failure_in_the_worker_is_raised_here(sessions, tiny, tmp_path, monkeypatch):
+    import store.file_batches
+
+    path = write_lines(tmp_path / "e.jsonl", [event(1, "2026-05-03T10:00:00Z")])
+    with pytest.raises(FileNotFoundError):
+        list(ingest_events(sessions, read_events(tmp_path / "missing.jsonl")))
+
+    def broken(*args):
+        raise ValueError("the reader broke")
+        yield
+
+    monkeypatch.setattr(store.file_batches, "_make_batches", broken)
+    with pytest.raises(ValueError, match="the reader broke"):
+        list(ingest_events(sessions, read_events(path)))
+
+    def killed(*args):
+        os._exit(3)
+        yield
+
+    monkeypatch.setattr(store.file_batches, "_make_batches", killed)
+    with pytest.raises(RuntimeError, match="stopped .exit status 3"):
+        list(ingest_events(sessions, read_events(path)))
+    assert stored_state(sessions)["events"] == 0
