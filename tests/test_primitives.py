@@ -268,6 +268,8 @@ def test_spend_minimum_applies_in_a_month_without_usage(tmp_path):
     # basis 0.00 → true-up 500.00
     assert amounts(doc, "s1", "minimum") == ["500.00"]
     assert doc["totals"]["total"] == "500.00"
+    # No usage line at all: the explanation still shows the basis as an amount (hypothesis found "billed usage 0")
+    assert "billed usage 0.00; true-up 500.00" in lines(doc, "s1", "minimum")[0]["explanation"]
 
 
 def test_spend_minimum_counts_a_disabled_category_as_zero(tmp_path):
@@ -369,6 +371,7 @@ def test_unit_minimum_without_usage_is_the_full_price(tmp_path):
     doc = invoice(contract(UNIT_MIN), [], "2026-01", tmp_path=tmp_path)
     # price(1,000) = 1,000 × 0.85 = 850.00
     assert amounts(doc, "s1", "minimum") == ["850.00"]
+    assert "billed 0.00; true-up 850.00" in lines(doc, "s1", "minimum")[0]["explanation"]
 
 
 def test_unit_minimum_on_a_disabled_category_is_zero(tmp_path):

@@ -63,7 +63,7 @@ def run(step: Step, sheet) -> None:
     params: SpendMinimumParams = step.params
     money, period = sheet.money, sheet.period
     commitment = money.round(params.commitment * sheet.active_days / period.days)
-    basis = sum_amounts(l for l in sheet.lines if l.kind == "usage" and l.category in params.categories)
+    basis = money.round(sum_amounts(l for l in sheet.lines if l.kind == "usage" and l.category in params.categories))
     true_up = money.round(max(Decimal(0), commitment - basis))
     if not true_up:
         return

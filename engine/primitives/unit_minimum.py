@@ -69,7 +69,7 @@ def run(step: Step, sheet) -> None:
         return
     committed = sheet.money.round(sheet.pricers[category](params.units)[0])
     line = sheet.usage_line(category)
-    billed = line.amount if line else Decimal(0)
+    billed = line.amount if line else sheet.money.round(Decimal(0))
     true_up = max(Decimal(0), committed - billed)
     if not true_up:
         return
