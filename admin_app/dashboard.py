@@ -34,7 +34,9 @@ from babel.numbers import format_decimal, format_percent
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import Select, select
+from sqlalchemy import Select, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
 
 from admin_app import auditing
 from admin_app.access import allow
@@ -47,13 +49,14 @@ from engine.periods import Period
 from store.accounts import CUSTOMER_ROLE
 from store.audit import DENIED
 from store.contracts import StoredVersionInvalid, load_contract
+from store.db import SQLITE_BUSY_SECONDS
 from store.dashboard import Dashboard
 from store.dashboard_cache import DashboardCache
 from store.models import Contract
 
 blueprint = Blueprint("dashboard", __name__)
 CACHE, RENDERED, REFRESHES = "billing.dashboard", "billing.dashboard.rendered", "billing.dashboard.refreshes"
-VISIBLE = "billing.dashboard.visible"
+VISIBLE, READER = "billing.dashboard.visible", "billing.dashboard.reader"
 REFRESH_SECONDS = 15
 MAX_REMEMBERED = 4096
 
@@ -63,6 +66,38 @@ def init_app(app: Flask) -> None:
     app.extensions[RENDERED] = Remembered(256)
     app.extensions[REFRESHES] = Remembered(MAX_REMEMBERED)
     app.extensions[VISIBLE] = Remembered(MAX_REMEMBERED)
+    app.extensions[READER] = sqlite_reader(app.config["DATABASE_URL"])
+
+
+def sqlite_reader(url: str) -> sessionmaker | None:
+    """SQLite: sessions that only read, in deferred transactions. The app's sessions begin `BEGIN IMMEDIATE`
+    (store/db.py: a writer takes the lock before it reads), so checking and computing the figures there would
+    queue every dashboard request, and every ingest batch, behind each other; a reader in WAL mode sees the
+    last commit and blocks nobody. PostgreSQL: None, the request's session reads without locks."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, record):
+        dbapi_connection.isolation_level = None   # transactions are begun below, not by the driver
+        dbapi_connection.execute("PRAGMA query_only = ON")
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        connection.exec_driver_sql("BEGIN")       # deferred: one snapshot for the whole computation
+
+    return sessionmaker(engine)
+
+
+def figures_of(customer: str, period: Period) -> Dashboard:
+    """The cached figures, checked against the database (store/dashboard_cache.py)."""
+    readers = current_app.extensions[READER]
+    if readers is None:
+        return cache().get(db_session(), customer, period)
+    with readers() as session:
+        return cache().get(session, customer, period)
 
 
 class Remembered:
@@ -117,7 +152,7 @@ def index():
         period, board, problem = None, None, None
         try:
             period = current_period(contract)
-            board = cache().get(session, contract.id, period)
+            board = figures_of(contract.id, period)
         except (OutsideContract, StoredVersionInvalid) as exc:
             problem = str(exc)
         rows.append((contract, period, board, problem))
@@ -134,16 +169,16 @@ def show(customer: str):
     if problem:
         return problem
     try:
-        board = cache().get(db_session(), contract.id, period)
+        board = figures_of(contract.id, period)
     except (OutsideContract, StoredVersionInvalid) as exc:
         db_session().rollback()
         return error_page(400, "Period not available", str(exc))
     auditing.record("dashboard.view", resource(contract.id, period),
                     details={"total": str(board.figures.total), "currency": board.money.currency})
     db_session().commit()
-    fmt = Formats.for_app()
-    figures = rendered(board, fmt)
-    return render_template("portal/dashboard/show.html", board=board, figures=figures,
+    site = _site(board)
+    figures = rendered(board, Formats.for_app(), site)
+    return render_template("portal/dashboard/show.html", board=board, figures=figures, site=site,
                            refresh=REFRESH_SECONDS, default_period=request.args.get("period") is None)
 
 
@@ -155,7 +190,7 @@ def data(customer: str):
     if problem:
         return problem
     try:
-        board = cache().get(db_session(), contract.id, period)
+        board = figures_of(contract.id, period)
     except (OutsideContract, StoredVersionInvalid) as exc:
         db_session().rollback()
         return {"error": str(exc)}, 400
@@ -163,7 +198,7 @@ def data(customer: str):
         auditing.record("dashboard.refresh", resource(contract.id, period),
                         details={"recorded": "once per session, customer and period"})
         db_session().commit()
-    body = board_json(board, Formats.for_app())
+    body = board_json(board, Formats.for_app(), _site(board))
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -268,37 +303,67 @@ def currency_pattern(locale: str):
     return parsed.currency_formats["standard"], parsed
 
 
-def rendered(board: Dashboard, fmt: Formats) -> Markup:
-    """The page's figures, rendered once per computation, locale and day."""
-    key = (board.customer, board.period, fmt.locale, fmt.elapsed(board))
+def _site(board: Dashboard):
+    """The site `?site=` names, if the period bills it: its detail is shown (one site at a time)."""
+    asked = request.args.get("site")
+    return next((site for site in board.sites if site.site == asked), None)
+
+
+def _memo(kind: str, board: Dashboard, fmt: Formats, site, make):
+    """What `make()` returns, made once per computation of the figures, locale, day and site."""
+    key = (kind, board.customer, board.period, fmt.locale, fmt.elapsed(board), site.site if site else None)
     remembered = current_app.extensions[RENDERED].get(key)
     if remembered is not None and remembered[0] is board:
         return remembered[1]
-    view = view_of(board, fmt)
-    html = Markup(render_template("portal/dashboard/_figures.html", board=board, view=view, fmt=fmt))
-    current_app.extensions[RENDERED].put(key, (board, html))
-    return html
+    made = make()
+    current_app.extensions[RENDERED].put(key, (board, made))
+    return made
 
 
-def board_json(board: Dashboard, fmt: Formats) -> str:
-    key = ("json", board.customer, board.period, fmt.locale, fmt.elapsed(board))
-    remembered = current_app.extensions[RENDERED].get(key)
-    if remembered is not None and remembered[0] is board:
-        return remembered[1]
-    body = json.dumps(view_of(board, fmt))
-    current_app.extensions[RENDERED].put(key, (board, body))
-    return body
+def rendered(board: Dashboard, fmt: Formats, site=None) -> Markup:
+    """The page's figures, rendered once per computation, locale, day and site shown."""
+    def make():
+        view = view_of(board, fmt, site)
+        return Markup(render_template("portal/dashboard/_figures.html", board=board, view=view, fmt=fmt,
+                                      detail=site))
+    return _memo("html", board, fmt, site, make)
 
 
-def view_of(board: Dashboard, fmt: Formats) -> dict:
-    """board_view, made once per computation, locale and day for both the page and the JSON."""
-    key = ("view", board.customer, board.period, fmt.locale, fmt.elapsed(board))
-    remembered = current_app.extensions[RENDERED].get(key)
-    if remembered is not None and remembered[0] is board:
-        return remembered[1]
-    view = board_view(board, fmt)
-    current_app.extensions[RENDERED].put(key, (board, view))
-    return view
+def board_json(board: Dashboard, fmt: Formats, site=None) -> str:
+    return _memo("json", board, fmt, site, lambda: json.dumps(view_of(board, fmt, site)))
+
+
+def view_of(board: Dashboard, fmt: Formats, site=None) -> dict:
+    """board_view, and with a site the texts of its detail under `display`, for both the page and the JSON."""
+    view = _memo("view", board, fmt, None, lambda: board_view(board, fmt))
+    if site is None:
+        return view
+    return {**view, "display": {**view["display"], **site_display(board, site, fmt)}, "detail": site.site}
+
+
+def site_display(board: Dashboard, site, fmt: Formats) -> dict[str, str]:
+    """The formatted figures of one site's detail, by the keys its cells carry (`d:` …)."""
+    display = {}
+    for usage in site.usage:
+        key = f"d:cat:{usage.category}"
+        display[f"{key}:quantity"] = fmt.quantity(usage.quantity)
+        display[f"{key}:events"] = fmt.count(usage.events)
+        display[f"{key}:amount"] = fmt.money(board, usage.amount)
+    for index, minimum in enumerate(site.minimums):
+        key = f"d:min:{index}"
+        if minimum.unit == "spend":
+            display[f"{key}:commitment"] = fmt.money(board, minimum.commitment)
+            display[f"{key}:counted"] = fmt.money(board, minimum.counted)
+        else:
+            display[f"{key}:commitment"] = f"{fmt.quantity(minimum.commitment)} units"
+            display[f"{key}:counted"] = f"{fmt.quantity(minimum.counted)} units"
+        display[f"{key}:shortfall"] = "met" if minimum.met else fmt.money(board, minimum.shortfall)
+    for index, cap in enumerate(site.caps):
+        key = f"d:cap:{index}"
+        for name, value in (("limit", cap.limit), ("before", cap.counted_before), ("now", cap.counted_now),
+                            ("reduction", -cap.reduction), ("remaining", cap.remaining)):
+            display[f"{key}:{name}"] = fmt.money(board, value)
+    return display
 
 
 def board_view(board: Dashboard, fmt: Formats) -> dict:

@@ -185,10 +185,15 @@ def run(backend: str, args, events: Path, contracts: list[Path]) -> list[dict]:
         key = billing(url, "apikey", "create", "--customer", CUSTOMER, "--source", SOURCE).stdout.strip()
         port = free_port()
         env = {**os.environ, "BILLING_DATABASE_URL": url, "BILLING_SECRET_KEY": "bench-only", "BILLING_ENV": "test"}
+        # The server's log goes to a file: waitress warns of its queue depth under load, and a pipe nobody reads
+        # would fill and stop the server.
+        log = open(args.workdir / f"dashboard-serve-{backend}.log", "w")
         server = subprocess.Popen([str(BIN / "billing"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                                   "--threads", "8"], env=env, cwd=args.workdir,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_until_serving(server, port)
+                                   "--threads", "8"], env=env, cwd=args.workdir, stdout=log, stderr=log)
+        try:
+            wait_until_serving(server, port)
+        except AttributeError:   # it stopped: it says why in its log
+            raise SystemExit(f"billing serve stopped: {Path(log.name).read_text()[-2000:]}") from None
         browser = Browser(port)
         browser.sign_in(secret)
         cold, status, size = browser.timed(PAGE)
@@ -225,6 +230,7 @@ def run(backend: str, args, events: Path, contracts: list[Path]) -> list[dict]:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
+            log.close()
         drop()
     return rows
 

@@ -51,8 +51,10 @@ def test_finance_opens_the_dashboard_and_sees_the_sites(live_portal, browser_pag
     assert page.locator("svg.history-chart rect.bar-charges").count() >= 3
     before = page.inner_text(".kpi-main .kpi-value")
     screenshot(page, "dashboard-period", full_page=True)
-    page.click("#site-lon-01 summary")
-    screenshot(page.locator("#site-lon-01"), "dashboard-site")
+    page.click("table.dash-sites >> text=London Bridge")
+    page.wait_for_url(f"{base}/dashboard/{CUSTOMER}?period=2026-06&site=lon-01#site-detail")
+    assert "Standard processing" in page.inner_text("#site-detail")
+    screenshot(page.locator("#site-detail"), "dashboard-site")
 
     # New usage: the page's own refresh (shortened here) shows it without a reload.
     page.evaluate("document.getElementById('dashboard').setAttribute('data-refresh-seconds', '1')")

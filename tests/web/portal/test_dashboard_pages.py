@@ -61,12 +61,19 @@ def test_a_customer_user_gets_their_own_dashboard_and_never_another(signed_in_cl
 
 
 def test_the_page_shows_the_environment_sites_minimums_and_caps(signed_in_client):
-    page = signed_in_client("finance").get(f"/dashboard/{CUSTOMER}?period={JUNE}").get_data(as_text=True)
+    client = signed_in_client("finance")
+    page = client.get(f"/dashboard/{CUSTOMER}?period={JUNE}").get_data(as_text=True)
     assert 'class="environment"' in page and "Test" in page
     assert "London Bridge" in page and "Leeds" in page
-    assert "prorated from £2,500.00" in page          # Leeds starts mid-June: its minimum is prorated
+    assert "£4,840.00 of £5,000.00" in page and "short £160.00" in page     # London Bridge's minimum line
     assert "no cap" in page                           # Leeds has `no cap`
+    assert "Choose a site" in page and "prorated from" not in page
     assert "<script" in page and "dashboard.js" in page and "style=" not in page
+    leeds = client.get(f"/dashboard/{CUSTOMER}?period={JUNE}&site=lds-02").get_data(as_text=True)
+    assert "prorated from £2,500.00" in leeds         # Leeds starts mid-June: its minimum is prorated
+    assert "Manual review" in leeds and "not billed here" in leeds      # review is disabled at Leeds
+    detail = client.get(f"/dashboard/{CUSTOMER}/data?period={JUNE}&site=lds-02").get_json()
+    assert detail["detail"] == "lds-02" and detail["display"]["d:min:0:commitment"] == "£1,333.33"
 
 
 def test_the_json_has_the_invoice_figures(signed_in_client, portal_sessions):
