@@ -3,8 +3,10 @@
    The text is posted to the page's check URL (data-check-url) 250 ms after the last keystroke, with the
    CSRF token in the X-CSRFToken header; the answer's diagnostics are listed beside the text, marked in the
    line-number gutter and underlined in a mirror layer behind the textarea, and the answer's plan replaces
-   the plan panel. A click on a diagnostic selects its span in the text. No framework, no inline script:
-   the portal's CSP allows only scripts served by the app. */
+   the plan panel. A click on a diagnostic selects its span in the text, a click on a step of the plan the
+   line it comes from; lines changed since the page opened are barred in the gutter. On the same page: the
+   what-if preview (a fragment fetched into #preview) and the backtest form, given the editor's text.
+   No framework, no inline script: the portal's CSP allows only scripts served by the app. */
 (function () {
   "use strict";
 
