@@ -27,6 +27,7 @@ import datetime as dt
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -91,7 +92,8 @@ from billing.cli import main
 status = main(sys.argv[1:])
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(peak, usage.ru_utime + usage.ru_stime, file=sys.stderr)
+worker = resource.getrusage(resource.RUSAGE_CHILDREN)   # the process that reads the file
+print(peak, usage.ru_utime + usage.ru_stime, worker.ru_utime + worker.ru_stime, file=sys.stderr)
 sys.exit(status)
 """
 
@@ -107,8 +109,9 @@ def timed_ingest(url: str, contracts: list[Path], events: Path) -> dict:
     seconds = time.perf_counter() - started
     if process.returncode not in (0, 1):
         sys.exit(f"billing ingest failed: {errors[-500:]}")
-    peak_kb, cpu = errors.split()[-2:]
-    return {"seconds": seconds, "cpu": float(cpu), "peak_mb": int(peak_kb) / 1024, "summary": summary.strip()}
+    peak_kb, cpu, worker_cpu = errors.split()[-3:]
+    return {"seconds": seconds, "cpu": float(cpu), "worker_cpu": float(worker_cpu), "peak_mb": int(peak_kb) / 1024,
+            "summary": summary.strip()}
 
 
 def stored_rows(events: Path, contract: Path, backend: str) -> list[tuple]:
@@ -197,29 +200,42 @@ def run(backend: str, args, events: Path, small: Path, contracts: list[Path]) ->
         smaller = timed_ingest(url, contracts, small)
     finally:
         drop()
-    url, drop = fresh_database(backend, args.workdir, args.postgres_url, "ingest")
-    try:
-        ours = timed_ingest(url, contracts, events)
-        print(f"billing ingest: {ours['summary']}")
-        bare = timed_bare_insert(url, backend, stored_rows(events, contracts[0], backend))
-        from_file = timed_bare_insert(url, backend, lambda: stored_rows(events, contracts[0], backend),
-                                      "bare_events_from_file")
-    finally:
-        drop()
-    lines = args.events
+    rows = stored_rows(events, contracts[0], backend)
+    ingests, bares, loads = [], [], []
+    for attempt in range(args.runs):   # taking turns, each in a fresh database
+        url, drop = fresh_database(backend, args.workdir, args.postgres_url, "ingest")
+        try:
+            loads.append(os.getloadavg()[0])
+            ingests.append(timed_ingest(url, contracts, events))
+            bares.append(timed_bare_insert(url, backend, rows))
+        finally:
+            drop()
+        ours, bare = ingests[-1], bares[-1]
+        print(f"run {attempt + 1}: billing ingest {ours['seconds']:.2f} s (CPU {ours['cpu']:.2f} s + reader "
+              f"{ours['worker_cpu']:.2f} s), bare {bare['seconds']:.2f} s (CPU {bare['cpu']:.2f} s), "
+              f"ratio {bare['seconds'] / ours['seconds'] * args.events / bare['rows']:.2f}, load {loads[-1]:.1f}")
+    print(f"billing ingest: {ingests[-1]['summary']}")
+    median = statistics.median
+    seconds, bare_seconds = median(i["seconds"] for i in ingests), median(b["seconds"] for b in bares)
+    lines, stored = args.events, bares[0]["rows"]
     bare_name = "executemany" if backend == "sqlite" else "COPY"
-    print(f"billing ingest  {lines:>9,} events  {ours['seconds']:7.2f} s  {lines / ours['seconds']:>9,.0f} events/s"
-          f"  (process CPU {ours['cpu']:.2f} s)")
-    rows = bare["rows"]
-    print(f"bare {bare_name:<10} {rows:>9,} rows    {bare['seconds']:7.2f} s  "
-          f"{rows / bare['seconds']:>9,.0f} rows/s    (client CPU {bare['cpu']:.2f} s; rows made beforehand)")
-    print(f"  the same, rows made from the file in the timing (read_events, days, values): "
-          f"{from_file['seconds']:.2f} s, {rows / from_file['seconds']:,.0f} rows/s")
-    print(f"ratio: ingest runs at {lines / ours['seconds'] / (rows / bare['seconds']):.2f} x the bare {bare_name} "
-          f"rate (target >= 0.5); {lines / ours['seconds'] / (rows / from_file['seconds']):.2f} x the bare "
-          f"{bare_name} of rows made from the file")
+    print(f"billing ingest  {lines:>9,} events  median {seconds:7.2f} s  {lines / seconds:>9,.0f} events/s  "
+          f"(CPU: process {median(i['cpu'] for i in ingests):.2f} s, reader {median(i['worker_cpu'] for i in ingests):.2f} s)")
+    print(f"bare {bare_name:<10} {stored:>9,} rows    median {bare_seconds:7.2f} s  {stored / bare_seconds:>9,.0f} rows/s    "
+          f"(client CPU {median(b['cpu'] for b in bares):.2f} s; rows made beforehand)")
+    print(f"ratio of the medians: ingest runs at {lines / seconds / (stored / bare_seconds):.2f} x the bare "
+          f"{bare_name} rate (target >= 0.5); load average {min(loads):.1f}-{max(loads):.1f}")
+    if args.from_file:
+        url, drop = fresh_database(backend, args.workdir, args.postgres_url, "ingest")
+        try:
+            from_file = timed_bare_insert(url, backend, lambda: stored_rows(events, contracts[0], backend),
+                                          "bare_events_from_file")
+        finally:
+            drop()
+        print(f"  bare {bare_name} with the rows made from the file in the timing (read_events, days, values): "
+              f"{from_file['seconds']:.2f} s, {stored / from_file['seconds']:,.0f} rows/s")
     print(f"peak memory of billing ingest: {smaller['peak_mb']:.0f} MB for {lines // 10:,} events, "
-          f"{ours['peak_mb']:.0f} MB for {lines:,}")
+          f"{max(i['peak_mb'] for i in ingests):.0f} MB for {lines:,}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", default=os.environ.get("BILLING_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--runs", type=int, default=3, help="ingest and bare insert, taking turns (median)")
+    parser.add_argument("--from-file", action="store_true", help="also time the bare insert of rows made from the file")
     args = parser.parse_args(argv)
     events, contracts = workload(args.workdir, args.events)
     small = args.workdir / f"ingest-{args.events}-first-tenth.jsonl"

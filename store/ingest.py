@@ -33,7 +33,6 @@ import datetime as dt
 import hashlib
 import queue
 import threading
-from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context, Decimal
@@ -293,7 +292,7 @@ class _Ingestion:
         outcomes: list[Outcome] = [_ACCEPTED] * batch.size
         for position, rejection in batch.rejections:
             outcomes[position] = Outcome(REJECTED, reason=rejection.reason, detail=rejection.detail)
-        rows, candidates, sums, months = batch.rows, batch.candidates, batch.sums, batch.months
+        rows, candidates, sums, months = batch.rows, batch.candidates(), batch.sums, batch.months
         repeats = [(position, event) for position, event, pending_only in batch.repeats if not pending_only]
         if batch.pending or len(repeats) < len(batch.repeats):
             rows, candidates, sums, months = self._settle_pending(batch, backend, issued, outcomes, repeats)
@@ -328,7 +327,7 @@ class _Ingestion:
         saved meanwhile), and the repeats of their identities. Returns the rows (as tuples), their positions,
         the sums and the months with the events of known customers added; the batch itself is left as it is
         (a retry reads it again)."""
-        rows, candidates = list(batch.rows), array("l", batch.candidates)
+        rows, candidates = list(batch.rows), batch.candidates()
         sums = {key: list(cell) for key, cell in batch.sums.items()}
         taken = {(row[0], row[1]) for row in rows}
         undecided = sorted([(position, event) for position, event in batch.pending]
