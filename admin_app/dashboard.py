@@ -334,11 +334,17 @@ def board_json(board: Dashboard, fmt: Formats, site=None) -> str:
 
 
 def view_of(board: Dashboard, fmt: Formats, site=None) -> dict:
-    """board_view, and with a site the texts of its detail under `display`, for both the page and the JSON."""
+    """board_view, and with a site its usage per category (`detail_usage`) and the texts of its detail under
+    `display`, for both the page and the JSON (each site's usage lines for all sites would double the JSON every
+    poll carries; the customer's usage per category is under `categories`)."""
     view = _memo("view", board, fmt, None, lambda: board_view(board, fmt))
     if site is None:
         return view
-    return {**view, "display": {**view["display"], **site_display(board, site, fmt)}, "detail": site.site}
+    amount = board.money.format
+    usage = [{"category": u.category, "label": u.label, "quantity": format_quantity(u.quantity), "events": u.events,
+              "amount": amount(u.amount), "billed": u.billed} for u in site.usage]
+    return {**view, "display": {**view["display"], **site_display(board, site, fmt)}, "detail": site.site,
+            "detail_usage": usage}
 
 
 def site_display(board: Dashboard, site, fmt: Formats) -> dict[str, str]:
@@ -431,10 +437,7 @@ def board_view(board: Dashboard, fmt: Formats) -> dict:
         sites.append({
             "site": site.site, "name": site.name, "charges": amount(site.charges), "events": site.events,
             "totals": {kind: amount(value) for kind, value in site.kind_totals.items()},
-            "unbilled_events": site.unbilled_events,
-            "usage": [{"category": u.category, "label": u.label, "quantity": format_quantity(u.quantity),
-                       "events": u.events, "amount": amount(u.amount), "billed": u.billed} for u in site.usage],
-            "minimums": minimums, "caps": caps,
+            "unbilled_events": site.unbilled_events, "minimums": minimums, "caps": caps,
         })
     history = []
     top = max((max(point.charges, point.usage) for point in board.history), default=Decimal(0))

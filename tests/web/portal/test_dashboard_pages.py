@@ -74,6 +74,8 @@ def test_the_page_shows_the_environment_sites_minimums_and_caps(signed_in_client
     assert "Manual review" in leeds and "not billed here" in leeds      # review is disabled at Leeds
     detail = client.get(f"/dashboard/{CUSTOMER}/data?period={JUNE}&site=lds-02").get_json()
     assert detail["detail"] == "lds-02" and detail["display"]["d:min:0:commitment"] == "£1,333.33"
+    assert [(u["category"], u["billed"]) for u in detail["detail_usage"]] == [
+        ("standard", True), ("expedited", True), ("review", False)]
 
 
 def test_the_json_has_the_invoice_figures(signed_in_client, portal_sessions):
