@@ -34,13 +34,16 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import multiprocessing
+import os
 import queue
 import signal
+import threading
+import time
 from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from decimal import Decimal
+from itertools import repeat
 from typing import Callable, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
@@ -52,6 +55,7 @@ AHEAD = 2           # batches made and not yet taken
 EARLIER_BITS = 1 << 26   # 8 MB: under 2% false suspects up to a million identities, and never a missed one
 EARLIER_MASK = EARLIER_BITS - 1
 POLL_SECONDS = 1.0  # how often a wait for the worker checks that it is still alive
+WATCH_SECONDS = 0.2  # how often the worker checks that the process it works for is still there
 UTC = dt.timezone.utc
 
 
@@ -324,13 +328,21 @@ def _make_batches(path: str, backend: str, zones: dict[str, str], batch_size: in
         yield batcher.take()
 
 
-def _work(path: str, backend: str, zones: dict[str, str], batch_size: int, clock, ready) -> None:
+def _exit_with(parent: int) -> None:
+    """Ends the worker when the process it works for is gone (killed: nothing would ever take its batches)."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    os._exit(0)
+
+
+def _work(path: str, backend: str, zones: dict[str, str], batch_size: int, clock, ready, parent: int) -> None:
     """The worker: every batch, then None; or the exception that stopped it. Ctrl-C is the parent's to handle.
 
     Nothing it makes refers back to itself, so the cyclic garbage collector, which would otherwise walk the
     batch's tuples again and again, is turned off (some 15% of its time)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
+    threading.Thread(target=_exit_with, args=(parent,), name="ingest-reader-watch", daemon=True).start()
     try:
         for batch in _make_batches(path, backend, zones, batch_size, clock):
             ready.put(batch)
@@ -343,13 +355,16 @@ def _work(path: str, backend: str, zones: dict[str, str], batch_size: int, clock
 def prepared_batches(path: str, backend: str, zones: dict[str, str], batch_size: int,
                      clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> Iterator[Iterator[Prepared]]:
     """The file's batches, made by a forked worker process (in this process where fork is not available).
-    Raises OSError (the file cannot be read) where the first batch would have come."""
+    Raises OSError (the file cannot be read) where the first batch would have come.
+
+    The worker inherits this process's open files: the caller closes its database connections first (a
+    PostgreSQL session stays open while any process holds its socket; see `store.ingest`)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         yield _make_batches(path, backend, zones, batch_size, clock)
         return
     context = multiprocessing.get_context("fork")
     ready = context.Queue(maxsize=AHEAD)
-    worker = context.Process(target=_work, args=(path, backend, zones, batch_size, clock, ready),
+    worker = context.Process(target=_work, args=(path, backend, zones, batch_size, clock, ready, os.getpid()),
                              name="ingest-reader", daemon=True)
     worker.start()
 

@@ -11,8 +11,10 @@ rejected, and so does an event for a customer without a contract.
 
 A file given as `read_events(path)` (a `metering.events.EventFile`) is read,
 checked and turned into rows by a worker process (store/file_batches.py) while
-this one stores the batch before; its accepted and repeated events come back as
-None items (only rejections carry their item). Other items are stored as they come.
+this one stores the batch before; an event comes back with None for its item,
+unless this process had it in hand: a rejection, a repeat met within its batch,
+an event of a customer the worker knew no time zone of (an unknown customer's is
+rejected with its event). Other items are stored as they come.
 
 Each batch is one transaction, and a batch's outcomes are yielded only once it
 has committed: what was reported accepted is stored, whatever happens next. The
@@ -55,6 +57,7 @@ from store.rollups import Increments, add_to_rollups
 from store.types import EXACT, decimal_text
 
 BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch
+FILE_BATCH_EVENTS = 50_000   # a file's (read by a worker process, kept by column): fewer commits, fewer rollup writes
 RETRIES = 5          # PostgreSQL may pick a batch as a deadlock victim; it is then run again
 
 ACCEPTED, DUPLICATE, CONFLICT, REJECTED = "accepted", "duplicate", "conflict", "rejected"
@@ -83,13 +86,13 @@ def ingest_events(
     session_factory: sessionmaker,
     items: Iterable[Item],
     *,
-    batch_size: int = BATCH_EVENTS,
+    batch_size: int | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
 ) -> Iterator[tuple[Hashable, Event | Rejection, Outcome]]:
     ingestion = _Ingestion(clock)
     if isinstance(items, EventFile):
-        return ingestion.ingest_file(session_factory, str(items.path), batch_size)
-    return ingestion.ingest_items(session_factory, items, batch_size)
+        return ingestion.ingest_file(session_factory, str(items.path), batch_size or FILE_BATCH_EVENTS)
+    return ingestion.ingest_items(session_factory, items, batch_size or BATCH_EVENTS)
 
 
 @contextmanager
@@ -267,10 +270,15 @@ class _Ingestion:
     def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int
                     ) -> Iterator[tuple[int, Event | Rejection | None, Outcome]]:
         with session_factory() as session:
-            backend = session.get_bind().dialect.name
+            engine = session.get_bind()
             zones = dict(session.execute(select(Contract.id, Contract.timezone)).all())
+        backend = engine.dialect.name
         for name, zone in zones.items():
             self.local_days.setdefault(name, LocalDays(ZoneInfo(zone)))
+        if backend == "postgresql":
+            # The worker is forked: a pooled connection's socket would live on in it, and with it the session
+            # on the server, holding the locks of a killed ingest's last transaction. Closed here, reopened below.
+            engine.dispose()
         with prepared_batches(path, backend, zones, batch_size, self.clock) as batches:
             for batch in batches:
                 outcomes = self.store(session_factory, batch)
