@@ -243,3 +243,38 @@ def test_a_failure_in_the_worker_is_raised_here(sessions, tiny, tmp_path, monkey
     with pytest.raises(RuntimeError, match="stopped .exit status 3"):
         list(ingest_events(sessions, read_events(path)))
     assert stored_state(sessions)["events"] == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_the_worker_ends_when_the_ingest_is_killed(cli, tiny, tmp_path, db_url):
+    """Killed, an ingest leaves no worker behind: one would wait for ever, and keep what it inherited open."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path = write_lines(tmp_path / "big.jsonl", [event(n, "2026-05-03T10:00:00Z") for n in range(200_000)])
+    process = subprocess.Popen([str(Path(sys.executable).with_name("billing")), "ingest", str(path),
+                                "--batch-size", "500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "BILLING_DATABASE_URL": db_url})
+    children, deadline = [], time.monotonic() + 60
+    while not children and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as listed:
+            children = [int(pid) for pid in listed.read().split()]
+    assert children, "the ingest ended before its worker could be seen"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, children))
