@@ -227,6 +227,12 @@ def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.
         raise Refused(f"{which} is {status}: only an issued invoice can be voided"
                       + (" (a draft is simply recomputed by `billing close`)" if status in ("draft", "approved")
                          else ""))
+    from store.credit_notes import notes_of
+
+    credited = notes_of(session, [row.id]).get(row.id)
+    if credited:
+        raise Refused(f"{which} has credit notes ({', '.join(note.number for note in credited)}): voiding it would "
+                      "credit the customer twice; credit what remains with `billing credit` instead")
     session.add(InvoiceVoid(invoice_id=row.id, voided_at=now, voided_by=who.name, reason=reason.strip()))
     session.flush()
     record(session, who, "invoice.void", invoice_resource(row.customer, row.period, row.id),

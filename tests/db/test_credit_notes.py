@@ -193,3 +193,15 @@ def test_credit_notes_refuse_update_and_delete_through_the_orm(customers, cli, s
         with sessions.begin() as session:
             session.delete(session.scalars(select(CreditNote)).one())
     assert _notes(sessions)[0].reason == "r"
+
+
+def test_an_invoice_with_a_credit_note_cannot_be_voided(customers, cli, sessions):
+    # A void cancels the whole invoice: with a credit note standing, the customer would be credited twice.
+    invoice = _issue(sessions, "tiny", MAY)
+    status, _, err = cli("credit", "--number", invoice.number, "--site", "s1", "--amount", "1.00", "--reason", "goodwill")
+    assert status == 0, err
+    before = snapshot(sessions)
+    status, out, err = cli("void", "--number", invoice.number, "--reason", "wrong sites")
+    assert (status, out) == (1, "")
+    assert f"has credit notes ({_number(1)})" in err and "credit the customer twice" in err
+    assert snapshot(sessions) == before
