@@ -146,8 +146,12 @@ class Step:
 
     def run(self, session, who: Actor, environment) -> None:
         which = lifecycle.Selector(self.customer, self.period)
-        if self.action == "close":
-            lifecycle.close(session, self.customer, self.period, now=self.at)
+        if self.action == "close":   # as `billing close` does: the draft, then its reconciliation, stored
+            from store.reconcile import Threshold, reconcile, store_report
+
+            draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at)
+            store_report(session, reconcile(session, self.customer, self.period, Threshold.of(environment),
+                                            invoice=draft, now=self.at), who)
         elif self.action == "approve":
             lifecycle.approve(session, which, who, now=self.at)
         elif self.action == "issue":

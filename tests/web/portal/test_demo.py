@@ -18,7 +18,7 @@ from billing.demo import build_demo
 from store import db, lifecycle
 from store.accounts import User
 from store.audit import AuditEntry, verify
-from store.models import ContractVersion, Invoice, InvoicePdf, UsageEvent
+from store.models import ContractVersion, Invoice, InvoicePdf, Reconciliation, UsageEvent
 
 from .conftest import form_post
 
@@ -98,6 +98,10 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
         actions = [a for a in session.scalars(select(AuditEntry.action))]
         assert actions.count("contract.save") == 3 and actions.count("invoice.issue") == 14
         assert actions.count("invoice.approve") == 15 and actions.count("apikey.create") == 1
+        # every close was reconciled, as `billing close` does, and every demo period reconciles clean
+        reports = session.scalars(select(Reconciliation)).all()
+        assert len(reports) == actions.count("reconciliation.run") > 0
+        assert all(report.passed for report in reports)
         customer_user = session.scalar(select(User).where(User.role == "customer_finance"))
         assert customer_user.customer == "acme-health" and customer_user.enrolled
         assert verify(session) is None
