@@ -168,6 +168,7 @@ def show(customer: str):
     period, problem = _period(contract)
     if problem:
         return problem
+    _end_reads()
     try:
         board = figures_of(contract.id, period)
     except (OutsideContract, StoredVersionInvalid) as exc:
@@ -189,6 +190,7 @@ def data(customer: str):
     period, problem = _period(contract, as_json=True)
     if problem:
         return problem
+    _end_reads()
     try:
         board = figures_of(contract.id, period)
     except (OutsideContract, StoredVersionInvalid) as exc:
@@ -200,6 +202,13 @@ def data(customer: str):
         db_session().commit()
     body = board_json(board, Formats.for_app(), _site(board))
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _end_reads() -> None:
+    """Ends the request's transaction before the figures are fetched and drawn: on SQLite every transaction of
+    the app's sessions holds the write lock (store/db.py), and 20 clients polling would queue behind each other's
+    page building. The audit entry that follows is a transaction of its own."""
+    db_session().commit()
 
 
 def cache() -> DashboardCache:

@@ -11,13 +11,18 @@ PostgreSQL (`postgresql+psycopg://…`) is the production choice.
 
 SQLite transactions begin with `BEGIN IMMEDIATE`: a writer takes the write lock
 before it reads, so two processes never both read and then both try to write
-(they queue on the lock for up to `SQLITE_BUSY_SECONDS` instead). Each SQLite
-connection also gets `decimal_add(a, b)`, exact addition of decimals stored as text.
+(they queue on the lock for up to `SQLITE_BUSY_SECONDS` instead). Within one
+process (the threads of `billing serve`), writers queue on a lock of the engine
+first: a thread that waits there wakes the moment the transaction before it
+ends, where SQLite's busy handler would sleep and retry (up to 100 ms a try).
+Each SQLite connection also gets `decimal_add(a, b)`, exact addition of decimals
+stored as text.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from decimal import Decimal
 
 from sqlalchemy import Table, create_engine, event
@@ -92,9 +97,23 @@ def _sqlite_transactions(engine: Engine) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")   # readers do not wait for an ingest
         cursor.close()
 
+    writers = threading.RLock()   # re-entrant: a thread's second connection waits in SQLite, as it did before
+
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        writers.acquire()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release()
+            raise
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def on_end(connection):
+        # ConnectionEvents fire before the driver's COMMIT or ROLLBACK: the next thread's BEGIN IMMEDIATE may
+        # then meet the lock for the instant of the commit, which SQLite's first 1 ms retry covers.
+        writers.release()
 
 
 def _decimal_add(a: str | None, b: str | None) -> str | None:
