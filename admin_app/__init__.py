@@ -8,20 +8,26 @@ reach it (admin_app/access.py), and anything undeclared is refused.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from admin_app import access, admin, api, audit_view, auth, contracts, environment, invoices, portal, security, whatif
-from admin_app import dashboard
-from admin_app import reconciliation
-
-# Each entry: a module with a `blueprint` and optionally `init_app(app)`.
-# auth comes first: it installs the database, the sessions and CSRF protection the others rely on.
-BLUEPRINTS: tuple = (auth, portal, invoices, contracts, whatif, dashboard, reconciliation, admin, audit_view, api)
+# The areas, each a module of this package with a `blueprint` and optionally `init_app(app)`, installed in this
+# order: auth comes first, it installs the database, the sessions and CSRF protection the others rely on.
+# Named, not imported here: the command line reads admin_app.environment without loading Flask and every page.
+BLUEPRINTS: tuple[str, ...] = (
+    "auth", "portal", "invoices", "contracts", "whatif", "dashboard", "reconciliation", "admin", "audit_view", "api",
+)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    from flask import Flask
+
+    from admin_app import access, environment, security
+
     env = environment.load((test_config or {}).get("BILLING_ENV"))
     app = Flask(__name__, template_folder=_templates_folder())
     app.config.update(
@@ -33,7 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.before_request(access.check_access)
-    for module in BLUEPRINTS:
+    for module in (importlib.import_module(f"{__name__}.{name}") for name in BLUEPRINTS):
         if hasattr(module, "init_app"):
             module.init_app(app)
         app.register_blueprint(module.blueprint)

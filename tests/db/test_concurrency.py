@@ -87,9 +87,14 @@ def settle(sessions, quiet_seconds: float = 1.0, limit_seconds: float = 30) -> N
         time.sleep(quiet_seconds)
 
 
+# Big enough that the ingest is still running when the test sees its first 3,000 events stored (it polls every
+# 50 ms; the ingest stores tens of thousands of events a second).
+KILLED_FILE_EVENTS = 200_000
+
+
 def test_an_ingest_killed_mid_file_loses_nothing_and_a_rerun_completes_it(cli, tmp_path, sessions):
     save_tiny(cli, tmp_path)
-    path = write_lines(tmp_path / "big.jsonl", events(0, 40000))
+    path = write_lines(tmp_path / "big.jsonl", events(0, KILLED_FILE_EVENTS))
     process = ingest(path, "--batch-size", 500)
     deadline = time.monotonic() + 120
     stored = 0
@@ -103,11 +108,11 @@ def test_an_ingest_killed_mid_file_loses_nothing_and_a_rerun_completes_it(cli, t
     settle(sessions)  # a COMMIT the process sent just before the kill may still complete on the server
 
     partly, _ = assert_rollups_equal_events(sessions)
-    assert 3000 <= partly < 40000 and partly % 500 == 0     # whole batches only
+    assert 3000 <= partly < KILLED_FILE_EVENTS and partly % 500 == 0     # whole batches only
 
     rerun = ingest(path, "--batch-size", 500)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    assert accepted(out) == 40000 - partly
+    assert accepted(out) == KILLED_FILE_EVENTS - partly
     assert f"{partly:,} duplicates" in out
-    assert assert_rollups_equal_events(sessions) == (40000, expected(0, 40000))
+    assert assert_rollups_equal_events(sessions) == (KILLED_FILE_EVENTS, expected(0, KILLED_FILE_EVENTS))
