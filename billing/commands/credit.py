@@ -11,17 +11,14 @@ the user running the command.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from billing.commands.db import database
-from billing.commands.portal import cli_actor
+from billing.commands.lifecycle import require_writable, write_pdf
+from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
 from billing.output import OK
 
 
 def cmd_credit(args) -> int:
-    from admin_app.environment import UnknownEnvironment, load
     from store.credit_notes import credit
     from store.lifecycle import Refused, Selector, find
 
@@ -31,13 +28,8 @@ def cmd_credit(args) -> int:
                          "everything that remains")
     if not args.reason.strip():
         raise UsageError("--reason: a credit note needs a reason")
-    try:
-        environment = load()
-    except UnknownEnvironment as exc:
-        raise UsageError(str(exc)) from None
-    if args.pdf and not os.access(Path(args.pdf).resolve().parent, os.W_OK):
-        raise UsageError(f"--pdf {args.pdf}: cannot write there; nothing was issued")
-    who = cli_actor()
+    environment, who = cli_environment(), cli_actor()
+    require_writable(args.pdf)
     with database() as (_, sessions):
         try:
             with sessions.begin() as session:
@@ -47,20 +39,13 @@ def cmd_credit(args) -> int:
                 note = credit(session, invoice, who, args.reason, list(zip(sites, amounts)) or None,
                               prefix=environment.invoice_prefix, locale=environment.locale)
                 if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
-                    _write(args.pdf, note.pdf)
+                    write_pdf(args.pdf, note.pdf)
                 line = (f"{invoice.customer} {invoice.period}: credit note {note.number} of {args.number} "
                         f"(credited {note.total:f} {note.currency})")
         except Refused as exc:
             raise InputError(str(exc)) from None
     print(line)
     return OK
-
-
-def _write(path: str, pdf: bytes) -> None:
-    try:
-        Path(path).write_bytes(pdf)
-    except OSError as exc:
-        raise UsageError(f"--pdf {path}: cannot write the PDF: {exc.strerror or exc}; nothing was issued") from None
 
 
 def register(commands) -> None:

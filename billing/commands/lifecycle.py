@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from billing.commands.db import _period, database
-from billing.commands.portal import cli_actor
+from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
 from billing.output import OK, WRONG_INPUT, say
 
@@ -38,22 +38,29 @@ def _total(row) -> str:
     return f"{row.document['totals']['total']} {row.document.get('currency', '')}".rstrip()
 
 
+def customers_to(sessions, customer: str | None, period) -> list[str]:
+    """The customer named by --customer, or every contract that bills the period (none: wrong input)."""
+    from store.lifecycle import customers_billed_in
+
+    if customer:
+        return [customer]
+    with sessions() as session:
+        customers = customers_billed_in(session, period)
+    if not customers:
+        raise InputError(f"no contract bills {period}")
+    return customers
+
+
 def cmd_close(args) -> int:
     from billing.commands.reconcile import reconcile_and_store, threshold
-    from store.lifecycle import Refused, close, customers_billed_in
+    from store.lifecycle import Refused, close
     from store.reconcile import render_text
 
     period = _period("--period", args.period)
     refusals = failed = 0
     who, limit = cli_actor(), threshold()
     with database() as (_, sessions):
-        if args.customer:
-            customers = [args.customer]
-        else:
-            with sessions() as session:
-                customers = customers_billed_in(session, period)
-            if not customers:
-                raise InputError(f"no contract bills {period}")
+        customers = customers_to(sessions, args.customer, period)
         for customer in customers:
             try:
                 with sessions.begin() as session:
@@ -97,23 +104,17 @@ def cmd_approve(args) -> int:
 
 
 def cmd_issue(args) -> int:
-    from admin_app.environment import UnknownEnvironment, load
     from store.lifecycle import Refused, issue
 
-    which, who = _selector(args), cli_actor()
-    try:
-        environment = load()
-    except UnknownEnvironment as exc:
-        raise UsageError(str(exc)) from None
-    if args.pdf and not os.access(Path(args.pdf).resolve().parent, os.W_OK):
-        raise UsageError(f"--pdf {args.pdf}: cannot write there; nothing was issued")
+    which, who, environment = _selector(args), cli_actor(), cli_environment()
+    require_writable(args.pdf)
     with database() as (_, sessions):
         try:
             with sessions.begin() as session:
                 issued = issue(session, which, who, prefix=environment.invoice_prefix, locale=environment.locale)
                 row = issued.invoice
                 if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
-                    _write(args.pdf, issued.pdf)
+                    write_pdf(args.pdf, issued.pdf)
                 line = f"{row.customer} {row.period}: issued as {row.number} (total {_total(row)})"
         except Refused as exc:
             raise InputError(str(exc)) from None
@@ -121,7 +122,13 @@ def cmd_issue(args) -> int:
     return OK
 
 
-def _write(path: str, pdf: bytes) -> None:
+def require_writable(path: str | None) -> None:
+    """Refuses, before anything is issued, a --pdf path whose folder cannot be written."""
+    if path and not os.access(Path(path).resolve().parent, os.W_OK):
+        raise UsageError(f"--pdf {path}: cannot write there; nothing was issued")
+
+
+def write_pdf(path: str, pdf: bytes) -> None:
     try:
         Path(path).write_bytes(pdf)
     except OSError as exc:

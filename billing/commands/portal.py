@@ -25,16 +25,21 @@ from billing.contracts import InputError, UsageError
 from billing.output import OK, WRONG_INPUT, say
 
 
-def cli_actor():
+def cli_environment():
+    """The environment BILLING_ENV names; an unknown one is a misused command (exit 2), not a traceback."""
     from admin_app.environment import UnknownEnvironment, load
+
+    try:
+        return load()
+    except UnknownEnvironment as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cli_actor():
     from store.audit import Actor
     from store.contracts import author_name
 
-    try:
-        environment = load()
-    except UnknownEnvironment as exc:
-        raise UsageError(str(exc)) from None
-    return Actor(f"cli:{author_name()}", environment.name)
+    return Actor(f"cli:{author_name()}", cli_environment().name)
 
 
 def _password(args) -> str | None:

@@ -18,19 +18,16 @@ from __future__ import annotations
 import json
 
 from billing.commands.db import _period, database
-from billing.commands.portal import cli_actor
+from billing.commands.lifecycle import customers_to
+from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
 from billing.output import OK, WRONG_INPUT, say
 
 
 def threshold():
-    from admin_app.environment import UnknownEnvironment, load
     from store.reconcile import Threshold
 
-    try:
-        return Threshold.of(load())
-    except UnknownEnvironment as exc:
-        raise UsageError(str(exc)) from None
+    return Threshold.of(cli_environment())
 
 
 def reconcile_and_store(session, customer, period, limit, who, invoice=None):
@@ -48,7 +45,7 @@ def reconcile_and_store(session, customer, period, limit, who, invoice=None):
 def cmd_reconcile(args) -> int:
     from engine.evaluate import OutsideContract
     from store.contracts import StoredVersionInvalid, UnknownContract
-    from store.lifecycle import Selector, customers_billed_in, find
+    from store.lifecycle import Selector, find
     from store.reconcile import NothingToExplain, explain, latest, render_text
 
     period = _period("--period", args.period)
@@ -57,13 +54,7 @@ def cmd_reconcile(args) -> int:
     who, limit = cli_actor(), threshold()
     failed, documents = 0, []
     with database() as (_, sessions):
-        if args.customer:
-            customers = [args.customer]
-        else:
-            with sessions() as session:
-                customers = customers_billed_in(session, period)
-            if not customers:
-                raise InputError(f"no contract bills {period}")
+        customers = customers_to(sessions, args.customer, period)
         for customer in customers:
             try:
                 with sessions.begin() as session:
