@@ -12,7 +12,7 @@ the amounts of that site on the invoice's earlier credit notes. The contract row
 is locked first (as store/lifecycle.py does for every step), so two credit notes
 of one invoice cannot both take the same remainder.
 
-Numbers come from the invoice counter table (store/lifecycle.py `_next_number`),
+Numbers come from the invoice counter table (store/lifecycle.py `next_number`),
 on a row of their own per environment and year (`<environment>:credit-notes`), as
 PREFIX-CN-YYYY-NNNNNN, taken after every check and before the PDF, so a refusal or
 a failed PDF rolls the number back with the rest: no gaps. The PDF
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from engine.money import Money
 from invoicing.credit_note import CreditLine, CreditNoteDocument, render_credit_note_pdf
 from store.audit import Actor, invoice_resource, record
-from store.lifecycle import Refused, _next_number, status_of
+from store.lifecycle import Refused, next_number, status_of
 from store.models import Contract, CreditNote, Invoice
 
 UTC = dt.timezone.utc
@@ -98,7 +98,7 @@ def credit(session: Session, invoice: Invoice, who: Actor, reason: str, amounts:
     else:
         lines = _stated_lines(amounts, remaining, names, money, name)
     note = CreditNoteDocument(
-        number=_next_number(session, f"{who.environment}:{SERIES}", f"{prefix}-CN", now.year),
+        number=next_number(session, f"{who.environment}:{SERIES}", f"{prefix}-CN", now.year),
         issued_on=now.date(), customer=document["customer"], contract=invoice.customer,
         currency=document["currency"], invoice_number=invoice.number, invoice_period=invoice.period,
         reason=reason.strip(), lines=tuple(lines))

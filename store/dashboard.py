@@ -44,7 +44,7 @@ from engine.sheet import CapLedger
 from invoicing.invoice import Invoice as InvoiceView
 from store.billing_from_db import ComputedInvoice, invoice_from_db
 from store.invoices import issued_invoices
-from store.issuing import _counts_before as counts_before
+from store.issuing import counts_before
 
 ZERO = Decimal(0)
 HISTORY_PERIODS = 12

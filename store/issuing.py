@@ -54,7 +54,7 @@ def computed_fields(computed: ComputedInvoice) -> dict:
     return {
         "document": computed.document,
         "contract_sha": computed.result.plan.terms.version,
-        "cap_counts_before": counts_json(_counts_before(computed)),
+        "cap_counts_before": counts_json(counts_before(computed)),
         "cap_counts": counts_json(computed.result.cap_counts),
         "usage_hash": computed.usage_hash,
     }
@@ -80,7 +80,7 @@ def freeze(session: Session, row: Invoice, computed: ComputedInvoice, now: dt.da
     return row
 
 
-def _counts_before(computed: ComputedInvoice) -> CapCounts:
+def counts_before(computed: ComputedInvoice) -> CapCounts:
     """What the caps had counted in the contract year when the period began."""
     timeline, period, carried = computed.contract.timeline, computed.result.period, computed.carried
     if period == contract_year_start(timeline.first.terms.starts, period):

@@ -41,7 +41,7 @@ from store.billing_from_db import ComputedInvoice, invoice_from_db
 from store.contracts import UnknownContract
 from store.db import dialect_insert
 from store.issuing import computed_fields, freeze
-from store.models import Contract, Invoice, InvoiceCounter, InvoicePdf, InvoiceVoid, in_force
+from store.models import Contract, Invoice, InvoiceCounter, InvoicePdf, InvoiceVoid
 from store.reconcile import take_snapshot
 
 UTC = dt.timezone.utc
@@ -200,7 +200,7 @@ def issue(session: Session, which: Selector, who: Actor, *, prefix: str, locale:
     reason = reconciliation_passed(session, row, computed)
     if reason is not None:
         raise Refused(f"{which} cannot be issued: {reason}")
-    number = _next_number(session, who.environment, prefix, now.year)
+    number = next_number(session, who.environment, prefix, now.year)
     try:
         pdf = render(computed.invoice, number, now.date(), locale)
     except Exception as exc:   # whatever the renderer's failure, nothing is issued and the number is not used
@@ -260,7 +260,7 @@ def customers_billed_in(session: Session, period: Period) -> list[str]:
     return covered
 
 
-def _next_number(session: Session, environment: str, prefix: str, year: int) -> str:
+def next_number(session: Session, environment: str, prefix: str, year: int) -> str:
     """The next number of the environment's year, from its counter row, locked until the transaction ends."""
     table = InvoiceCounter.__table__
     session.execute(dialect_insert(session.connection(), table)
