@@ -8,7 +8,6 @@ file, the line and the reason, never a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from billing.commands import credit, db, file_mode, lifecycle, portal, reconcile, web
 from billing.contracts import InputError, UsageError

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl.diagnostics import Diagnostic, Span, error, warning
 from dsl.parse import KEYWORDS
-from dsl.resolve import Effective, effective_rules, kind_of
+from dsl.resolve import effective_rules, kind_of
 from dsl.syntax import Amount, Block, Contract, DateLiteral, NoRule, RateOverride, Ref, Scope
 from engine.money import is_currency
 from engine.primitives.registry import Context, primitive

@@ -25,7 +25,7 @@ from engine.periods import Period, contract_year_start
 from engine.usage import Tally, Usage
 from invoicing.invoice import Invoice, UnbilledGroup, build_invoice, invoice_json
 from store.contracts import StoredContract, load_contract
-from store.invoices import CapCounts, carried_into, issued_invoices
+from store.invoices import carried_into, issued_invoices
 from store.late import LateBilling, Reopened, late_billings, reopened_usage, with_late_lines
 from store.models import ConflictingEvent
 from store.rollups import as_usage, usage_cells
