@@ -37,7 +37,7 @@ class LocalDays:
         self._cache: dict[int, dt.date] = {}
 
     def __call__(self, instant: dt.datetime) -> dt.date:
-        bucket = int(instant.timestamp()) // 900
+        bucket = int(instant.timestamp() // 900)   # floored: before 1970 too
         day = self._cache.get(bucket)
         if day is None:
             day = self._cache[bucket] = dt.datetime.fromtimestamp(bucket * 900, self.zone).date()

@@ -43,15 +43,21 @@ from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import repeat
+from collections import defaultdict, deque
+from functools import reduce
+from itertools import compress, count, repeat
+from operator import and_, attrgetter, gt, is_not, itemgetter, lshift, not_, or_, rshift
 from typing import Callable, Iterator, Sequence
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from metering.aggregate import LocalDays
 from metering.events import Event, Rejection, read_batches
 from store.types import EXACT
 
 AHEAD = 2           # batches made and not yet taken
+FIRST_BATCH_EVENTS = 5_000   # the first batch's size: the database waits for no more than this
 EARLIER_BITS = 1 << 26   # 8 MB: under 2% false suspects up to a million identities, and never a missed one
 EARLIER_MASK = EARLIER_BITS - 1
 POLL_SECONDS = 1.0  # how often a wait for the worker checks that it is still alive
@@ -78,7 +84,7 @@ class ColumnRows:
             joined = "\n".join(values)
             if joined.count("\n") == len(values) - 1:
                 self.columns.append(joined)
-                clean = clean and not any(c in joined for c in "\t\r\\")
+                clean = clean and (backend != "postgresql" or not any(c in joined for c in "\t\r\\"))
             else:   # a value with a newline in it: kept as a list (pickled one by one)
                 self.columns.append(values)
                 clean = False
@@ -177,29 +183,56 @@ def sqlite_time(time: dt.datetime) -> str:
 
 
 def postgresql_time(time: dt.datetime) -> str:
-    """An instant with its offset, as PostgreSQL parses it."""
-    return time.isoformat()
-
-
-class _Minutes(dict):
-    """Minutes since 1970 → the UTC text of the minute, made when first asked for: the worker writes an
-    instant as that and its seconds, for a fraction of what `isoformat` costs."""
-
-    def __missing__(self, minute: int) -> str:
-        text = self[minute] = dt.datetime.fromtimestamp(minute * 60, UTC).isoformat(" ")[:17]
-        return text
-
-
-SECONDS = [f"{second:02d}." for second in range(60)]
+    """An instant in UTC as PostgreSQL parses it, written as `utc_texts` writes it."""
+    return _encode(time.astimezone(UTC))[1:-1].decode()
 
 
 TIME_TEXT = {"sqlite": sqlite_time, "postgresql": postgresql_time}
+_encode = msgspec.json.encode
+
+
+def utc_texts(backend: str, times: list[dt.datetime]) -> list[str]:
+    """The instants as the database takes them, all at once: msgspec writes a list of UTC datetimes as RFC 3339
+    text ("2026-05-03T10:15:00Z", or "…:00.250000Z") in one call, a few per cent of what `isoformat` costs, and
+    SQLite's form ("2026-05-03 10:15:00.000000", as `sqlite_time`) is a few replacements of that text.
+
+    A time with another offset is moved to UTC first (msgspec would write its offset, or drop one of seconds)."""
+    if not times:
+        return []
+    zones = list(map(_ZONE_OF, times))
+    if zones.count(UTC) < len(times):
+        times = list(times)
+        for position in compress(range(len(times)), map(is_not, zones, repeat(UTC))):
+            times[position] = times[position].astimezone(UTC)
+    body = _encode(times)[2:-2].decode()   # without '["' and '"]'
+    if backend != "sqlite":
+        return body.split('","')
+    fractions = body.count(".")
+    if fractions == len(times):
+        return body.replace("Z", "").replace("T", " ").split('","')
+    texts = body.replace("Z", ".000000").replace("T", " ").split('","')
+    if fractions:   # those with a fraction of a second now have two: the first is theirs
+        for position in compress(range(len(texts)), map(gt, map(len, texts), repeat(26))):
+            texts[position] = texts[position][:26]
+    return texts
+
+
+_ZONE_OF = attrgetter("tzinfo")
 
 
 def quantity_text(quantity: Decimal) -> str:
     """A NUMERIC's digits, as store.types.decimal_text writes them."""
     text = str(quantity)
     return text if "E" not in text and text[0] != "-" else _decimal_text(quantity)
+
+
+def quantity_texts(quantities: list[Decimal]) -> list[str]:
+    """`quantity_text` of each, in one pass where none has an exponent or a sign (the common case)."""
+    texts = list(map(str, quantities))
+    joined = "".join(texts)
+    if "E" in joined or "-" in joined:
+        return list(map(quantity_text, quantities))
+    return texts
 
 
 def received_text(backend: str, now: dt.datetime) -> str:
@@ -212,21 +245,47 @@ def _decimal_text(value: Decimal) -> str:
     return text if value else text.lstrip("-")
 
 
+class _MinuteDays(dict):
+    """"YYYY-MM-DD HH:MM" in UTC → a customer's local day of that minute, as ISO text; made by the customer's
+    `LocalDays` when first asked for, so it is the day file mode finds."""
+
+    def __init__(self, days: LocalDays):
+        super().__init__()
+        self.days = days
+
+    def __missing__(self, minute: str) -> str:
+        day = self[minute] = self.days(dt.datetime.fromisoformat(minute.replace(" ", "T") + ":00+00:00")).isoformat()
+        return day
+
+
+_SOURCE, _ID, _TIME, _DATA = (attrgetter(name) for name in ("source", "id", "time", "data"))
+_CUSTOMER, _SITE, _CATEGORY, _QUANTITY = (attrgetter(name) for name in ("customer", "site", "category", "quantity"))
+_MINUTE = itemgetter(slice(0, 16))   # "YYYY-MM-DD HH:MM" of either backend's UTC text
+_day_of = _MinuteDays.__getitem__
+
+
 class _Batcher:
-    """Turns the file's items into `Prepared` batches; `add_events` is the loop every event goes through."""
+    """Turns the file's items into `Prepared` batches, column by column.
+
+    `add_events` takes a run of events a column at a time, each column made by one call that loops in C
+    (attribute getters, msgspec writing the times, one dict lookup per event for the local day); only the
+    Bloom filter and the sums go event by event in Python. A run with anything unusual in it (an identity
+    met before in the batch, a customer without a known time zone) goes through `_add_each` instead, one
+    event at a time, to the same columns."""
 
     def __init__(self, backend: str, zones: dict[str, str], clock: Callable[[], dt.datetime]):
-        self.backend, self.time_text, self.clock = backend, TIME_TEXT[backend], clock
+        self.backend, self.clock = backend, clock
         self.days = {customer: LocalDays(ZoneInfo(zone)) for customer, zone in zones.items()}
-        self.quarters: dict[str, dict[int, tuple[dt.date, str]]] = {customer: {} for customer in zones}
-        self.minutes = _Minutes()   # minutes since 1970 → "YYYY-MM-DD HH:MM:" in UTC
+        self.minute_days = {customer: _MinuteDays(days) for customer, days in self.days.items()}
+        self.dates: dict[str, dt.date] = {}   # a day's ISO text → the date
         self.earlier = bytearray(EARLIER_BITS // 8)   # a Bloom filter (one hash) of the identities of earlier batches
         self.start()
 
     def start(self) -> None:
         self.received = received_text(self.backend, self.clock())
         self.batch = Prepared(0, array("l"), self.received)
-        self.rows: list[tuple[str, ...]] = []
+        self.columns: list[list[str]] = [[] for _ in range(ColumnRows.TEXT_COLUMNS)]
+        self.quantities: defaultdict[tuple, list[Decimal]] = defaultdict(list)   # sums key → its rows' quantities
         self.seen: set[tuple[str, str]] = set()
         self.pending_seen: set[tuple[str, str]] = set()
 
@@ -237,93 +296,147 @@ class _Batcher:
         batch.size += 1
 
     def add_events(self, first: int, events: list[Event]) -> None:
-        """Every event goes through this loop, written out with local names: the quarter-hour cache of
-        `LocalDays` per customer, `sqlite_time` for UTC times and `quantity_text` for plain decimals inline."""
+        """The events, in runs of usual ones taken a column at a time, and each unusual one on its own."""
+        sources, ids = list(map(_SOURCE, events)), list(map(_ID, events))
+        identities = list(zip(sources, ids))
+        datas = list(map(_DATA, events))
+        customers = list(map(_CUSTOMER, datas))
+        start = 0
+        for stop in [*self._unusual(identities, customers), len(events)]:
+            if start < stop:
+                self._add_run(first + start, events[start:stop], sources[start:stop], ids[start:stop],
+                              identities[start:stop], datas[start:stop], customers[start:stop])
+            if stop < len(events):
+                self._add_each(first + stop, events[stop:stop + 1])
+            start = stop + 1
+
+    def _unusual(self, identities: list[tuple[str, str]], customers: list[str]) -> list[int]:
+        """Positions of the events to decide one by one: an identity met before in the batch (or twice here),
+        or a customer without a known time zone."""
+        fresh = set(identities)
+        odd = fresh & self.seen
+        if self.pending_seen:
+            odd |= fresh & self.pending_seen
+        if len(fresh) < len(identities):   # its first one a row, the others repeats: all decided one by one
+            met: set[tuple[str, str]] = set()
+            odd |= {identity for identity in identities if identity in met or met.add(identity)}
+        unknown = set(customers) - self.days.keys()
+        if not odd and not unknown:
+            return []
+        return [position for position, (identity, customer) in enumerate(zip(identities, customers))
+                if identity in odd or customer in unknown]
+
+    def _add_run(self, first: int, events: list[Event], sources: list[str], ids: list[str],
+                 identities: list[tuple[str, str]], datas: list, customers: list[str]) -> None:
+        """Events that are all rows: of known customers, each identity new to the batch."""
+        self.seen.update(identities)
+        batch = self.batch
+        batch.lines.extend(range(first, first + len(events)))
+        batch.size += len(events)
+        sites, categories, quantities = list(map(_SITE, datas)), list(map(_CATEGORY, datas)), list(map(_QUANTITY, datas))
+        times = utc_texts(self.backend, list(map(_TIME, events)))
+        minutes = map(_MINUTE, times)
+        if customers.count(customers[0]) == len(customers):   # most runs are one customer's
+            days = list(map(self.minute_days[customers[0]].__getitem__, minutes))
+        else:
+            days = list(map(_day_of, map(self.minute_days.__getitem__, customers), minutes))
+        row = len(self.columns[0])
+        for column, values in zip(self.columns, (sources, ids, customers, sites, categories, times,
+                                                 quantity_texts(quantities), days)):
+            column.extend(values)
+        self._sum(row, zip(customers, sites, categories, days), quantities, map(hash, identities))
+
+    def _sum(self, row: int, keys, quantities: list[Decimal], hashes) -> None:
+        """Files each row's quantity under its key, to be summed when the batch is taken, unless a Bloom filter
+        of the identities of earlier batches says the row's may be one of them: such a row is a suspect, for
+        the database to decide. Every step is a pass in C over the run: the filter's bits are tested as they
+        were before the run, then set (a row of this run that a later one of the run matches is no suspect:
+        identities are unique within a batch)."""
+        bits = list(map(and_, hashes, repeat(EARLIER_MASK)))
+        places = list(map(rshift, bits, repeat(3)))
+        masks = list(map(lshift, repeat(1), map(and_, bits, repeat(7))))
+        earlier = self.earlier
+        marked = list(map(and_, map(earlier.__getitem__, places), masks))
+        deque(map(earlier.__setitem__, places, map(or_, map(earlier.__getitem__, places), masks)), maxlen=0)
+        keys = list(keys)
+        if any(marked):   # maybe an earlier batch's identity
+            self.batch.suspects.extend(compress(zip(count(row), keys, quantities), marked))
+            clear = list(map(not_, marked))
+            keys, quantities = compress(keys, clear), compress(quantities, clear)
+        deque(map(list.append, map(self.quantities.__getitem__, keys), quantities), maxlen=0)
+
+    def _add_each(self, first: int, events: list[Event]) -> None:
+        """The same as `add_events`, an event at a time, deciding for each: a repeat of an identity met in the
+        batch, an event of a customer without a known time zone (pending), or a row."""
         batch = self.batch
         position = batch.size
         batch.lines.extend(range(first, first + len(events)))
         batch.size += len(events)
-        sums, seen, pending_seen = batch.sums, self.seen, self.pending_seen
-        quarters, time_text, add, minutes = self.quarters, self.time_text, EXACT.add, self.minutes
-        zone = "" if self.backend == "sqlite" else "+00:00"
-        earlier, suspects, rows = self.earlier, batch.suspects, self.rows
+        seen, pending_seen, time_text, columns = self.seen, self.pending_seen, TIME_TEXT[self.backend], self.columns
         for event in events:
             data = event.data
-            customer = data.customer
-            days = quarters.get(customer)
             identity = (event.source, event.id)
-            if days is None:   # the database decides: unknown customer, or a contract saved meanwhile
+            if data.customer not in self.days:   # the database decides: unknown customer, or a contract saved meanwhile
                 batch.pending.append((position, event))
                 pending_seen.add(identity)
-            elif identity in seen or (pending_seen and identity in pending_seen):
+            elif identity in seen or identity in pending_seen:
                 batch.repeats.append((position, event, identity not in seen))
             else:
                 seen.add(identity)
-                time = event.time
-                second = int(time.timestamp())
-                bucket = second // 900
-                day = days.get(bucket)
-                if day is None:
-                    day = self._day(customer, time, bucket)
-                if second >= 0:
-                    micro = time.microsecond
-                    written = (minutes[second // 60] + SECONDS[second % 60]
-                               + (f"{micro:06d}" if micro else "000000") + zone)
-                else:
-                    written = time_text(time)
-                quantity = data.quantity
-                amount = str(quantity)
-                if "E" in amount or amount[0] == "-":
-                    amount = quantity_text(quantity)
-                site, category = data.site, data.category
-                rows.append((identity[0], identity[1], customer, site, category, written, amount, day[1]))
-                key = (customer, site, category, day[0])
-                bit = hash(identity) & EARLIER_MASK
-                byte, mask = bit >> 3, 1 << (bit & 7)
-                marks = earlier[byte]
-                if marks & mask:   # maybe an earlier batch's identity (or a later one's of this batch: harmless)
-                    suspects.append((len(rows) - 1, key, quantity))
-                else:
-                    earlier[byte] = marks | mask
-                    cell = sums.get(key)
-                    if cell is None:
-                        sums[key] = [quantity, 1]
-                    else:
-                        cell[0] = add(cell[0], quantity)
-                        cell[1] += 1
+                written = time_text(event.time)
+                day = self.minute_days[data.customer][written[:16]]
+                row = len(columns[0])
+                for column, value in zip(columns, (event.source, event.id, data.customer, data.site, data.category,
+                                                   written, quantity_text(data.quantity), day)):
+                    column.append(value)
+                self._sum(row, [(data.customer, data.site, data.category, day)], [data.quantity], [hash(identity)])
             position += 1
-
-    def _day(self, customer: str, time: dt.datetime, bucket: int) -> tuple[dt.date, str]:
-        day = self.days[customer](time)
-        found = self.quarters[customer][bucket] = (day, day.isoformat())
-        return found
 
     def take(self) -> Prepared:
         batch = self.batch
-        columns = list(zip(*self.rows)) or [() for _ in range(ColumnRows.TEXT_COLUMNS)]
-        batch.rows = ColumnRows(self.backend, columns, self.received)
+        batch.rows = ColumnRows(self.backend, self.columns, self.received)
+        batch.sums = {self._dated(key): [reduce(EXACT.add, quantities), len(quantities)]
+                      for key, quantities in self.quantities.items()}
+        batch.suspects = [(row, self._dated(key), quantity) for row, key, quantity in batch.suspects]
         batch.months = {(customer, day.year, day.month)
                         for customer, _, _, day in [*batch.sums, *(key for _, key, _ in batch.suspects)]}
         batch.customers = {customer for customer, _, _ in batch.months}
         self.start()
         return batch
 
+    def _dated(self, key: tuple[str, str, str, str]) -> tuple[str, str, str, dt.date]:
+        """A sums key with its day as a date (rows keep the day's text)."""
+        customer, site, category, day = key
+        date = self.dates.get(day)
+        if date is None:
+            date = self.dates[day] = dt.date.fromisoformat(day)
+        return customer, site, category, date
+
 
 def _make_batches(path: str, backend: str, zones: dict[str, str], batch_size: int,
                   clock: Callable[[], dt.datetime]) -> Iterator[Prepared]:
+    """The file's batches: the first of FIRST_BATCH_EVENTS, so that the database starts early, each next one
+    twice as large, up to `batch_size`."""
     batcher = _Batcher(backend, zones, clock)
+    size = min(FIRST_BATCH_EVENTS, batch_size)
     for first, item in read_batches(path):
         if isinstance(item, Rejection):
             batcher.reject(first, item)
         else:
             while item:
-                room = batch_size - batcher.batch.size
-                batcher.add_events(first, item[:room])
-                first, item = first + room, item[room:]
-                if batcher.batch.size >= batch_size:
+                room = size - batcher.batch.size
+                if room < len(item):
+                    batcher.add_events(first, item[:room])
+                    first, item = first + room, item[room:]
+                else:
+                    batcher.add_events(first, item)
+                    item = []
+                if batcher.batch.size >= size:
                     yield batcher.take()
-        if batcher.batch.size >= batch_size:
+                    size = min(2 * size, batch_size)
+        if batcher.batch.size >= size:
             yield batcher.take()
+            size = min(2 * size, batch_size)
     if batcher.batch.size:
         yield batcher.take()
 

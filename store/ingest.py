@@ -39,7 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from itertools import islice
-from typing import Callable, Hashable, Iterable, Iterator
+from pathlib import Path
+from typing import Callable, Hashable, Iterable, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -89,10 +90,28 @@ def ingest_events(
     batch_size: int | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
 ) -> Iterator[tuple[Hashable, Event | Rejection, Outcome]]:
-    ingestion = _Ingestion(clock)
     if isinstance(items, EventFile):
-        return ingestion.ingest_file(session_factory, str(items.path), batch_size or FILE_BATCH_EVENTS)
-    return ingestion.ingest_items(session_factory, items, batch_size or BATCH_EVENTS)
+        return (item for batch in ingest_file(session_factory, items.path, batch_size=batch_size, clock=clock)
+                for item in zip(batch.lines, batch.items, batch.outcomes))
+    return _Ingestion(clock).ingest_items(session_factory, items, batch_size or BATCH_EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch of a file, committed: each item's line number, the item itself where this process had it in
+    hand (a rejection, a repeat met within the batch, an event of a customer the worker did not know) or
+    None, and its outcome. A command that only counts outcomes counts them a batch at a time."""
+
+    lines: Sequence[int]
+    items: list
+    outcomes: list[Outcome]
+
+
+def ingest_file(session_factory: sessionmaker, path: str | Path, *, batch_size: int | None = None,
+                clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> Iterator[StoredBatch]:
+    """A `.jsonl` or `.csv` file, read by a worker process, as `ingest_events(sessions, read_events(path))`,
+    a batch at a time."""
+    return _Ingestion(clock).ingest_file(session_factory, str(path), batch_size or FILE_BATCH_EVENTS)
 
 
 @contextmanager
@@ -267,8 +286,7 @@ class _Ingestion:
                 for (tag, item), outcome in zip(batch, outcomes):
                     yield tag, item, outcome
 
-    def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int
-                    ) -> Iterator[tuple[int, Event | Rejection | None, Outcome]]:
+    def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int) -> Iterator[StoredBatch]:
         with session_factory() as session:
             engine = session.get_bind()
             zones = dict(session.execute(select(Contract.id, Contract.timezone)).all())
@@ -289,7 +307,7 @@ class _Ingestion:
                     items[position] = item
                 for position, item, _ in batch.repeats:
                     items[position] = item
-                yield from zip(batch.lines, items, outcomes)
+                yield StoredBatch(batch.lines, items, outcomes)
 
     def _store_prepared(self, session: Session, batch: Prepared) -> list[Outcome]:
         """A worker's batch: its rows as they are when nothing is unusual, else corrected here first."""

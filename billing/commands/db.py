@@ -152,10 +152,14 @@ def cmd_contract_history(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from operator import attrgetter
+
     import msgspec
 
-    from metering.events import Rejection, read_events
-    from store.ingest import ACCEPTED, REJECTED, ingest_events
+    from metering.events import Rejection
+    from store.ingest import ACCEPTED, REJECTED, ingest_file
+
+    status_and_late = attrgetter("status", "late")
 
     for path in args.files:
         try:
@@ -176,20 +180,25 @@ def cmd_ingest(args) -> int:
             for path in args.files:
                 progress = Progress.for_file(path)
                 done = 0
-                for line, item, outcome in ingest_events(sessions, read_events(path), **batching):
-                    statuses[outcome.status] += 1
-                    late += outcome.late and outcome.status == ACCEPTED
-                    done += 1
-                    if outcome.status == REJECTED:
-                        reasons[outcome.reason] += 1
-                        if rejects is None or reasons.total() <= SHOWN_REJECTIONS_WITH_FILE:
-                            say(f"{path}:{line}: rejected: {outcome.detail}")
-                        if rejects is not None:
-                            text = item.text if isinstance(item, Rejection) else msgspec.json.encode(item).decode()
-                            rejects.write(json.dumps({"file": path, "line": line, "reason": outcome.reason,
-                                                      "detail": outcome.detail, "text": text}) + "\n")
-                    if progress is not None:
-                        progress.update(line, done)
+                for batch in ingest_file(sessions, path, **batching):   # counted a batch at a time
+                    counted = Counter(map(status_and_late, batch.outcomes))
+                    for (status, _), n in counted.items():
+                        statuses[status] += n
+                    late += counted[ACCEPTED, True]
+                    done += len(batch.outcomes)
+                    if any(status == REJECTED for status, _ in counted):
+                        for line, item, outcome in zip(batch.lines, batch.items, batch.outcomes):
+                            if outcome.status != REJECTED:
+                                continue
+                            reasons[outcome.reason] += 1
+                            if rejects is None or reasons.total() <= SHOWN_REJECTIONS_WITH_FILE:
+                                say(f"{path}:{line}: rejected: {outcome.detail}")
+                            if rejects is not None:
+                                text = item.text if isinstance(item, Rejection) else msgspec.json.encode(item).decode()
+                                rejects.write(json.dumps({"file": path, "line": line, "reason": outcome.reason,
+                                                          "detail": outcome.detail, "text": text}) + "\n")
+                    if progress is not None and batch.lines:
+                        progress.update(batch.lines[-1], done)
                 if progress is not None:
                     progress.close()
     finally:
