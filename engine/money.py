@@ -20,6 +20,7 @@ ZERO = Decimal(0)
 PRECISION = 100
 decimal.DefaultContext.prec = PRECISION   # contexts of threads started from now on
 decimal.getcontext().prec = PRECISION     # this thread's
+EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)   # sums that never round: EXACT.add(a, b)
 
 
 @lru_cache(maxsize=None)

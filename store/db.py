@@ -31,7 +31,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from store.types import EXACT, decimal_text
+from engine.money import EXACT
+from store.types import decimal_text
 
 DEFAULT_URL = "sqlite:///billing.db"
 SQLITE_BUSY_SECONDS = 120

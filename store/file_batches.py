@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import mmap
 import multiprocessing
 import os
 import queue
@@ -45,18 +46,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from collections import defaultdict, deque
 from functools import reduce
-from itertools import compress, count, repeat
+from itertools import chain, compress, count, repeat
 from operator import and_, attrgetter, gt, is_not, itemgetter, lshift, not_, or_, rshift
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from metering.aggregate import LocalDays
 from metering.events import Event, Rejection, read_batches
-from store.types import EXACT
+from engine.money import EXACT
 
+BATCH_EVENTS = 50_000   # a file's batch (a transaction): kept by column, few commits and rollup writes
 AHEAD = 2           # batches made and not yet taken
+SLOT_BYTES = 16 << 20   # room for a batch's texts in SharedSlots (50,000 events: some 5 MB, 11 MB for PostgreSQL)
 FIRST_BATCH_EVENTS = 5_000   # the first batch's size: the database waits for no more than this
 EARLIER_BITS = 1 << 26   # 8 MB: under 2% false suspects up to a million identities, and never a missed one
 EARLIER_MASK = EARLIER_BITS - 1
@@ -67,7 +70,8 @@ UTC = dt.timezone.utc
 
 class ColumnRows:
     """Rows (`store.ingest.EVENT_COLUMNS`) kept by column, each column's texts joined by newlines: one string a
-    column passes between processes at the speed of a copy, where a list of tuples is pickled object by object.
+    column passes between processes at the speed of a copy, where a list of tuples is pickled object by object
+    (a column with a newline in a value is kept as a list). Made by `RunTexts`, a run of rows at a time.
 
     `late` is false and `received_at` the same for all. Iterating gives the rows as tuples; `copy_text()` is
     their text for PostgreSQL's `COPY`, made by the worker.
@@ -75,24 +79,34 @@ class ColumnRows:
 
     TEXT_COLUMNS = 8   # source, event_id, customer, site, category, time, quantity, day
 
-    def __init__(self, backend: str, columns: list[Sequence[str]], received: str):
-        self.backend, self.count, self.received = backend, len(columns[0]), received
+    def __init__(self, backend: str, columns: list[str | list[str]], count: int, received: str,
+                 copy_text: str | None = None):
+        self.backend, self.columns, self.count, self.received = backend, columns, count, received
         self.late = False if backend == "postgresql" else 0
-        self.columns: list[str | Sequence[str]] = []
-        clean = True
-        for values in columns:
-            joined = "\n".join(values)
-            if joined.count("\n") == len(values) - 1:
-                self.columns.append(joined)
-                clean = clean and (backend != "postgresql" or not any(c in joined for c in "\t\r\\"))
-            else:   # a value with a newline in it: kept as a list (pickled one by one)
-                self.columns.append(values)
-                clean = False
+        self._copy_text = copy_text
         self._split: dict[int, list[str]] = {}
-        self._copy_text = None
-        if backend == "postgresql":
-            lines = "\n".join(map("\t".join, zip(*columns, repeat("f"), repeat(received))))
-            self._copy_text = (lines + "\n" if self.count else "") if clean else _escaped_copy_text(self)
+
+    @classmethod
+    def of_values(cls, backend: str, columns: list[list[str]], received: str) -> "ColumnRows":
+        texts = RunTexts(backend, received)
+        texts.add(columns)
+        return texts.rows()
+
+    def place(self, slots: "SharedSlots", slot: int) -> None:
+        """Moves the texts (the joined columns, the `COPY` text) into a slot of memory the other process sees,
+        when they fit: then only where they are is pickled."""
+        texts = [i for i, column in enumerate(self.columns) if isinstance(column, str)]
+        places = slots.write(slot, [self.columns[i] for i in texts] + [self._copy_text or ""])
+        if places is not None:
+            for i, place in zip(texts, places):
+                self.columns[i] = place
+            self._copy_text = places[-1] if self._copy_text is not None else None
+
+    def fetch(self, slots: "SharedSlots") -> None:
+        """Reads back the texts `place` moved out (before the slot is written again)."""
+        self.columns = [slots.read(column) if isinstance(column, Place) else column for column in self.columns]
+        if isinstance(self._copy_text, Place):
+            self._copy_text = slots.read(self._copy_text)
 
     def __getstate__(self):
         return self.backend, self.count, self.received, self.late, self.columns, self._copy_text
@@ -126,7 +140,99 @@ class ColumnRows:
             return CopyText("".join(line + "\n" for line in kept), len(kept))
         columns = [[value for i, value in enumerate(self.column(c)) if i not in positions]
                    for c in range(self.TEXT_COLUMNS)]
-        return ColumnRows(self.backend, columns, self.received)
+        return ColumnRows.of_values(self.backend, columns, self.received)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a text is in `SharedSlots`: its UTF-8 bytes from `offset`."""
+
+    offset: int
+    size: int
+
+
+class SharedSlots:
+    """Memory that the worker and the ingesting process both see (an anonymous shared mapping, made before the
+    fork), in `count` slots: the worker writes batch i's texts into slot i % count and pickles only their
+    `Place`s; the ingesting process reads them out as it takes the batch. That spares both processes pickling
+    some 5 MB a batch and pushing it through a pipe 64 KB at a time (a tenth of the ingesting process's time
+    that is not the database's).
+
+    A slot is written again only once the batch it held has been read out: when the worker writes batch i, it
+    has put batch i − 1, so (the queue holds at most AHEAD) batch i − 1 − AHEAD has been taken, and every batch
+    before it read out; the batches that may still be read, i − 1 − AHEAD to i − 1, are in other slots."""
+
+    def __init__(self, count: int = AHEAD + 2, size: int = SLOT_BYTES):
+        self.count, self.size = count, size
+        self.memory = mmap.mmap(-1, count * size)
+
+    def write(self, slot: int, texts: list[str]) -> list[Place] | None:
+        """The texts written into the slot, or None (nothing written) if they do not fit."""
+        blobs = [text.encode() for text in texts]
+        if sum(map(len, blobs)) > self.size:
+            return None
+        at, places = slot * self.size, []
+        for blob in blobs:
+            self.memory[at:at + len(blob)] = blob
+            places.append(Place(at, len(blob)))
+            at += len(blob)
+        return places
+
+    def read(self, place: Place) -> str:
+        with memoryview(self.memory) as view:
+            return str(view[place.offset:place.offset + place.size], "utf-8")
+
+    def close(self) -> None:
+        self.memory.close()
+
+
+class RunTexts:
+    """A batch's rows as they are made, a run at a time: each run's values of a column are joined by newlines
+    at once, while they are still in the processor's cache, and freed with their events, where strings kept
+    until the batch is taken would be read and freed again from main memory (a fifth of the worker's time).
+    A run with a newline in a value keeps that column's values as a list. For PostgreSQL, each run's rows are
+    written as `COPY` text at once too."""
+
+    def __init__(self, backend: str, received: str):
+        self.backend, self.received = backend, received
+        self.parts: list[list[str | list[str]]] = [[] for _ in range(ColumnRows.TEXT_COLUMNS)]
+        self.loose = False   # some run of some column kept as a list
+        self.copy_parts: list[str] = []
+        self.count = 0
+
+    def add(self, columns: Sequence[Sequence[str]]) -> None:
+        """A run of rows, given as its columns (`ColumnRows.TEXT_COLUMNS` lists of equal length)."""
+        size = len(columns[0])
+        if not size:
+            return
+        clean = True
+        for parts, values in zip(self.parts, columns):
+            text = "\n".join(values)
+            if text.count("\n") == size - 1:
+                parts.append(text)
+                clean = clean and (self.backend != "postgresql" or not any(c in text for c in "\t\r\\"))
+            else:
+                parts.append(list(values))
+                self.loose, clean = True, False
+        if self.backend == "postgresql":
+            rows = zip(*columns, repeat("f"), repeat(self.received))
+            self.copy_parts.append("\n".join(map("\t".join, rows)) if clean else _escaped_copy_text(rows)[:-1])
+        self.count += size
+
+    def rows(self) -> ColumnRows:
+        columns: list[str | list[str]] = []
+        for parts in self.parts:
+            if self.loose and any(isinstance(part, list) for part in parts):
+                values: list[str] = []
+                for part in parts:
+                    values.extend(part.split("\n") if isinstance(part, str) else part)
+                columns.append(values)
+            else:
+                columns.append("\n".join(parts))
+        copy_text = None
+        if self.backend == "postgresql":
+            copy_text = "\n".join(self.copy_parts) + "\n" if self.count else ""
+        return ColumnRows(self.backend, columns, self.count, self.received, copy_text)
 
 
 @dataclass
@@ -146,7 +252,7 @@ class CopyText:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
-def _escaped_copy_text(rows: ColumnRows) -> str:
+def _escaped_copy_text(rows: Iterable[tuple]) -> str:
     return "".join("\t".join(value.translate(_COPY_ESCAPES) if isinstance(value, str) else ("t" if value else "f")
                              for value in row) + "\n" for row in rows)
 
@@ -284,7 +390,7 @@ class _Batcher:
     def start(self) -> None:
         self.received = received_text(self.backend, self.clock())
         self.batch = Prepared(0, array("l"), self.received)
-        self.columns: list[list[str]] = [[] for _ in range(ColumnRows.TEXT_COLUMNS)]
+        self.texts = RunTexts(self.backend, self.received)
         self.quantities: defaultdict[tuple, list[Decimal]] = defaultdict(list)   # sums key → its rows' quantities
         self.seen: set[tuple[str, str]] = set()
         self.pending_seen: set[tuple[str, str]] = set()
@@ -340,10 +446,8 @@ class _Batcher:
             days = list(map(self.minute_days[customers[0]].__getitem__, minutes))
         else:
             days = list(map(_day_of, map(self.minute_days.__getitem__, customers), minutes))
-        row = len(self.columns[0])
-        for column, values in zip(self.columns, (sources, ids, customers, sites, categories, times,
-                                                 quantity_texts(quantities), days)):
-            column.extend(values)
+        row = self.texts.count
+        self.texts.add((sources, ids, customers, sites, categories, times, quantity_texts(quantities), days))
         self._sum(row, zip(customers, sites, categories, days), quantities, map(hash, identities))
 
     def _sum(self, row: int, keys, quantities: list[Decimal], hashes) -> None:
@@ -372,7 +476,7 @@ class _Batcher:
         position = batch.size
         batch.lines.extend(range(first, first + len(events)))
         batch.size += len(events)
-        seen, pending_seen, time_text, columns = self.seen, self.pending_seen, TIME_TEXT[self.backend], self.columns
+        seen, pending_seen, time_text = self.seen, self.pending_seen, TIME_TEXT[self.backend]
         for event in events:
             data = event.data
             identity = (event.source, event.id)
@@ -385,16 +489,15 @@ class _Batcher:
                 seen.add(identity)
                 written = time_text(event.time)
                 day = self.minute_days[data.customer][written[:16]]
-                row = len(columns[0])
-                for column, value in zip(columns, (event.source, event.id, data.customer, data.site, data.category,
-                                                   written, quantity_text(data.quantity), day)):
-                    column.append(value)
+                row = self.texts.count
+                self.texts.add([[value] for value in (event.source, event.id, data.customer, data.site,
+                                                      data.category, written, quantity_text(data.quantity), day)])
                 self._sum(row, [(data.customer, data.site, data.category, day)], [data.quantity], [hash(identity)])
             position += 1
 
     def take(self) -> Prepared:
         batch = self.batch
-        batch.rows = ColumnRows(self.backend, self.columns, self.received)
+        batch.rows = self.texts.rows()
         batch.sums = {self._dated(key): [reduce(EXACT.add, quantities), len(quantities)]
                       for key, quantities in self.quantities.items()}
         batch.suspects = [(row, self._dated(key), quantity) for row, key, quantity in batch.suspects]
@@ -413,13 +516,13 @@ class _Batcher:
         return customer, site, category, date
 
 
-def _make_batches(path: str, backend: str, zones: dict[str, str], batch_size: int,
+def _make_batches(items: Iterator, backend: str, zones: dict[str, str], batch_size: int,
                   clock: Callable[[], dt.datetime]) -> Iterator[Prepared]:
-    """The file's batches: the first of FIRST_BATCH_EVENTS, so that the database starts early, each next one
+    """The batches of a file's items (`metering.events.read_batches`): the first of FIRST_BATCH_EVENTS, so that the database starts early, each next one
     twice as large, up to `batch_size`."""
     batcher = _Batcher(backend, zones, clock)
     size = min(FIRST_BATCH_EVENTS, batch_size)
-    for first, item in read_batches(path):
+    for first, item in items:
         if isinstance(item, Rejection):
             batcher.reject(first, item)
         else:
@@ -448,8 +551,9 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _work(path: str, backend: str, zones: dict[str, str], batch_size: int, clock, ready, parent: int) -> None:
-    """The worker: every batch, then None; or the exception that stopped it. Ctrl-C is the parent's to handle.
+def _work(path: str, batch_size: int, clock, settings, ready, slots: SharedSlots, parent: int) -> None:
+    """The worker: reads and decodes ahead until `settings` brings the backend and the time zones, then makes
+    every batch, then None; or puts the exception that stopped it. Ctrl-C is the parent's to handle.
 
     Nothing it makes refers back to itself, so the cyclic garbage collector, which would otherwise walk the
     batch's tuples again and again, is turned off (some 15% of its time)."""
@@ -457,48 +561,102 @@ def _work(path: str, backend: str, zones: dict[str, str], batch_size: int, clock
     gc.disable()
     threading.Thread(target=_exit_with, args=(parent,), name="ingest-reader-watch", daemon=True).start()
     try:
-        for batch in _make_batches(path, backend, zones, batch_size, clock):
+        items, ahead, events = read_batches(path), [], 0
+        while events < batch_size and not settings.poll():
+            item = next(items, None)
+            if item is None:
+                break
+            ahead.append(item)
+            events += 1 if isinstance(item[1], Rejection) else len(item[1])
+        backend, zones = settings.recv()
+        for index, batch in enumerate(_make_batches(chain(ahead, items), backend, zones, batch_size, clock)):
+            batch.rows.place(slots, index % slots.count)
             ready.put(batch)
         ready.put(None)
     except BaseException as exc:  # handed to the parent, which raises it where the batch would have come
         ready.put(exc)
 
 
-@contextmanager
-def prepared_batches(path: str, backend: str, zones: dict[str, str], batch_size: int,
-                     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> Iterator[Iterator[Prepared]]:
-    """The file's batches, made by a forked worker process (in this process where fork is not available).
-    Raises OSError (the file cannot be read) where the first batch would have come.
+class FileReader:
+    """A file read into `Prepared` batches by a worker process, started before the database is open:
 
-    The worker inherits this process's open files: the caller closes its database connections first (a
-    PostgreSQL session stays open while any process holds its socket; see `store.ingest`)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        yield _make_batches(path, backend, zones, batch_size, clock)
-        return
-    context = multiprocessing.get_context("fork")
-    ready = context.Queue(maxsize=AHEAD)
-    worker = context.Process(target=_work, args=(path, backend, zones, batch_size, clock, ready, os.getpid()),
-                             name="ingest-reader", daemon=True)
-    worker.start()
+        reader = FileReader("may.jsonl", 50_000)     # the worker reads and decodes ahead
+        ...                                          # meanwhile: import the database layer, connect
+        with reader.batches("sqlite", zones) as batches:
+            for batch in batches:
+                ...
 
-    def batches() -> Iterator[Prepared]:
+    `billing ingest` starts one first thing, so that reading the file overlaps opening the database. Until
+    `batches` tells it the backend and the contracts' time zones, the worker decodes up to a batch of events.
+    Where fork is not available, the batches are made in this process. `close` stops a worker not used.
+    """
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = BATCH_EVENTS,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)):
+        self.path, self.batch_size, self.clock = str(path), batch_size, clock
+        self.worker = None
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        self.ready = context.Queue(maxsize=AHEAD)
+        self.slots = SharedSlots()
+        receive, self.settings = context.Pipe(duplex=False)
+        self.worker = context.Process(
+            target=_work, args=(self.path, batch_size, clock, receive, self.ready, self.slots, os.getpid()),
+            name="ingest-reader", daemon=True)
+        self.worker.start()
+        receive.close()
+
+    @contextmanager
+    def batches(self, backend: str, zones: dict[str, str]) -> Iterator[Iterator[Prepared]]:
+        """The file's batches. Raises OSError (the file cannot be read) where the first batch would have come.
+
+        A worker started after the database was opened inherits its open files: the caller closes its
+        database connections first (a PostgreSQL session stays open while any process holds its socket)."""
+        if self.worker is None:
+            yield _make_batches(read_batches(self.path), backend, zones, self.batch_size, self.clock)
+            return
+        try:
+            self.settings.send((backend, zones))
+            yield self._taken()
+        finally:
+            self.close()
+
+    def _taken(self) -> Iterator[Prepared]:
         while True:
             try:
-                batch = ready.get(timeout=POLL_SECONDS)
+                batch = self.ready.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if not worker.is_alive():
-                    raise RuntimeError(f"the process reading {path} stopped (exit status {worker.exitcode})")
+                if not self.worker.is_alive():
+                    raise RuntimeError(f"the process reading {self.path} stopped (exit status "
+                                       f"{self.worker.exitcode})") from None
                 continue
             if batch is None:
                 return
             if isinstance(batch, BaseException):
                 raise batch
+            batch.rows.fetch(self.slots)
             yield batch
 
+    def close(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.is_alive():
+            self.worker.terminate()
+        self.worker.join()
+        self.ready.close()
+        self.settings.close()
+        self.slots.close()
+        self.worker = None
+
+
+@contextmanager
+def prepared_batches(path: str, backend: str, zones: dict[str, str], batch_size: int,
+                     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> Iterator[Iterator[Prepared]]:
+    """A `FileReader`'s batches, the worker started now."""
+    reader = FileReader(path, batch_size, clock)
     try:
-        yield batches()
+        with reader.batches(backend, zones) as batches:
+            yield batches
     finally:
-        if worker.is_alive():
-            worker.terminate()
-        worker.join()
-        ready.close()
+        reader.close()

@@ -52,13 +52,14 @@ from metering.aggregate import LocalDays
 from metering.events import Event, EventData, EventFile, Rejection
 from store.bulk import insert_new, stored_events
 from store.db import dialect_insert
-from store.file_batches import TIME_TEXT, Prepared, prepared_batches, quantity_text
+from store.file_batches import BATCH_EVENTS as FILE_BATCH_EVENTS
+from store.file_batches import TIME_TEXT, FileReader, Prepared, quantity_text
 from store.models import ConflictingEvent, Contract, Invoice, UsageEvent, in_force
 from store.rollups import Increments, add_to_rollups
-from store.types import EXACT, decimal_text
+from engine.money import EXACT
+from store.types import decimal_text
 
 BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch
-FILE_BATCH_EVENTS = 50_000   # a file's (read by a worker process, kept by column): fewer commits, fewer rollup writes
 RETRIES = 5          # PostgreSQL may pick a batch as a deadlock victim; it is then run again
 
 ACCEPTED, DUPLICATE, CONFLICT, REJECTED = "accepted", "duplicate", "conflict", "rejected"
@@ -108,10 +109,12 @@ class StoredBatch:
 
 
 def ingest_file(session_factory: sessionmaker, path: str | Path, *, batch_size: int | None = None,
-                clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> Iterator[StoredBatch]:
+                clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
+                reader: FileReader | None = None) -> Iterator[StoredBatch]:
     """A `.jsonl` or `.csv` file, read by a worker process, as `ingest_events(sessions, read_events(path))`,
-    a batch at a time."""
-    return _Ingestion(clock).ingest_file(session_factory, str(path), batch_size or FILE_BATCH_EVENTS)
+    a batch at a time. `reader`: the file's reader, started already (before the database was opened); else
+    one is started here, with `batch_size` and `clock`."""
+    return _Ingestion(clock).ingest_file(session_factory, str(path), batch_size or FILE_BATCH_EVENTS, reader)
 
 
 @contextmanager
@@ -286,18 +289,22 @@ class _Ingestion:
                 for (tag, item), outcome in zip(batch, outcomes):
                     yield tag, item, outcome
 
-    def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int) -> Iterator[StoredBatch]:
+    def ingest_file(self, session_factory: sessionmaker, path: str, batch_size: int,
+                    reader: FileReader | None) -> Iterator[StoredBatch]:
         with session_factory() as session:
             engine = session.get_bind()
             zones = dict(session.execute(select(Contract.id, Contract.timezone)).all())
         backend = engine.dialect.name
         for name, zone in zones.items():
             self.local_days.setdefault(name, LocalDays(ZoneInfo(zone)))
-        if backend == "postgresql":
-            # The worker is forked: a pooled connection's socket would live on in it, and with it the session
-            # on the server, holding the locks of a killed ingest's last transaction. Closed here, reopened below.
-            engine.dispose()
-        with prepared_batches(path, backend, zones, batch_size, self.clock) as batches:
+        if reader is None:
+            if backend == "postgresql":
+                # The worker is forked: a pooled connection's socket would live on in it, and with it the session
+                # on the server, holding the locks of a killed ingest's last transaction. Closed here, reopened
+                # below.
+                engine.dispose()
+            reader = FileReader(path, batch_size, self.clock)
+        with reader.batches(backend, zones) as batches:
             for batch in batches:
                 outcomes = self.store(session_factory, batch)
                 items: list = [None] * batch.size

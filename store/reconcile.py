@@ -55,7 +55,8 @@ from store.models import (
     UsageEvent,
 )
 from store.rollups import as_usage
-from store.types import EXACT, decimal_text
+from engine.money import EXACT
+from store.types import decimal_text
 
 UTC = dt.timezone.utc
 ZERO = Decimal(0)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from decimal import Decimal
 
 from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
@@ -20,9 +20,6 @@ from sqlalchemy.types import TypeDecorator
 from engine.periods import Period
 
 UTC = dt.timezone.utc
-
-
-EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)   # sums that never round: EXACT.add(a, b)
 
 
 def decimal_text(value: Decimal) -> str:

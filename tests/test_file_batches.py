@@ -11,6 +11,7 @@ loop over the events, written from the rules in the module's docstring, makes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,7 +22,8 @@ from hypothesis import strategies as st
 from metering.aggregate import LocalDays
 from metering.events import Event, EventData
 from store.file_batches import _Batcher, utc_texts
-from store.types import EXACT, decimal_text
+from engine.money import EXACT
+from store.types import decimal_text
 
 UTC = dt.timezone.utc
 ZONES = {"a": "Europe/London", "b": "Asia/Kathmandu", "c": "America/St_Johns"}   # +0/+1, +5:45, -3:30/-2:30
@@ -44,7 +46,7 @@ events = st.builds(
     lambda source, number, customer, site, category, time, quantity: Event(
         "1.0", f"e{number}", source, "t", time, EventData(customer, site, category, quantity)),
     st.sampled_from(["s1", "s2"]), st.integers(0, 30), st.sampled_from(["a", "a", "b", "c", "nobody"]),
-    st.sampled_from(["x", "y"]), st.sampled_from(["p", "q"]), times, quantities,
+    st.sampled_from(["x", "y", "x\ny", "x\ty", "x\\y\r"]), st.sampled_from(["p", "q"]), times, quantities,
 )
 
 
@@ -134,8 +136,14 @@ def test_postgresql_rows_hold_the_same_instants(items, runs, batch_size):
                                                                                            batch_size)):
         assert [dt.datetime.fromisoformat(text) for text in mine.rows.column(5)] == \
                [dt.datetime.fromisoformat(text).replace(tzinfo=UTC) for text in theirs.rows.column(5)]
-        assert [line.split("\t")[:5] + line.split("\t")[6:8] for line in mine.rows.copy_text().splitlines()] == \
-               [list(row[:5] + row[6:8]) for row in theirs.rows]
+        copied = [[copy_value(field) for field in line.split("\t")] for line in mine.rows.copy_text().split("\n")[:-1]]
+        assert [fields[:5] + fields[6:8] for fields in copied] == [list(row[:5] + row[6:8]) for row in theirs.rows]
+        assert [fields[8:] for fields in copied] == [["f", mine.received]] * len(copied)
+
+
+def copy_value(field: str) -> str:
+    """A field of PostgreSQL's COPY text format, unescaped."""
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m[1], m[1]), field)
 
 
 @given(st.lists(times, max_size=20))

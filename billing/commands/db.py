@@ -157,7 +157,7 @@ def cmd_ingest(args) -> int:
     import msgspec
 
     from metering.events import Rejection
-    from store.ingest import ACCEPTED, REJECTED, ingest_file
+    from store.file_batches import FileReader
 
     status_and_late = attrgetter("status", "late")
 
@@ -175,12 +175,17 @@ def cmd_ingest(args) -> int:
     statuses, reasons = Counter(), Counter()
     late = 0
     batching = {"batch_size": args.batch_size} if args.batch_size else {}
+    # The first file is read (by a worker process) while the database layer is imported and connected.
+    first = FileReader(args.files[0], **batching)
     try:
         with database() as (_, sessions):
-            for path in args.files:
+            from store.ingest import ACCEPTED, REJECTED, ingest_file
+
+            for index, path in enumerate(args.files):
                 progress = Progress.for_file(path)
                 done = 0
-                for batch in ingest_file(sessions, path, **batching):   # counted a batch at a time
+                reader = first if index == 0 else None
+                for batch in ingest_file(sessions, path, reader=reader, **batching):   # counted a batch at a time
                     counted = Counter(map(status_and_late, batch.outcomes))
                     for (status, _), n in counted.items():
                         statuses[status] += n
@@ -202,6 +207,7 @@ def cmd_ingest(args) -> int:
                 if progress is not None:
                     progress.close()
     finally:
+        first.close()
         if rejects is not None:
             rejects.close()
     rejected = reasons.total()

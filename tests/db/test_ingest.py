@@ -206,15 +206,14 @@ def test_a_file_read_by_the_worker_is_stored_as_items_are(sessions, tiny, tmp_pa
 
 def test_the_worker_leaves_customers_it_does_not_know_to_the_database(sessions, tiny, tmp_path, monkeypatch):
     """A contract saved after the ingest began: the worker knew no time zone for it; the database decides."""
-    import store.ingest
+    from store.file_batches import FileReader
 
     path = write_lines(tmp_path / "first.jsonl", MIXED)
     expected = _outcomes(sessions, path, batch_size=5, as_file=False)
     expected_state = stored_state(sessions)
     _forget_everything(sessions)
-    prepared_batches = store.ingest.prepared_batches
-    monkeypatch.setattr(store.ingest, "prepared_batches",
-                        lambda path, backend, zones, *args: prepared_batches(path, backend, {}, *args))
+    batches = FileReader.batches
+    monkeypatch.setattr(FileReader, "batches", lambda reader, backend, zones: batches(reader, backend, {}))
 
     assert _outcomes(sessions, path, batch_size=5, as_file=True) == expected
     assert stored_state(sessions) == expected_state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import pytest
 
@@ -40,6 +41,7 @@ def test_a_database_that_cannot_be_reached_is_one_clear_line(cli, monkeypatch, u
         assert status == 2, err
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert "secret" not in err
+        assert not multiprocessing.active_children()   # the ingest's reader, started first, was stopped
 
 
 def test_invoice_mistakes(cli):
