@@ -162,9 +162,9 @@ class SharedSlots:
     has put batch i − 1, so (the queue holds at most AHEAD) batch i − 1 − AHEAD has been taken, and every batch
     before it read out; the batches that may still be read, i − 1 − AHEAD to i − 1, are in other slots."""
 
-    def __init__(self, count: int = AHEAD + 2, size: int = SLOT_BYTES):
-        self.count, self.size = count, size
-        self.memory = mmap.mmap(-1, count * size)
+    def __init__(self, count: int = AHEAD + 2, size: int | None = None):
+        self.count, self.size = count, size or SLOT_BYTES
+        self.memory = mmap.mmap(-1, count * self.size)
 
     def write(self, slot: int, texts: list[str]) -> list[Place] | None:
         """The texts written into the slot, or None (nothing written) if they do not fit."""

@@ -204,6 +204,21 @@ def test_a_file_read_by_the_worker_is_stored_as_items_are(sessions, tiny, tmp_pa
     assert expected_state["rollups"][("tiny", "s1", "standard", day)] == (Decimal("5.725"), 5)
 
 
+@pytest.mark.parametrize("slot_bytes", [1, 400])
+def test_texts_too_large_for_shared_memory_are_pickled(sessions, tiny, tmp_path, monkeypatch, slot_bytes):
+    """A batch's texts that do not fit in their slot of shared memory go through the pipe instead."""
+    import store.file_batches
+
+    first = write_lines(tmp_path / "first.jsonl", MIXED)
+    expected = _outcomes(sessions, first, batch_size=3, as_file=False)
+    expected_state = stored_state(sessions)
+    _forget_everything(sessions)
+    monkeypatch.setattr(store.file_batches, "SLOT_BYTES", slot_bytes)
+
+    assert _outcomes(sessions, first, batch_size=3, as_file=True) == expected
+    assert stored_state(sessions) == expected_state
+
+
 def test_the_worker_leaves_customers_it_does_not_know_to_the_database(sessions, tiny, tmp_path, monkeypatch):
     """A contract saved after the ingest began: the worker knew no time zone for it; the database decides."""
     from store.file_batches import FileReader
