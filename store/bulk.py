@@ -25,6 +25,8 @@ take; for SQLite they pass through those types' own bind processors.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import msgspec
 from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,12 +78,8 @@ def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: 
         return
     columns = (*key, "quantity", "events")
     if connection.dialect.name == "sqlite":
-        statement = sqlite.insert(target).on_conflict_do_update(
-            index_elements=list(key), index_where=where,
-            set_={"quantity": func.decimal_add(target.c.quantity, literal_column("excluded.quantity")),
-                  "events": target.c.events + literal_column("excluded.events")},
-        )
-        _executemany(connection, target, columns, rows, statement)
+        _executemany(connection, target, columns, rows,
+                     _sqlite_sql(connection.dialect, target, columns, tuple(key), where, add=True))
         return
     stage = _stage(connection, target, columns, rows)
     insert_ = postgresql.insert(target)
@@ -106,8 +104,8 @@ def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...],
 def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique, prepared: bool,
                        stored: set[tuple]) -> set[tuple]:
     last = connection.execute(select(func.max(target.c.id))).scalar() or 0
-    statement = sqlite.insert(target).on_conflict_do_nothing(index_elements=list(unique))
-    inserted = _executemany(connection, target, columns, rows, statement, prepared)
+    sql = _sqlite_sql(connection.dialect, target, tuple(columns), tuple(unique))
+    inserted = _executemany(connection, target, columns, rows, sql, prepared)
     if inserted == len(rows) - len(stored):
         return set(stored)
     query = select(*(target.c[name] for name in unique)).where(target.c.id > last)
@@ -157,17 +155,34 @@ def stored_events(connection: Connection, identities: list[tuple[str, str]]) -> 
     return {(source, event_id): tuple(content) for source, event_id, *content in connection.execute(query, parameters)}
 
 
-def _executemany(connection: Connection, target: Table, columns, rows, statement, prepared: bool = False) -> int:
-    """Runs `statement` for every row, the values through the columns' bind processors (unless `prepared`);
-    rows changed."""
-    dialect = connection.dialect
+@lru_cache(maxsize=32)
+def _sqlite_sql(dialect, target: Table, columns: tuple[str, ...], conflict: tuple[str, ...], where=None,
+                add: bool = False) -> str:
+    """An INSERT of `columns` into `target` (SQLite) that, on a conflict on `conflict`, does nothing, or (`add`)
+    adds quantity and events to the stored row; compiled once for each."""
+    insert = sqlite.insert(target)
+    if add:
+        statement = insert.on_conflict_do_update(
+            index_elements=list(conflict), index_where=where,
+            set_={"quantity": func.decimal_add(target.c.quantity, literal_column("excluded.quantity")),
+                  "events": target.c.events + literal_column("excluded.events")},
+        )
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=list(conflict))
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     if compiled.positiontup != list(columns):
         raise ValueError(f"give the columns in the table's order: {compiled.positiontup}")
+    return str(compiled)
+
+
+def _executemany(connection: Connection, target: Table, columns, rows, sql: str, prepared: bool = False) -> int:
+    """Runs `sql` for every row, the values through the columns' bind processors (unless `prepared`); rows
+    changed."""
+    dialect = connection.dialect
     if prepared:
         cursor = connection.connection.driver_connection.cursor()
         try:
-            cursor.executemany(str(compiled), rows)
+            cursor.executemany(sql, rows)
             return cursor.rowcount
         finally:
             cursor.close()
@@ -176,7 +191,7 @@ def _executemany(connection: Connection, target: Table, columns, rows, statement
     if any(processors):
         rows = list(zip(*(_processed(p, values, isinstance(kind, ExactDecimal))
                           for p, kind, values in zip(processors, types, zip(*rows)))))
-    return connection.exec_driver_sql(str(compiled), rows).rowcount
+    return connection.exec_driver_sql(sql, rows).rowcount
 
 
 def _processed(processor, values: tuple, exact: bool) -> list | tuple:

@@ -23,11 +23,14 @@ Increments = dict[tuple[str, str, str, dt.date], list]
 KEY = ("customer", "site", "category", "day")
 
 
+_NOT_BILLED = LateRollup.__table__.c.billed_on.is_(None)   # the partial unique index late rollups are unique in
+
+
 def add_to_rollups(connection: Connection, increments: Increments, *, late: bool = False) -> None:
     """Add to the on-time rollups, or (late=True) to the late usage not yet billed."""
     target: Table = (LateRollup if late else Rollup).__table__
     add_sums(connection, target, KEY, [(*key, quantity, events) for key, (quantity, events) in increments.items()],
-             where=target.c.billed_on.is_(None) if late else None)
+             where=_NOT_BILLED if late else None)
 
 
 Cell = tuple[dt.date, str, str, Decimal, int]   # (local day, site, category, quantity, events)

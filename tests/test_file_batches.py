@@ -157,3 +157,16 @@ def test_a_day_before_1970_is_the_day_of_its_instant():
     days = LocalDays(ZoneInfo("UTC"))
     assert days(dt.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)) == dt.date(1969, 12, 31)
     assert days(dt.datetime(1970, 1, 1, tzinfo=UTC)) == dt.date(1970, 1, 1)
+
+
+@given(st.lists(st.sampled_from([("accepted", False), ("accepted", True), ("duplicate", False), ("conflict", True),
+                                 ("rejected", False)]), max_size=40), st.booleans())
+def test_outcomes_are_counted_as_one_by_one(drawn, shared):
+    """`billing ingest` counts a batch's outcomes at once; the same counts as a loop over them."""
+    from collections import Counter
+
+    from store.ingest import _ACCEPTED, _ACCEPTED_LATE, Outcome, count_outcomes
+
+    outcomes = [(_ACCEPTED_LATE if late else _ACCEPTED) if shared and status == "accepted"
+                else Outcome(status, late=late) for status, late in drawn]
+    assert count_outcomes(outcomes) == Counter(drawn)

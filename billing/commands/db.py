@@ -152,14 +152,10 @@ def cmd_contract_history(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from operator import attrgetter
-
     import msgspec
 
     from metering.events import Rejection
     from store.file_batches import FileReader
-
-    status_and_late = attrgetter("status", "late")
 
     for path in args.files:
         try:
@@ -179,14 +175,14 @@ def cmd_ingest(args) -> int:
     first = FileReader(args.files[0], **batching)
     try:
         with database() as (_, sessions):
-            from store.ingest import ACCEPTED, REJECTED, ingest_file
+            from store.ingest import ACCEPTED, REJECTED, count_outcomes, ingest_file
 
             for index, path in enumerate(args.files):
                 progress = Progress.for_file(path)
                 done = 0
                 reader = first if index == 0 else None
                 for batch in ingest_file(sessions, path, reader=reader, **batching):   # counted a batch at a time
-                    counted = Counter(map(status_and_late, batch.outcomes))
+                    counted = count_outcomes(batch.outcomes)
                     for (status, _), n in counted.items():
                         statuses[status] += n
                     late += counted[ACCEPTED, True]
