@@ -147,13 +147,23 @@ def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
     return _quantity_problem(event.data.quantity)
 
 
+def _not_utf8(raw: bytes) -> tuple[str, str] | None:
+    """Why a line is not UTF-8 text (a file saved as Latin-1 or UTF-16, say), or None if it is."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "not UTF-8", (f"the line is not UTF-8 text (byte {exc.start + 1} is 0x{raw[exc.start]:02x}); "
+                             "save the file as UTF-8")
+    return None
+
+
 def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
     try:
         written = _AS_WRITTEN.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _explain(exc)
+        return _not_utf8(raw) or _explain(exc)
     except UnicodeDecodeError:
-        return "not UTF-8", "the line is not UTF-8 text"
+        return _not_utf8(raw) or ("not UTF-8", "the line is not UTF-8 text")
     data = written.data
     return _validate(written) or Event(written.specversion, written.id, written.source, written.type, written.time,
                                        EventData(data.customer, data.site, data.category, data.quantity))

@@ -1,13 +1,16 @@
 """A file's events as batches ready for the database, made in a worker process while the database works.
 
-    with prepared_batches("may.jsonl", "sqlite", zones, 20_000) as batches:
+    reader = FileReader("may.jsonl")             # forks the worker, which starts reading
+    with reader.batches("sqlite", zones) as batches:
         for batch in batches:      # Prepared: rows in the driver's own values, their sums, what is left to decide
             ...
 
 `billing ingest` spends as much time reading, checking and converting events as
 the database spends storing them; on a machine with two cores the two halves
 run side by side. The worker (a forked process) reads the file with
-`metering.events.read_batches`, and for each batch of items makes:
+`metering.events.read_batches`, takes its events a run at a time (`_Batcher`:
+a column at a time, in passes that loop in C), and for each batch of items
+makes:
 
 - `rows`: the first event of each identity (source, id) in the batch, of a
   customer whose time zone it was given, as the events table takes it
