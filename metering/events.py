@@ -147,13 +147,13 @@ def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
     return _quantity_problem(event.data.quantity)
 
 
-def _not_utf8(raw: bytes) -> tuple[str, str] | None:
+def _not_utf8(raw: bytes | msgspec.Raw) -> tuple[str, str] | None:
     """Why a line is not UTF-8 text (a file saved as Latin-1 or UTF-16, say), or None if it is."""
+    data = bytes(raw)
     try:
-        raw.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return "not UTF-8", (f"the line is not UTF-8 text (byte {exc.start + 1} is 0x{raw[exc.start]:02x}); "
-                             "save the file as UTF-8")
+        return "not UTF-8", f"not UTF-8 text: byte {exc.start + 1} is 0x{data[exc.start]:02x} (UTF-8 is required)"
     return None
 
 

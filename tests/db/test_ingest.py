@@ -122,7 +122,7 @@ def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_taken(cli, tiny, tmp_p
                      + event(9, "2026-05-03T10:00:00Z").replace("s1", "caf\xe9").encode("latin-1") + b"\n"
                      + event(2, "2026-05-03T10:00:00Z").encode() + b"\n")
     status, out, err = cli("ingest", path)
-    assert status == 1 and f"{path}:2: rejected: the line is not UTF-8 text (byte " in err and "Traceback" not in err
+    assert status == 1 and f"{path}:2: rejected: not UTF-8 text: byte " in err and "Traceback" not in err
     assert "(1 not UTF-8)" in out
     assert stored_state(sessions)["events"] == 2
 
