@@ -376,11 +376,11 @@ _day_of = _MinuteDays.__getitem__
 class _Batcher:
     """Turns the file's items into `Prepared` batches, column by column.
 
-    `add_events` takes a run of events a column at a time, each column made by one call that loops in C
-    (attribute getters, msgspec writing the times, one dict lookup per event for the local day); only the
-    Bloom filter and the sums go event by event in Python. A run with anything unusual in it (an identity
-    met before in the batch, a customer without a known time zone) goes through `_add_each` instead, one
-    event at a time, to the same columns."""
+    `add_events` splits a chunk's events into runs of usual ones, each taken a column at a time by passes
+    that loop in C (attribute getters, msgspec writing the times, one dict lookup per event for the local
+    day, `operator` maps for the Bloom filter and the sums), and the unusual ones (an identity met before in
+    the batch, a customer without a known time zone), which `_add_each` decides one by one into the same
+    columns."""
 
     def __init__(self, backend: str, zones: dict[str, str], clock: Callable[[], dt.datetime]):
         self.backend, self.clock = backend, clock
