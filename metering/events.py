@@ -172,9 +172,9 @@ def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
 # A few hundred events a chunk: their objects are still in the processor's cache
 # when the meter sums them (a megabyte at a time was some 20% slower).
 CHUNK_BYTES = 1 << 16
-_QUANTITY_OF, _YEAR_OF = attrgetter("data.quantity"), attrgetter("time.year")
 BATCH_EVENTS = 4096
 _ZERO = Decimal(0)
+_QUANTITY_OF, _YEAR_OF = attrgetter("data.quantity"), attrgetter("time.year")
 
 
 def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -293,7 +293,7 @@ def _csv(path: Path, name: str) -> Iterator[tuple[int, Event | Rejection]]:
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
-                yield number, Rejection(name, number, "not UTF-8", "the line is not UTF-8 text", _text(raw))
+                yield number, Rejection(name, number, *_not_utf8(raw), _text(raw))
                 continue
             if not text.strip():
                 continue

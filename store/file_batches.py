@@ -44,10 +44,10 @@ import signal
 import threading
 import time
 from array import array
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from collections import defaultdict, deque
 from functools import reduce
 from itertools import chain, compress, count, repeat
 from operator import and_, attrgetter, gt, is_not, itemgetter, lshift, not_, or_, rshift
@@ -56,9 +56,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from engine.money import EXACT
 from metering.aggregate import LocalDays
 from metering.events import Event, Rejection, read_batches
-from engine.money import EXACT
 
 BATCH_EVENTS = 50_000   # a file's batch (a transaction): kept by column, few commits and rollup writes
 AHEAD = 2           # batches made and not yet taken

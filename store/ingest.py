@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.money import EXACT
 from metering.aggregate import LocalDays
 from metering.events import Event, EventData, EventFile, Rejection
 from store.bulk import insert_new, stored_events
@@ -58,7 +59,6 @@ from store.file_batches import BATCH_EVENTS as FILE_BATCH_EVENTS
 from store.file_batches import TIME_TEXT, FileReader, Prepared, quantity_text
 from store.models import ConflictingEvent, Contract, Invoice, UsageEvent, in_force
 from store.rollups import Increments, add_to_rollups
-from engine.money import EXACT
 from store.types import decimal_text
 
 BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch

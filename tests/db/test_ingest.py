@@ -138,6 +138,16 @@ def test_csv_is_accepted_too(cli, tiny, tmp_path, sessions):
     assert stored_state(sessions)["events"] == 2
 
 
+def test_a_csv_line_that_is_not_utf8_is_rejected_as_a_jsonl_line_is(cli, tiny, tmp_path, sessions):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("id,source,type,time,customer,site,category,quantity\n"
+                     "e1,platform/csv,unit.processed,2026-05-03T10:00:00Z,tiny,s1,standard,3\n"
+                     "e2,platform/csv,unit.processed,2026-05-03T10:00:00Z,tiny,caf\xe9,standard,3\n".encode("latin-1"))
+    status, out, err = cli("ingest", path)
+    assert status == 1 and f"{path}:3: rejected: not UTF-8 text: byte 61 is 0xe9" in err
+    assert "(1 not UTF-8)" in out and stored_state(sessions)["events"] == 1
+
+
 def test_a_file_that_cannot_be_read_is_a_usage_error(cli, tiny, tmp_path):
     status, out, err = cli("ingest", tmp_path / "missing.jsonl")
     assert status == 2 and "missing.jsonl: cannot read the events" in err
