@@ -23,6 +23,12 @@ decimal.getcontext().prec = PRECISION     # this thread's
 EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)   # sums that never round: EXACT.add(a, b)
 
 
+def decimal_text(value: Decimal) -> str:
+    """Exact decimal text without an exponent (what PostgreSQL's NUMERIC keeps too: digits and scale)."""
+    text = f"{value:f}"
+    return text if value else text.lstrip("-")
+
+
 @lru_cache(maxsize=None)
 def is_currency(code: str) -> bool:
     return len(code) == 3 and code.isupper() and babel_numbers.is_currency(code)

@@ -56,7 +56,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from engine.money import EXACT
+from engine.money import EXACT, decimal_text
 from metering.aggregate import LocalDays
 from metering.events import Event, Rejection, read_batches
 
@@ -332,7 +332,7 @@ _ZONE_OF = attrgetter("tzinfo")
 def quantity_text(quantity: Decimal) -> str:
     """A NUMERIC's digits, as store.types.decimal_text writes them."""
     text = str(quantity)
-    return text if "E" not in text and text[0] != "-" else _decimal_text(quantity)
+    return text if "E" not in text and text[0] != "-" else decimal_text(quantity)
 
 
 def quantity_texts(quantities: list[Decimal]) -> list[str]:
@@ -347,11 +347,6 @@ def quantity_texts(quantities: list[Decimal]) -> list[str]:
 def received_text(backend: str, now: dt.datetime) -> str:
     now = now.astimezone(UTC)
     return now.replace(tzinfo=None).isoformat(" ", "microseconds") if backend == "sqlite" else now.isoformat()
-
-
-def _decimal_text(value: Decimal) -> str:
-    text = f"{value:f}"
-    return text if value else text.lstrip("-")
 
 
 class _MinuteDays(dict):

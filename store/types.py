@@ -17,15 +17,10 @@ from decimal import Decimal
 from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
+from engine.money import decimal_text  # the text ExactDecimal stores on SQLite
 from engine.periods import Period
 
 UTC = dt.timezone.utc
-
-
-def decimal_text(value: Decimal) -> str:
-    """Exact decimal text without an exponent (what PostgreSQL's NUMERIC keeps too: digits and scale)."""
-    text = f"{value:f}"
-    return text if value else text.lstrip("-")
 
 
 class ExactDecimal(TypeDecorator):
