@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # The areas, each a module of this package with a `blueprint` and optionally `init_app(app)`, installed in this
 # order: auth comes first, it installs the database, the sessions and CSRF protection the others rely on.
-# Named, not imported here: the command line reads admin_app.environment without loading Flask and every page.
+# Named, not imported here: the command line reads settings.environment without loading Flask and every page.
 BLUEPRINTS: tuple[str, ...] = (
     "auth", "portal", "invoices", "contracts", "whatif", "dashboard", "reconciliation", "admin", "audit_view", "api",
 )
@@ -26,7 +26,8 @@ BLUEPRINTS: tuple[str, ...] = (
 def create_app(test_config: dict | None = None) -> Flask:
     from flask import Flask
 
-    from admin_app import access, environment, security
+    from admin_app import access, security
+    from settings import environment
 
     env = environment.load((test_config or {}).get("BILLING_ENV"))
     app = Flask(__name__, template_folder=_templates_folder())

@@ -20,10 +20,10 @@ from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm, RoleForm, UserForm
 from admin_app.sessions import now
-from store import accounts
-from store.accounts import CUSTOMER_ROLE, AccountRefused, User
-from store.models import Contract
-from store.signin import recovery_codes_left
+from identity import accounts
+from identity.accounts import CUSTOMER_ROLE, AccountRefused, User
+from ledger.models import Contract
+from identity.signin import recovery_codes_left
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 

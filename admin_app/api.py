@@ -37,9 +37,9 @@ from admin_app import openapi
 from admin_app.access import api_key_route, public
 from admin_app.openapi import BATCH, EITHER, FORBIDDEN, LATE, SINGLE, STATUSES
 from metering.events import Event, Rejection, decode_json_event
-from store import db
-from store.apikeys import ApiKey, find_api_key
-from store.ingest import ACCEPTED, Outcome, ingest_events
+from storage import db
+from identity.apikeys import ApiKey, find_api_key
+from ingest.pipeline import ACCEPTED, Outcome, ingest_events
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -14,7 +14,7 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import AuditFilterForm
-from store.audit import AuditQuery, search
+from audit.log import AuditQuery, search
 
 blueprint = Blueprint("audit", __name__)
 PAGE = 100

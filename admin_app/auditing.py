@@ -14,8 +14,8 @@ from flask import current_app, request
 from flask_login import current_user
 
 from admin_app.database import db_session
-from store import audit
-from store.audit import SUCCESS, Actor, AuditEntry
+from audit import log as audit
+from audit.log import SUCCESS, Actor, AuditEntry
 
 
 def actor(name: str | None = None) -> Actor:

@@ -25,8 +25,8 @@ from admin_app.access import public, signed_in
 from admin_app.database import db_session
 from admin_app.forms import CodeForm, LoginForm, PasswordChangeForm
 from admin_app.sessions import now, safe_next, sign_in, sign_out
-from store.accounts import User, UserSession, normalised_email
-from store.signin import (
+from identity.accounts import User, UserSession, normalised_email
+from identity.signin import (
     Lockout,
     Refused,
     change_password,

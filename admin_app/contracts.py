@@ -39,13 +39,13 @@ from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.sessions import now
 from dsl.compile import Compiled, compile_source
-from dsl.diagnostics import Diagnostic, Span, error, ordered
+from rules.diagnostics import Diagnostic, Span, error, ordered
 from engine.periods import Period
 from engine.plan_view import plan_text
-from store.audit import FAILURE, contract_resource
-from store.contracts import ContractRefused, last_issued_period, save_contract
-from store.history import History, SavedVersion, contract_history
-from store.models import Contract
+from audit.log import FAILURE, contract_resource
+from ledger.contracts import ContractRefused, last_issued_period, save_contract
+from ledger.history import History, SavedVersion, contract_history
+from ledger.models import Contract
 
 blueprint = Blueprint("contracts", __name__)
 

@@ -46,13 +46,13 @@ from admin_app.sessions import SignedIn
 from engine.evaluate import OutsideContract
 from engine.money import format_quantity
 from engine.periods import Period
-from store.accounts import CUSTOMER_ROLE
-from store.audit import DENIED
-from store.contracts import StoredVersionInvalid, load_contract
-from store.db import SQLITE_BUSY_SECONDS
-from store.dashboard import Dashboard
-from store.dashboard_cache import DashboardCache
-from store.models import Contract
+from identity.accounts import CUSTOMER_ROLE
+from audit.log import DENIED
+from ledger.contracts import StoredVersionInvalid, load_contract
+from storage.db import SQLITE_BUSY_SECONDS
+from review.dashboard import Dashboard
+from review.dashboard_cache import DashboardCache
+from ledger.models import Contract
 
 blueprint = Blueprint("dashboard", __name__)
 CACHE, RENDERED, REFRESHES = "billing.dashboard", "billing.dashboard.rendered", "billing.dashboard.refreshes"

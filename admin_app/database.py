@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from store import db
+from storage import db
 
 ENGINE, SESSIONS = "billing.engine", "billing.sessions"
 

@@ -8,7 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-from store.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountRefused, check_password_rules
+from identity.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountRefused, check_password_rules
 
 ROLE_CHOICES = [SelectChoice("", "Choose a role…")] + [SelectChoice(role, role.replace("_", " ")) for role in ROLES]
 

@@ -42,11 +42,12 @@ from engine.periods import Period
 from invoicing.pdf import invoice_view
 from invoicing.render import render_document
 from invoicing.stored import invoice_from_document
-from store.accounts import CUSTOMER_ROLE
-from store.audit import DENIED, FAILURE, invoice_resource
-from store.credit_notes import CreditRefused, credit, creditable, notes_of
-from store.lifecycle import Refused, Selector, approve, find, issue, status_of, stored_pdf, void
-from store.models import Contract, CreditNote, Invoice, InvoiceVoid, in_force
+from identity.accounts import CUSTOMER_ROLE
+from audit.log import DENIED, FAILURE, invoice_resource
+from lifecycle.credit_notes import CreditRefused, credit, creditable, notes_of
+from lifecycle.transitions import Refused, Selector, approve, find, issue, status_of, stored_pdf, void
+from ledger.models import Contract, Invoice, InvoiceVoid, in_force
+from lifecycle.models import CreditNote
 
 blueprint = Blueprint("invoices", __name__)
 

@@ -7,7 +7,7 @@ tests/web/test_event_api.py checks real answers against these schemas.
 
 from __future__ import annotations
 
-from store.ingest import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
+from ingest.pipeline import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
 
 SINGLE, BATCH, EITHER = "application/cloudevents+json", "application/cloudevents-batch+json", "application/json"
 LATE = "late"

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 from admin_app import access, auditing
 from admin_app.access import public, signed_in
 from admin_app.database import db_session
-from store.audit import DENIED
+from audit.log import DENIED
 
 blueprint = Blueprint("portal", __name__)
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")

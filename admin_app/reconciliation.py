@@ -27,10 +27,10 @@ from admin_app.access import allow
 from admin_app.database import db_session
 from engine.evaluate import OutsideContract
 from engine.periods import Period
-from store.contracts import StoredVersionInvalid, UnknownContract
-from store.lifecycle import Selector, customers_billed_in, find
-from store.models import Reconciliation, ReconciliationExplanation
-from store.reconcile import (
+from ledger.contracts import StoredVersionInvalid, UnknownContract
+from lifecycle.transitions import Selector, customers_billed_in, find
+from review.models import Reconciliation, ReconciliationExplanation
+from review.reconcile import (
     CHECK_TITLES,
     EventQuery,
     NothingToExplain,

@@ -24,8 +24,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 
 from admin_app import auditing
 from admin_app.database import db_session
-from store.accounts import User, UserSession, user_resource
-from store.signin import SessionLimits, end_session, open_session, resume_session
+from identity.accounts import User, UserSession, user_resource
+from identity.signin import SessionLimits, end_session, open_session, resume_session
 
 UTC = dt.timezone.utc
 ENDED = {

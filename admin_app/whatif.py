@@ -32,11 +32,11 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from engine.periods import Period
-from store import whatif
-from store.audit import FAILURE, contract_resource
-from store.contracts import last_issued_period
-from store.history import SavedVersion
-from store.models import Contract
+from review import whatif
+from audit.log import FAILURE, contract_resource
+from ledger.contracts import last_issued_period
+from ledger.history import SavedVersion
+from ledger.models import Contract
 
 blueprint = Blueprint("whatif", __name__)
 

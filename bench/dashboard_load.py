@@ -63,9 +63,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def add_finance_user(url: str) -> str:
     """A finance user with MFA enrolled; its TOTP secret."""
-    from store import db
-    from store.accounts import add_user
-    from store.audit import Actor
+    from storage import db
+    from identity.accounts import add_user
+    from audit.log import Actor
 
     engine = db.connect(url)
     secret = pyotp.random_base32()

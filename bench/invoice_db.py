@@ -29,8 +29,8 @@ from ingest_db import DEFAULT_POSTGRES, billing, fresh_database, machine, worklo
 
 from sqlalchemy import func, select  # noqa: E402
 
-from store import db  # noqa: E402
-from store.models import Rollup  # noqa: E402
+from storage import db  # noqa: E402
+from metering.models import Rollup  # noqa: E402
 
 BILLING = str(Path(sys.executable).with_name("billing"))
 

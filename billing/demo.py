@@ -27,18 +27,20 @@ from zoneinfo import ZoneInfo
 
 import pyotp
 
-from admin_app.environment import load as load_environment
+from settings.environment import load as load_environment
 from dsl.compile import Compiled, compile_file, compile_source
 from engine.periods import Period
-from engine.primitives.activity_window import WindowParams
-from engine.primitives.category_toggle import DisableParams
+from rules.activity_window import WindowParams
+from rules.category_toggle import DisableParams
 from metering.events import Event, EventData
-from store import accounts, db, lifecycle, schema
-from store.apikeys import create_api_key
-from store.audit import Actor, contract_resource, record
-from store.contracts import save_contract
-from store.ingest import ACCEPTED, ingest_events
-from store.signin import new_recovery_codes
+from identity import accounts
+from storage import db, schema
+from lifecycle import transitions as lifecycle
+from identity.apikeys import create_api_key
+from audit.log import Actor, contract_resource, record
+from ledger.contracts import save_contract
+from ingest.pipeline import ACCEPTED, ingest_events
+from identity.signin import new_recovery_codes
 
 UTC = dt.timezone.utc
 ENVIRONMENT = "test"
@@ -147,7 +149,7 @@ class Step:
     def run(self, session, who: Actor, environment) -> None:
         which = lifecycle.Selector(self.customer, self.period)
         if self.action == "close":   # as `billing close` does: the draft, then its reconciliation, stored
-            from store.reconcile import Threshold, reconcile, store_report
+            from review.reconcile import Threshold, reconcile, store_report
 
             draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at)
             store_report(session, reconcile(session, self.customer, self.period, Threshold.of(environment),

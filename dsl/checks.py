@@ -14,12 +14,14 @@ from decimal import Decimal
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dsl.diagnostics import Diagnostic, Span, error, warning
+from rules.diagnostics import Diagnostic, Span, error, warning
 from dsl.parse import KEYWORDS
 from dsl.resolve import effective_rules, kind_of
-from dsl.syntax import Amount, Block, Contract, DateLiteral, NoRule, RateOverride, Ref, Scope
+from rules.written import Amount, DateLiteral, Ref, Scope
+from dsl.syntax import Block, Contract, NoRule, RateOverride
 from engine.money import is_currency
-from engine.primitives.registry import Context, primitive
+from rules.primitive import Context
+from rules.registry import primitive
 
 REQUIRED_HEADERS = ("customer", "currency", "starts")
 

@@ -8,18 +8,19 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 from dsl.checks import run_checks
-from dsl.diagnostics import Diagnostic, Span, error, has_errors, ordered
+from rules.diagnostics import Diagnostic, Span, error, has_errors, ordered
 from dsl.parse import parse
 from dsl.resolve import effective_rules
 from dsl.syntax import Contract, RateOverride, Site
 from engine.money import Money, is_currency
-from engine.plan import Phase, Plan, SitePlan, Source, Step, Terms, order_steps
-from engine.primitives.registry import Context, primitive
+from engine.plan import Plan, SitePlan, Source, Step, Terms, order_steps
+from rules.primitive import Context
+from rules.registry import primitive
 from engine.steps import classify_step, meter_step, total_step
 
 
@@ -99,18 +100,17 @@ def _site_steps(contract: Contract, site: Site, ctx: Context) -> Iterator[Step]:
         for rule in view:
             if isinstance(rule.node, RateOverride) and category.id in rule.categories:
                 price, block = rule.node.price, rule.block
-        yield from primitive(price.primitive).steps(price, (category.id,), ctx.in_block(block, site.id))
+        yield from _runnable(primitive(price.primitive).steps(price, (category.id,), ctx.in_block(block, site.id)))
     for rule in view:
         if rule.kind == "rate":
             continue
-        yield from primitive(rule.node.primitive).steps(rule.node, rule.categories, ctx.in_block(rule.block, site.id))
+        node = rule.node
+        yield from _runnable(primitive(node.primitive).steps(node, rule.categories, ctx.in_block(rule.block, site.id)))
     yield total_step(site.id)
 
 
-PHASE_TITLES = {
-    Phase.METER: "meter: classify events, sum quantities per category",
-    Phase.RATE: "rate: one priced usage line per category with usage",
-    Phase.MINIMUM: "minimum: true-ups from the rounded usage lines",
-    Phase.CAP: "cap: reductions from the lines above, counted over the contract year",
-    Phase.TOTAL: "total: site total = sum of its lines",
-}
+def _runnable(steps) -> Iterator[Step]:
+    """Each step with the runner of the primitive it names: the evaluator needs nothing else."""
+    for step in steps:
+        yield step if step.run is not None else replace(step, run=primitive(step.primitive).run)
+

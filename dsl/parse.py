@@ -16,10 +16,11 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, __version__ as LARK_VERSION, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from dsl.diagnostics import Diagnostic, Span, error
-from dsl.syntax import Amount, Block, Category, Contract, DateLiteral, Header, NoRule, RateOverride, Ref, Scope, Site
-from engine.primitives.pricing import Tier
-from engine.primitives.registry import registry
+from rules.diagnostics import Diagnostic, Span, error
+from rules.written import Amount, DateLiteral, Ref, Scope
+from dsl.syntax import Block, Category, Contract, Header, NoRule, RateOverride, Site
+from rules.pricing import Tier
+from rules.registry import registry
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 

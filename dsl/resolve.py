@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.syntax import Contract, NoRule, RateOverride, Site
-from engine.primitives.registry import primitive
+from rules.registry import primitive
 
 PER_CATEGORY_KINDS = ("rate",)
 

@@ -1,72 +1,16 @@
 """The syntax tree: small frozen nodes, each with the span of text it came from.
 
-Rule primitives (engine/primitives/) define their own nodes on the same
-pattern; this module holds what every contract has whatever its rules.
+Rule primitives (rules/) define their own nodes on the same pattern, from the
+atoms in rules/written.py; this module holds what every contract has whatever its rules.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from dsl.diagnostics import Span
-
-
-@dataclass(frozen=True)
-class Amount:
-    """A decimal as written (`1_000.00`), kept exact."""
-
-    value: Decimal
-    span: Span
-
-    @property
-    def places(self) -> int:
-        return max(0, -self.value.as_tuple().exponent)
-
-
-@dataclass(frozen=True)
-class DateLiteral:
-    text: str
-    span: Span
-
-    @property
-    def value(self) -> dt.date | None:
-        """The date, or None when the text names no real calendar date."""
-        try:
-            return dt.date.fromisoformat(self.text)
-        except ValueError:
-            return None
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A mention of a category id."""
-
-    name: str
-    span: Span
-
-
-@dataclass(frozen=True)
-class Scope:
-    """`all`, or a list of category ids, as written."""
-
-    is_all: bool
-    refs: tuple[Ref, ...]
-    span: Span
-
-    @property
-    def written(self) -> tuple[str, ...]:
-        return ("all",) if self.is_all else tuple(r.name for r in self.refs)
-
-    def categories(self, declared: tuple[str, ...]) -> frozenset[str]:
-        return frozenset(declared) if self.is_all else frozenset(r.name for r in self.refs)
-
-    @property
-    def key(self) -> str:
-        """Identity of a scope as written, order aside: a cap's count is kept per site and key."""
-        return "all" if self.is_all else ",".join(sorted({r.name for r in self.refs}))
+from rules.diagnostics import Span
+from rules.written import Ref
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The evaluator: walks a plan, step by step, over one period's usage.
 
-It knows no rule. Each step's primitive runs it (engine/primitives/registry.py,
-engine/steps.py); the order is the plan's. Across the periods of a contract
+It knows no rule. Each step carries what runs it (a rule primitive's runner, attached
+by the compiler, or a core step's in engine/steps.py); the order is the plan's. Across the periods of a contract
 year the cap ledger carries what each cap has counted.
 """
 
@@ -12,9 +12,8 @@ from decimal import Decimal
 
 from engine.periods import Period, contract_year_start, periods_between
 from engine.plan import Phase, Plan
-from engine.primitives.registry import registry
 from engine.sheet import CapLedger, Sheet
-from engine.steps import CORE_RUNNERS, SITE_INACTIVE
+from engine.steps import SITE_INACTIVE
 from engine.usage import Tally, Usage
 
 
@@ -54,10 +53,6 @@ class Evaluation:
         self.unbilled[key].add(tally.quantity, tally.events)
 
 
-def runner(name: str):
-    return CORE_RUNNERS.get(name) or registry()[name].run
-
-
 def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> PeriodResult:
     terms = plan.terms
     first = max(period.first_day, terms.starts)
@@ -69,14 +64,14 @@ def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> Pe
     }
     evaluation = Evaluation(cells, sheets)
     for step in plan.steps:
-        runner(step.primitive)(step, evaluation)
+        step.run(step, evaluation)
     results = []
     for site in plan.sites:
         sheet = sheets[site.site]
         for step in site.steps:
             if step.phase is not Phase.METER and sheet.active_days == 0:
                 break  # no billable day: the site is not billed this period, only its usage is reported
-            runner(step.primitive)(step, sheet)
+            step.run(step, sheet)
         for category, tally in sheet.inactive.items():
             evaluation.report(SITE_INACTIVE, site.site, category, tally)
         if sheet.active_days > 0:

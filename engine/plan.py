@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from engine.money import Money
 
@@ -49,6 +49,9 @@ class Step:
     params: Any             # the primitive's own parameters (a frozen dataclass)
     source: Source | None = None
     stage: int = 0          # order inside the phase, set by the primitive
+    # What the evaluator calls: run(step, worksheet). The compiler attaches the primitive's runner,
+    # so a compiled plan runs without the parser or the registry.
+    run: Callable[["Step", Any], None] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         params = self.params.as_dict() if hasattr(self.params, "as_dict") else {}

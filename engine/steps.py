@@ -39,6 +39,7 @@ def classify_step(terms: Terms, source: Source) -> Step:
         writes=("site usage", "unbilled"),
         params=ClassifyParams(terms.starts, terms.ends, frozenset(terms.category_ids)),
         source=source,
+        run=run_classify,
     )
 
 
@@ -74,6 +75,7 @@ def meter_step(site: str) -> Step:
         writes=("quantity:*", "unbilled"),
         params=SiteParams(site),
         stage=1,
+        run=run_meter,
     )
 
 
@@ -93,11 +95,10 @@ def total_step(site: str) -> Step:
         reads=("usage:*", "minimum:*", "cap:*"),
         writes=("site total",),
         params=SiteParams(site),
+        run=run_total,
     )
 
 
 def run_total(step: Step, sheet) -> None:
     sheet.total = sum((line.amount for line in sheet.lines), Decimal(0))
 
-
-CORE_RUNNERS = {"classify": run_classify, "meter": run_meter, "total": run_total}

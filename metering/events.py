@@ -331,7 +331,7 @@ class EventFile:
     """The (line, Event | Rejection) items of one file, in file order; read again on each iteration.
 
     It stays a file, not only an iterator of items, so that a consumer may read it
-    another way: `store.ingest.ingest_events` reads it in a worker process.
+    another way: `ingest.pipeline.ingest_events` reads it in a worker process.
     """
 
     def __init__(self, path: str | Path):

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_EXAMPLES = ROOT.parent / "shared" / "examples"
+# The worked examples and the comparison tool of ../shared, copied: the suite needs nothing beside the repository.
+EXAMPLES = ROOT / "tests" / "fixtures" / "examples"
+COMPARE_TOOL = ROOT / "tests" / "fixtures" / "tools" / "compare_invoices.py"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dsl.compile import compile_source
-from dsl.diagnostics import Severity
+from rules.diagnostics import Severity
 
 FIXTURES = Path(__file__).parent / "fixtures" / "errors"
 EXPECT = re.compile(r"^#\s*expect:\s*(\d+):(\d+)\s+(error|warning)\s+([a-z0-9-]+)(?:\s+(\S+))?\s*$")
@@ -209,7 +209,7 @@ def test_site_rules_that_replace_defaults_do_not_clash_with_them():
 
 
 def test_the_spec_example_contract_compiles_without_diagnostics():
-    text = (Path(__file__).resolve().parents[2] / "shared" / "examples" / "acme-health" / "contract.pricing").read_bytes()
+    text = (Path(__file__).resolve().parent / "fixtures" / "examples" / "acme-health" / "contract.pricing").read_bytes()
     result = compile_source(text)
     assert result.diagnostics == ()
     assert result.plan is not None

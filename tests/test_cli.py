@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_EXAMPLES
+from conftest import COMPARE_TOOL, EXAMPLES
 
-COMPARE = SHARED_EXAMPLES.parent / "tools" / "compare_invoices.py"
 
 
 @pytest.fixture
@@ -76,14 +75,14 @@ def rejected_lines(stderr: str, name: str) -> dict[int, str]:
 
 
 def test_compare_invoices_tool_passes_on_every_worked_example(billing_exe):
-    result = subprocess.run([sys.executable, str(COMPARE), billing_exe, "."], cwd=SHARED_EXAMPLES,
+    result = subprocess.run([sys.executable, str(COMPARE_TOOL), billing_exe, "."], cwd=EXAMPLES,
                             capture_output=True, text=True, timeout=600)
     assert "Traceback" not in result.stderr
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _example_periods():
-    for case in sorted(p for p in SHARED_EXAMPLES.iterdir() if (p / "args.json").exists()):
+    for case in sorted(p for p in EXAMPLES.iterdir() if (p / "args.json").exists()):
         for period in json.loads((case / "args.json").read_text())["periods"]:
             yield pytest.param(case, period, id=f"{case.name}-{period}")
 

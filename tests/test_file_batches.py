@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from metering.aggregate import LocalDays
 from metering.events import Event, EventData
-from store.file_batches import _Batcher, utc_texts
+from ingest.file_batches import _Batcher, utc_texts
 from engine.money import EXACT
-from store.types import decimal_text
+from storage.types import decimal_text
 
 UTC = dt.timezone.utc
 ZONES = {"a": "Europe/London", "b": "Asia/Kathmandu", "c": "America/St_Johns"}   # +0/+1, +5:45, -3:30/-2:30
@@ -51,7 +51,7 @@ events = st.builds(
 
 
 def batches_of(backend: str, items: list[Event], runs: list[int], batch_size: int) -> list:
-    """The events through the batcher in runs of the given lengths, as store.file_batches._make_batches does."""
+    """The events through the batcher in runs of the given lengths, as ingest.file_batches._make_batches does."""
     batcher = _Batcher(backend, ZONES, lambda: NOW)
     made, first, sizes = [], 1, iter(runs)
     while first <= len(items):
@@ -165,7 +165,7 @@ def test_outcomes_are_counted_as_one_by_one(drawn, shared):
     """`billing ingest` counts a batch's outcomes at once; the same counts as a loop over them."""
     from collections import Counter
 
-    from store.ingest import _ACCEPTED, _ACCEPTED_LATE, Outcome, count_outcomes
+    from ingest.pipeline import _ACCEPTED, _ACCEPTED_LATE, Outcome, count_outcomes
 
     outcomes = [(_ACCEPTED_LATE if late else _ACCEPTED) if shared and status == "accepted"
                 else Outcome(status, late=late) for status, late in drawn]

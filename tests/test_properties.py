@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dsl.compile import Compiled, compile_source
-from dsl.diagnostics import Diagnostic, Severity
+from rules.diagnostics import Diagnostic, Severity
 from dsl.parse import KEYWORDS
 from engine.evaluate import Timeline, bill
 from engine.periods import Period

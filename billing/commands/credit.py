@@ -19,8 +19,8 @@ from billing.output import OK
 
 
 def cmd_credit(args) -> int:
-    from store.credit_notes import credit
-    from store.lifecycle import Refused, Selector, find
+    from lifecycle.credit_notes import credit
+    from lifecycle.transitions import Refused, Selector, find
 
     sites, amounts = args.site or [], args.amount or []
     if len(sites) != len(amounts):

@@ -26,7 +26,7 @@ def database(create_schema: bool = False):
     """A session factory for the current database; its failures become one clear UsageError."""
     from sqlalchemy.exc import DBAPIError
 
-    from store import db, schema
+    from storage import db, schema
 
     engine = None
     try:
@@ -44,7 +44,7 @@ def database(create_schema: bool = False):
 
 
 def cmd_db_upgrade(args) -> int:
-    from store import db, schema
+    from storage import db, schema
 
     with database(create_schema=True) as (engine, _):
         before, now = schema.upgrade(engine)
@@ -72,7 +72,7 @@ def cmd_contract_save(args) -> int:
     included, as a failure with its reason; a misused command (an unreadable file, a bad option) is not one."""
     from billing.commands.portal import cli_actor
     from dsl.compile import compile_file
-    from store.contracts import ContractRefused, author_name, save_contract
+    from ledger.contracts import ContractRefused, author_name, save_contract
 
     effective = _period("--effective", args.effective)
     who = cli_actor()
@@ -115,7 +115,7 @@ def cmd_contract_save(args) -> int:
 
 
 def _record_save(session, who, saved, asked: dict) -> None:
-    from store.audit import contract_resource, record
+    from audit.log import contract_resource, record
 
     replaced = saved.same_as if saved.outcome == "replaced" else None
     record(session, who, "contract.save", contract_resource(saved.contract_id, saved.sha256),
@@ -127,7 +127,7 @@ def _refused_save(sessions, who, compiled, asked: dict, reason: str) -> None:
     """The refusal, in a transaction of its own (the save's was rolled back)."""
     import hashlib
 
-    from store.audit import FAILURE, contract_resource, record
+    from audit.log import FAILURE, contract_resource, record
 
     sha256 = hashlib.sha256(compiled.text.encode("utf-8")).hexdigest() if compiled.text else None
     resource = contract_resource(compiled.contract.id, sha256) if compiled.contract else f"file:{asked['file']}"
@@ -136,9 +136,9 @@ def _refused_save(sessions, who, compiled, asked: dict, reason: str) -> None:
 
 
 def cmd_contract_history(args) -> int:
-    from store.audit import contract_resource
-    from store.contracts import UnknownContract
-    from store.history import contract_history, render_history
+    from audit.log import contract_resource
+    from ledger.contracts import UnknownContract
+    from ledger.history import contract_history, render_history
 
     with database() as (_, sessions):
         with sessions() as session:
@@ -155,7 +155,7 @@ def cmd_ingest(args) -> int:
     import msgspec
 
     from metering.events import Rejection
-    from store.file_batches import FileReader
+    from ingest.file_batches import FileReader
 
     for path in args.files:
         try:
@@ -175,7 +175,7 @@ def cmd_ingest(args) -> int:
     first = FileReader(args.files[0], **batching)
     try:
         with database() as (_, sessions):
-            from store.ingest import ACCEPTED, REJECTED, count_outcomes, ingest_file
+            from ingest.pipeline import ACCEPTED, REJECTED, count_outcomes, ingest_file
 
             for index, path in enumerate(args.files):
                 progress = Progress.for_file(path)
@@ -225,9 +225,9 @@ def cmd_invoice_from_db(args) -> int:
     """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here; every format is
     rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
     from invoicing.render import render_document
-    from store.audit import invoice_resource
-    from store.billing_from_db import invoice_from_db
-    from store.contracts import StoredVersionInvalid, UnknownContract
+    from audit.log import invoice_resource
+    from ledger.billing_from_db import invoice_from_db
+    from ledger.contracts import StoredVersionInvalid, UnknownContract
 
     if args.contract or args.events:
         raise UsageError("--customer computes from the database: leave out --contract and --events")
@@ -247,7 +247,7 @@ def cmd_invoice_from_db(args) -> int:
 def _record_read(sessions, action: str, resource: str, details: dict) -> None:
     """A read of financial data on the command line is recorded like one in the portal, before it is shown."""
     from billing.commands.portal import cli_actor
-    from store.audit import record
+    from audit.log import record
 
     with sessions.begin() as session:
         record(session, cli_actor(), action, resource, details=details)

@@ -23,7 +23,7 @@ from billing.output import OK, WRONG_INPUT, say
 
 
 def _selector(args):
-    from store.lifecycle import Selector
+    from lifecycle.transitions import Selector
 
     if args.number and (args.customer or args.period):
         raise UsageError("name the invoice by --number, or by --customer and --period, not both")
@@ -40,7 +40,7 @@ def _total(row) -> str:
 
 def customers_to(sessions, customer: str | None, period) -> list[str]:
     """The customer named by --customer, or every contract that bills the period (none: wrong input)."""
-    from store.lifecycle import customers_billed_in
+    from lifecycle.transitions import customers_billed_in
 
     if customer:
         return [customer]
@@ -53,8 +53,8 @@ def customers_to(sessions, customer: str | None, period) -> list[str]:
 
 def cmd_close(args) -> int:
     from billing.commands.reconcile import reconcile_and_store, threshold
-    from store.lifecycle import Refused, close
-    from store.reconcile import render_text
+    from lifecycle.transitions import Refused, close
+    from review.reconcile import render_text
 
     period = _period("--period", args.period)
     refusals = failed = 0
@@ -89,7 +89,7 @@ def cmd_close(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from store.lifecycle import Refused, approve
+    from lifecycle.transitions import Refused, approve
 
     which, who = _selector(args), cli_actor()
     with database() as (_, sessions):
@@ -104,7 +104,7 @@ def cmd_approve(args) -> int:
 
 
 def cmd_issue(args) -> int:
-    from store.lifecycle import Refused, issue
+    from lifecycle.transitions import Refused, issue
 
     which, who, environment = _selector(args), cli_actor(), cli_environment()
     require_writable(args.pdf)
@@ -136,7 +136,7 @@ def write_pdf(path: str, pdf: bytes) -> None:
 
 
 def cmd_void(args) -> int:
-    from store.lifecycle import Refused, void
+    from lifecycle.transitions import Refused, void
 
     which, who = _selector(args), cli_actor()
     with database() as (_, sessions):

@@ -27,7 +27,7 @@ from billing.output import OK, WRONG_INPUT, say
 
 def cli_environment():
     """The environment BILLING_ENV names; an unknown one is a misused command (exit 2), not a traceback."""
-    from admin_app.environment import UnknownEnvironment, load
+    from settings.environment import UnknownEnvironment, load
 
     try:
         return load()
@@ -36,8 +36,8 @@ def cli_environment():
 
 
 def cli_actor():
-    from store.audit import Actor
-    from store.contracts import author_name
+    from audit.log import Actor
+    from ledger.contracts import author_name
 
     return Actor(f"cli:{author_name()}", cli_environment().name)
 
@@ -52,7 +52,7 @@ def _password(args) -> str | None:
 
 
 def cmd_user_add(args) -> int:
-    from store.accounts import AccountRefused, add_user
+    from identity.accounts import AccountRefused, add_user
 
     who = cli_actor()
     password = _password(args)
@@ -75,7 +75,7 @@ def cmd_user_add(args) -> int:
 def cmd_user_list(args) -> int:
     import datetime as dt
 
-    from store.accounts import list_users
+    from identity.accounts import list_users
 
     now = dt.datetime.now(dt.timezone.utc)
     with database() as (_, sessions):
@@ -101,7 +101,7 @@ CHANGES = {
 
 
 def cmd_user_change(args) -> int:
-    from store import accounts
+    from identity import accounts
 
     function, done = CHANGES[args.user_command]
     who = cli_actor()
@@ -119,7 +119,7 @@ def cmd_user_change(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from store.audit import chain_head, verify
+    from audit.log import chain_head, verify
 
     with database() as (_, sessions):
         with sessions() as session:
@@ -137,7 +137,7 @@ def cmd_demo(args) -> int:
     import datetime as dt
 
     from billing.demo import ENVIRONMENT, build_demo
-    from store import db
+    from storage import db
 
     contracts_dir = Path(__file__).resolve().parents[2] / "contracts"
     if not any(contracts_dir.glob("*.pricing")):

@@ -25,14 +25,14 @@ from billing.output import OK, WRONG_INPUT, say
 
 
 def threshold():
-    from store.reconcile import Threshold
+    from review.reconcile import Threshold
 
     return Threshold.of(cli_environment())
 
 
 def reconcile_and_store(session, customer, period, limit, who, invoice=None):
     """The report, stored; and the explanation that covers its discrepancies, if one was recorded."""
-    from store.reconcile import explanation_of, reconcile, store_report
+    from review.reconcile import explanation_of, reconcile, store_report
 
     report = reconcile(session, customer, period, limit, invoice=invoice)
     store_report(session, report, who)
@@ -44,9 +44,9 @@ def reconcile_and_store(session, customer, period, limit, who, invoice=None):
 
 def cmd_reconcile(args) -> int:
     from engine.evaluate import OutsideContract
-    from store.contracts import StoredVersionInvalid, UnknownContract
-    from store.lifecycle import Selector, find
-    from store.reconcile import NothingToExplain, explain, latest, render_text
+    from ledger.contracts import StoredVersionInvalid, UnknownContract
+    from lifecycle.transitions import Selector, find
+    from review.reconcile import NothingToExplain, explain, latest, render_text
 
     period = _period("--period", args.period)
     if args.explain is not None and not args.customer:

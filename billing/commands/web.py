@@ -13,9 +13,9 @@ from billing.output import OK, say
 
 def cmd_apikey_create(args) -> int:
     from billing.commands.portal import cli_actor
-    from store.apikeys import create_api_key
-    from store.audit import record
-    from store.contracts import UnknownContract
+    from identity.apikeys import create_api_key
+    from audit.log import record
+    from ledger.contracts import UnknownContract
 
     who = cli_actor()
     with database() as (_, sessions):
@@ -35,7 +35,7 @@ def cmd_apikey_create(args) -> int:
 
 
 def cmd_apikey_list(args) -> int:
-    from store.apikeys import list_api_keys
+    from identity.apikeys import list_api_keys
 
     with database() as (_, sessions):
         with sessions() as session:
@@ -50,8 +50,8 @@ def cmd_apikey_list(args) -> int:
 
 def cmd_apikey_revoke(args) -> int:
     from billing.commands.portal import cli_actor
-    from store.apikeys import UnknownApiKey, revoke_api_key
-    from store.audit import record
+    from identity.apikeys import UnknownApiKey, revoke_api_key
+    from audit.log import record
 
     who = cli_actor()
     with database() as (_, sessions):
@@ -70,8 +70,8 @@ def cmd_serve(args) -> int:
     from waitress import serve
 
     from admin_app import create_app
-    from admin_app.environment import UnknownEnvironment
-    from store import db, schema
+    from settings.environment import UnknownEnvironment
+    from storage import db, schema
 
     try:
         app = create_app({"MAX_CONTENT_LENGTH": args.max_body_bytes} if args.max_body_bytes else None)

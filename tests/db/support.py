@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from store.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
+from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
 
 TINY = """\
 contract "tiny" {

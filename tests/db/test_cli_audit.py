@@ -7,9 +7,9 @@ import hashlib
 
 from sqlalchemy import func, select
 
-from store.audit import AuditEntry, verify
-from store.contracts import author_name
-from store.models import ContractVersion
+from audit.log import AuditEntry, verify
+from ledger.contracts import author_name
+from ledger.models import ContractVersion
 
 from .support import TINY, event, write_lines
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from store.models import Rollup, UsageEvent
+from metering.models import Rollup, UsageEvent
 
 from .support import TINY, event, write_lines
 

@@ -10,10 +10,10 @@ from sqlalchemy_continuum import version_class
 
 from dsl.compile import compile_source
 from engine.periods import Period
-from store.contracts import ContractRefused, load_contract, save_contract
-from store.history import contract_history, render_history
-from store.issuing import record_issued_invoice
-from store.models import ContractVersion
+from ledger.contracts import ContractRefused, load_contract, save_contract
+from ledger.history import contract_history, render_history
+from ledger.issuing import record_issued_invoice
+from ledger.models import ContractVersion
 
 from .support import TINY, event, write_lines
 

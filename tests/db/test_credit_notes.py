@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from store.audit import AuditEntry
-from store.credit_notes import CreditRefused, credit, creditable
-from store.lifecycle import Selector, find, void
-from store.models import CreditNote, FrozenRecord, Invoice
+from audit.log import AuditEntry
+from lifecycle.credit_notes import CreditRefused, credit, creditable
+from lifecycle.transitions import Selector, find, void
+from lifecycle.models import CreditNote
+from storage.base import FrozenRecord
+from ledger.models import Invoice
 
 from .test_lifecycle import BILLING, JUNE, MAY, WHO, _issue, customers, snapshot  # noqa: F401  (fixtures)
 
@@ -110,7 +112,7 @@ def test_refusals_change_nothing_and_use_no_number(case, words, customers, cli, 
         with sessions.begin() as session:
             void(session, Selector(number=invoice.number), WHO, "wrong")
     if case == "draft":
-        from store.lifecycle import close
+        from lifecycle.transitions import close
 
         with sessions.begin() as session:
             close(session, "tiny", JUNE)

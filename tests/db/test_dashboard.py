@@ -19,13 +19,13 @@ from dsl.compile import compile_file
 from engine.lines import CapLine, MinimumLine
 from engine.periods import Period
 from metering.events import read_events
-from store.billing_from_db import invoice_from_db
-from store.contracts import save_contract
-from store.dashboard import dashboard, figures
-from store.dashboard_cache import DashboardCache
-from store.ingest import ingest_events
-from store.invoices import counts_from_json
-from store.issuing import record_issued_invoice
+from ledger.billing_from_db import invoice_from_db
+from ledger.contracts import save_contract
+from review.dashboard import dashboard, figures
+from review.dashboard_cache import DashboardCache
+from ingest.pipeline import ingest_events
+from ledger.invoices import counts_from_json
+from ledger.issuing import record_issued_invoice
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 PERIODS = {"acme-health": [Period(2026, 4), Period(2026, 5), Period(2026, 6)],

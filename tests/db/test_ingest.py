@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, text
 
 from metering.events import read_events
-from store.ingest import ingest_events
-from store.models import Rollup, UsageEvent
+from ingest.pipeline import ingest_events
+from metering.models import Rollup, UsageEvent
 
 from .support import TINY, event, stored_state, write_lines
 
@@ -218,13 +218,13 @@ def test_a_file_read_by_the_worker_is_stored_as_items_are(sessions, tiny, tmp_pa
 @pytest.mark.parametrize("slot_bytes", [1, 400])
 def test_texts_too_large_for_shared_memory_are_pickled(sessions, tiny, tmp_path, monkeypatch, slot_bytes):
     """A batch's texts that do not fit in their slot of shared memory go through the pipe instead."""
-    import store.file_batches
+    import ingest.file_batches
 
     first = write_lines(tmp_path / "first.jsonl", MIXED)
     expected = _outcomes(sessions, first, batch_size=3, as_file=False)
     expected_state = stored_state(sessions)
     _forget_everything(sessions)
-    monkeypatch.setattr(store.file_batches, "SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(ingest.file_batches, "SLOT_BYTES", slot_bytes)
 
     assert _outcomes(sessions, first, batch_size=3, as_file=True) == expected
     assert stored_state(sessions) == expected_state
@@ -232,7 +232,7 @@ def test_texts_too_large_for_shared_memory_are_pickled(sessions, tiny, tmp_path,
 
 def test_the_worker_leaves_customers_it_does_not_know_to_the_database(sessions, tiny, tmp_path, monkeypatch):
     """A contract saved after the ingest began: the worker knew no time zone for it; the database decides."""
-    from store.file_batches import FileReader
+    from ingest.file_batches import FileReader
 
     path = write_lines(tmp_path / "first.jsonl", MIXED)
     expected = _outcomes(sessions, path, batch_size=5, as_file=False)
@@ -246,7 +246,7 @@ def test_the_worker_leaves_customers_it_does_not_know_to_the_database(sessions, 
 
 
 def test_a_failure_in_the_worker_is_raised_here(sessions, tiny, tmp_path, monkeypatch):
-    import store.file_batches
+    import ingest.file_batches
 
     path = write_lines(tmp_path / "e.jsonl", [event(1, "2026-05-03T10:00:00Z")])
     with pytest.raises(FileNotFoundError):
@@ -256,7 +256,7 @@ def test_a_failure_in_the_worker_is_raised_here(sessions, tiny, tmp_path, monkey
         raise ValueError("the reader broke")
         yield
 
-    monkeypatch.setattr(store.file_batches, "_make_batches", broken)
+    monkeypatch.setattr(ingest.file_batches, "_make_batches", broken)
     with pytest.raises(ValueError, match="the reader broke"):
         list(ingest_events(sessions, read_events(path)))
 
@@ -264,7 +264,7 @@ def test_a_failure_in_the_worker_is_raised_here(sessions, tiny, tmp_path, monkey
         os._exit(3)
         yield
 
-    monkeypatch.setattr(store.file_batches, "_make_batches", killed)
+    monkeypatch.setattr(ingest.file_batches, "_make_batches", killed)
     with pytest.raises(RuntimeError, match="stopped .exit status 3"):
         list(ingest_events(sessions, read_events(path)))
     assert stored_state(sessions)["events"] == 0

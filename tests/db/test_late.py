@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from engine.periods import Period
-from store.issuing import AlreadyIssued, record_issued_invoice
-from store.models import Invoice, UsageEvent
+from ledger.issuing import AlreadyIssued, record_issued_invoice
+from ledger.models import Invoice
+from metering.models import UsageEvent
 
 from .support import TINY, event, stored_state, write_lines
 
@@ -150,7 +151,7 @@ def test_an_invoice_is_issued_once(cli, tiny, tmp_path, sessions):
 def test_after_a_void_the_late_usage_goes_back_to_its_own_period(cli, tiny, tmp_path, sessions):
     import datetime as dt
 
-    from store.models import InvoiceVoid
+    from ledger.models import InvoiceVoid
 
     ingest(cli, tmp_path, "april.jsonl", [event(1, "2026-04-10T10:00:00Z", "60")])
     first = issue(sessions, "2026-04")

@@ -17,11 +17,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from engine.periods import Period, contract_year_start
-from store.audit import Actor, AuditEntry
-from store.billing_from_db import invoice_from_db
-from store.invoices import carried_into, counts_from_json, issued_invoices
-from store.lifecycle import APPROVAL_GATES, Refused, Selector, approve, close, issue, status_of, void
-from store.models import Base, FrozenRecord, Invoice, InvoicePdf, InvoiceVoid
+from audit.log import Actor, AuditEntry
+from ledger.billing_from_db import invoice_from_db
+from ledger.invoices import carried_into, counts_from_json, issued_invoices
+from lifecycle.transitions import APPROVAL_GATES, Refused, Selector, approve, close, issue, status_of, void
+from storage.base import Base, FrozenRecord
+from ledger.models import Invoice, InvoicePdf, InvoiceVoid
 
 from .support import TINY, event, write_lines
 
@@ -120,7 +121,7 @@ def test_the_issued_pdf_carries_the_number_and_the_total(customers, sessions):
 
 
 def _user() -> str:
-    from store.contracts import author_name
+    from ledger.contracts import author_name
 
     return author_name()
 
@@ -290,7 +291,7 @@ def test_numbers_have_no_gaps_under_concurrent_issuing(customers, sessions):
 
 
 def test_contract_history_shows_a_voided_period_open_until_its_replacement(customers, sessions):
-    from store.history import contract_history
+    from ledger.history import contract_history
 
     def status_of_may() -> str | None:
         with sessions() as session:

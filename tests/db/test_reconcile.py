@@ -13,20 +13,15 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 
-from admin_app import environment
+from settings import environment
 from engine.periods import Period
-from store.audit import Actor, AuditEntry
-from store.lifecycle import APPROVAL_GATES, Refused, Selector, approve, issue
-from store.models import (
-    DashboardSnapshotSite,
-    FrozenRecord,
-    Invoice,
-    Reconciliation,
-    ReconciliationExplanation,
-    Rollup,
-    UsageEvent,
-)
-from store.reconcile import DISCREPANCY, NOTE, OK, WITHIN, Threshold, latest, reconcile
+from audit.log import Actor, AuditEntry
+from lifecycle.transitions import APPROVAL_GATES, Refused, Selector, approve, issue
+from review.models import DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
+from storage.base import FrozenRecord
+from ledger.models import Invoice
+from metering.models import Rollup, UsageEvent
+from review.reconcile import DISCREPANCY, NOTE, OK, WITHIN, Threshold, latest, reconcile
 
 from .support import TINY, event, write_lines
 

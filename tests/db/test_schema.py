@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from store import schema
+from storage import schema
 
 from .conftest import EXAMPLES
 

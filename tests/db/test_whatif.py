@@ -15,13 +15,13 @@ from sqlalchemy import select
 from dsl.compile import compile_source
 from engine.periods import Period
 from metering.events import read_events
-from store.contracts import save_contract
-from store.ingest import ingest_events
-from store.issuing import record_issued_invoice
-from store.audit import Actor
-from store.lifecycle import Selector, close, void
-from store.models import Invoice
-from store.whatif import Refusal, backtest, compare_versions, preview
+from ledger.contracts import save_contract
+from ingest.pipeline import ingest_events
+from ledger.issuing import record_issued_invoice
+from audit.log import Actor
+from lifecycle.transitions import Selector, close, void
+from ledger.models import Invoice
+from review.whatif import Refusal, backtest, compare_versions, preview
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 ACME = (CONTRACTS / "acme-health.pricing").read_text(encoding="utf-8")

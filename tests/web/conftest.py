@@ -9,10 +9,10 @@ from admin_app import create_app
 from db.conftest import db_url, postgres_database  # noqa: F401  (tests/db/conftest.py: one database per test)
 from db.support import TINY
 from dsl.compile import compile_source
-from store.apikeys import create_api_key
-from store.contracts import save_contract
-from store.db import connect, session_factory
-from store.schema import upgrade
+from identity.apikeys import create_api_key
+from ledger.contracts import save_contract
+from storage.db import connect, session_factory
+from storage.schema import upgrade
 
 API_SOURCE = "platform/test"
 

@@ -27,10 +27,10 @@ from admin_app import api, create_app
 from db.conftest import cli  # noqa: F401  (`billing ARGS…` in this process)
 from db.support import event, stored_state
 from engine.periods import Period
-from store.apikeys import ApiKey, key_hash, revoke_api_key
-from store.audit import AuditEntry
-from store.issuing import record_issued_invoice
-from store.models import UsageEvent
+from identity.apikeys import ApiKey, key_hash, revoke_api_key
+from audit.log import AuditEntry
+from ledger.issuing import record_issued_invoice
+from metering.models import UsageEvent
 
 from .conftest import API_SOURCE
 

@@ -22,14 +22,15 @@ from db.conftest import db_url, postgres_database  # noqa: F401  (tests/db/conft
 from dsl.compile import compile_file
 from engine.periods import Period
 from metering.events import read_events
-from store import accounts, db, schema
-from store.accounts import User
-from store.audit import Actor
-from store.contracts import save_contract
-from store.ingest import ingest_events
-from store.issuing import record_issued_invoice
-from store.models import Invoice
-from store.signin import open_session
+from identity import accounts
+from storage import db, schema
+from identity.accounts import User
+from audit.log import Actor
+from ledger.contracts import save_contract
+from ingest.pipeline import ingest_events
+from ledger.issuing import record_issued_invoice
+from ledger.models import Invoice
+from identity.signin import open_session
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "contracts"
 UTC = dt.timezone.utc

@@ -18,8 +18,8 @@ import pytest
 from flask import Flask
 
 from admin_app import access
-from store import accounts
-from store.models import InvoiceVoid
+from identity import accounts
+from ledger.models import InvoiceVoid
 
 from .conftest import CUSTOMER, PRINCIPALS
 

@@ -8,10 +8,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from store import accounts
+from identity import accounts
 
-from store.accounts import User
-from store.audit import AuditEntry, verify
+from identity.accounts import User
+from audit.log import AuditEntry, verify
 
 from .conftest import PASSWORD, TEST_ACTOR, form_post
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
-from store.accounts import User
-from store.audit import AuditEntry
+from identity.accounts import User
+from audit.log import AuditEntry
 
 from .conftest import form_post
 

@@ -20,7 +20,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from admin_app import create_app
-from store.audit import Actor, record
+from audit.log import Actor, record
 
 from .conftest import PASSWORD, add_portal_user
 

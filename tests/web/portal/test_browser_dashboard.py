@@ -12,7 +12,7 @@ import json
 import pyotp
 
 from metering.events import read_events
-from store.ingest import ingest_events
+from ingest.pipeline import ingest_events
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, add_portal_user
 from .test_browser import (  # noqa: F401  (fixtures: the same live app, browser and screenshots)

@@ -14,8 +14,9 @@ import pyotp
 from sqlalchemy import select
 
 from engine.periods import Period
-from store.lifecycle import close
-from store.models import CreditNote, Invoice, InvoicePdf
+from lifecycle.transitions import close
+from lifecycle.models import CreditNote
+from ledger.models import Invoice, InvoicePdf
 
 from .conftest import CUSTOMER, add_portal_user
 from .test_browser import (  # noqa: F401  (fixtures: SQLite, the app served in a thread, Chromium)

@@ -14,9 +14,9 @@ import pyotp
 from sqlalchemy import select
 
 from engine.periods import Period
-from store.lifecycle import close
-from store.models import UsageEvent
-from store.reconcile import Threshold, reconcile, store_report
+from lifecycle.transitions import close
+from metering.models import UsageEvent
+from review.reconcile import Threshold, reconcile, store_report
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, TEST_ACTOR, add_portal_user
 from .test_browser import browser_page, db_url, live_portal, pytestmark, screenshot, sign_in_with_password  # noqa: F401

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dsl.compile import compile_source
 from engine.periods import Period
-from store.contracts import save_contract
+from ledger.contracts import save_contract
 
 from .test_browser import browser_page, db_url, live_portal, pytestmark, screenshot  # noqa: F401
 from .test_browser_contracts import sign_in_deal_desk

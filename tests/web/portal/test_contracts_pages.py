@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from dsl.compile import compile_file, compile_source
 from engine.plan_view import plan_text
-from store.audit import AuditEntry
-from store.models import ContractVersion
+from audit.log import AuditEntry
+from ledger.models import ContractVersion
 
 from .conftest import CONTRACTS, csrf_token
 

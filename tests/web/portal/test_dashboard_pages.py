@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from engine.periods import Period
 from metering.events import read_events
-from store.audit import AuditEntry
-from store.billing_from_db import invoice_from_db
-from store.ingest import ingest_events
+from audit.log import AuditEntry
+from ledger.billing_from_db import invoice_from_db
+from ingest.pipeline import ingest_events
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER
 

@@ -15,10 +15,13 @@ from sqlalchemy import func, select
 from admin_app import create_app
 from billing.cli import main
 from billing.demo import build_demo
-from store import db, lifecycle
-from store.accounts import User
-from store.audit import AuditEntry, verify
-from store.models import ContractVersion, Invoice, InvoicePdf, Reconciliation, UsageEvent
+from storage import db
+from lifecycle import transitions as lifecycle
+from identity.accounts import User
+from audit.log import AuditEntry, verify
+from ledger.models import ContractVersion, Invoice, InvoicePdf
+from review.models import Reconciliation
+from metering.models import UsageEvent
 
 from .conftest import form_post
 

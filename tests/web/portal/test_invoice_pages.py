@@ -17,9 +17,10 @@ from babel.numbers import format_decimal
 from sqlalchemy import select
 
 from engine.periods import Period
-from store.audit import AuditEntry
-from store.lifecycle import close
-from store.models import CreditNote, Invoice, InvoicePdf, InvoiceVoid
+from audit.log import AuditEntry
+from lifecycle.transitions import close
+from lifecycle.models import CreditNote
+from ledger.models import Invoice, InvoicePdf, InvoiceVoid
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, form_post
 

@@ -9,10 +9,11 @@ import pytest
 from flask import request
 from sqlalchemy import select
 
-from admin_app import create_app, environment
+from admin_app import create_app
+from settings import environment
 from admin_app.access import public
-from store.accounts import UserSession
-from store.audit import AuditEntry
+from identity.accounts import UserSession
+from audit.log import AuditEntry
 
 from .conftest import PASSWORD, form_post
 

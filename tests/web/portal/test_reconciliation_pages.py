@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from engine.periods import Period
-from store.audit import AuditEntry
-from store.models import Reconciliation, ReconciliationExplanation
-from store.reconcile import Threshold, reconcile, store_report
+from audit.log import AuditEntry
+from review.models import Reconciliation, ReconciliationExplanation
+from review.reconcile import Threshold, reconcile, store_report
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, TEST_ACTOR, csrf_token, form_post
 

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from dsl.compile import compile_source
 from engine.periods import Period
-from store.audit import AuditEntry
-from store.contracts import save_contract
-from store.models import Invoice
+from audit.log import AuditEntry
+from ledger.contracts import save_contract
+from ledger.models import Invoice
 
 from .conftest import CUSTOMER, csrf_token
 

@@ -1,1 +1,0 @@
-"""Rule primitives: one module per kind of rule, found through registry.py."""

@@ -1,0 +1,181 @@
+"""Contract versions in the database: saving a new one, loading a contract's timeline.
+
+    saved = save_contract(session, compile_file("acme.pricing"), comment="new review tiers")
+    saved.outcome        # created | saved | replaced | unchanged
+    contract = load_contract(session, "acme-health")
+    contract.timeline    # engine.evaluate.Timeline: each version's plan from its period on
+
+A contract's first version is in effect from its `starts`. A later one takes
+effect at a period boundary: by default the next one after today (in the
+contract's time zone), or the `effective` period given, which no issued invoice
+may cover. Saving again for a period that already has a version replaces it
+(sqlalchemy-continuum keeps the replaced text); saving the text of the version
+already in effect then changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dsl.compile import Compiled, compile_source
+from engine.evaluate import Timeline
+from engine.periods import Period
+from ledger.models import Contract, ContractVersion, Invoice, in_force
+
+UTC = dt.timezone.utc
+
+
+class ContractRefused(Exception):
+    """The version cannot be saved as asked; nothing was saved."""
+
+
+class UnknownContract(LookupError):
+    def __init__(self, contract_id: str):
+        super().__init__(f"no contract '{contract_id}' in the database (save it with `billing contract save FILE`)")
+        self.contract_id = contract_id
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    effective: Period
+    sha256: str
+    author: str
+    saved_at: dt.datetime
+
+    @classmethod
+    def of(cls, version: ContractVersion) -> "VersionInfo":
+        return cls(version.effective, version.sha256, version.author, version.saved_at)
+
+
+@dataclass(frozen=True)
+class Saved:
+    outcome: str                       # created | saved | replaced | unchanged
+    contract_id: str
+    effective: Period
+    sha256: str
+    same_as: VersionInfo | None        # unchanged: the version in effect; replaced: the one replaced
+
+
+def author_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return "unknown"
+
+
+def last_issued_period(session: Session, contract_id: str) -> Period | None:
+    return session.scalar(
+        select(func.max(Invoice.period)).where(Invoice.customer == contract_id, in_force())
+    )
+
+
+def save_contract(
+    session: Session,
+    compiled: Compiled,
+    *,
+    effective: Period | None = None,
+    comment: str = "",
+    author: str | None = None,
+    now: dt.datetime | None = None,
+) -> Saved:
+    """Raises ContractRefused with the reason; `compiled` must have compiled without errors."""
+    terms = compiled.plan.terms
+    now = now or dt.datetime.now(UTC)
+    first = Period.of(terms.starts)
+    row = dict(text=compiled.text, sha256=terms.version, author=author or author_name(), saved_at=now,
+               comment=comment or "")
+    contract = session.get(Contract, terms.contract_id, with_for_update=True)
+    if contract is None:
+        if effective not in (None, first):
+            raise ContractRefused(
+                f"--effective {effective}: the first version of '{terms.contract_id}' is in effect from its start "
+                f"({terms.starts.isoformat()}, period {first}); save it without --effective"
+            )
+        contract = Contract(id=terms.contract_id, customer=terms.customer, timezone=terms.timezone,
+                            starts=terms.starts, currency=terms.money.currency, created_at=now)
+        session.add(contract)
+        session.add(ContractVersion(contract=contract, effective=first, **row))
+        return Saved("created", contract.id, first, terms.version, None)
+
+    for what, mine, theirs in (
+        ("starts", terms.starts, contract.starts),
+        ("timezone", terms.timezone, contract.timezone),
+        ("currency", terms.money.currency, contract.currency),
+    ):
+        if mine != theirs:
+            raise ContractRefused(f"a new version must keep the contract's {what} ({theirs} in the database, {mine} here)")
+    today = now.astimezone(ZoneInfo(contract.timezone)).date()
+    target = effective or max(Period.of(today).shift(1), first)
+    where = f"--effective {target}" if effective else f"the next period boundary after today ({target})"
+    if target < first:
+        raise ContractRefused(f"{where} is before the contract starts ({terms.starts.isoformat()})")
+    issued = last_issued_period(session, contract.id)
+    if issued is not None and target <= issued:
+        raise ContractRefused(
+            f"{where}: the invoice for {issued} is already issued, so a new version can take effect "
+            f"from {issued.shift(1)} at the earliest; nothing saved"
+        )
+
+    in_effect = _version_in_effect(contract.versions, target)
+    if in_effect is not None and in_effect.sha256 == terms.version:
+        return Saved("unchanged", contract.id, in_effect.effective, terms.version, VersionInfo.of(in_effect))
+    contract.customer = terms.customer
+    if in_effect is not None and in_effect.effective == target:
+        replaced = VersionInfo.of(in_effect)
+        for name, value in row.items():
+            setattr(in_effect, name, value)
+        return Saved("replaced", contract.id, target, terms.version, replaced)
+    session.add(ContractVersion(contract=contract, effective=target, **row))
+    return Saved("saved", contract.id, target, terms.version, None)
+
+
+def _version_in_effect(versions: list[ContractVersion], period: Period) -> ContractVersion | None:
+    current = None
+    for version in sorted(versions, key=lambda v: v.effective):
+        if version.effective <= period:
+            current = version
+    return current
+
+
+@dataclass(frozen=True)
+class StoredContract:
+    id: str
+    zone: ZoneInfo
+    versions: tuple[ContractVersion, ...]   # in effective order
+    timeline: Timeline
+
+    def version_for(self, period: Period) -> ContractVersion:
+        return _version_in_effect(list(self.versions), period) or self.versions[0]
+
+
+class StoredVersionInvalid(Exception):
+    """A stored version no longer compiles (the language changed under it)."""
+
+
+@lru_cache(maxsize=64)
+def compiled_text(text: str, name: str) -> Compiled:
+    return compile_source(text.encode("utf-8"), name)
+
+
+def load_contract(session: Session, contract_id: str) -> StoredContract:
+    """Raises UnknownContract, or StoredVersionInvalid with the first error."""
+    contract = session.get(Contract, contract_id)
+    if contract is None:
+        raise UnknownContract(contract_id)
+    versions = tuple(sorted(contract.versions, key=lambda v: v.effective))
+    plans = []
+    for version in versions:
+        name = f"{contract_id}@{version.effective}"
+        compiled = compiled_text(version.text, name)
+        if not compiled.ok:
+            first_error = next(d for d in compiled.diagnostics if d.severity == "error")
+            raise StoredVersionInvalid(f"the stored version {name} no longer compiles: {first_error.render(name)}")
+        plans.append((version.effective, compiled.plan))
+    return StoredContract(contract.id, ZoneInfo(contract.timezone), versions, Timeline(tuple(plans)))

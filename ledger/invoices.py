@@ -1,0 +1,54 @@
+"""Issued invoices: what each one froze, as the next computations need it.
+
+An issued invoice keeps its document, the contract version it was computed
+with, and its caps' counts at the start and at the end of its period (exact
+decimal strings), so that
+
+- a later period of the same contract year starts its caps from the last issued
+  counts instead of recomputing (engine.evaluate.Carried), and
+- late usage of an issued period is recomputed from the counts that period started from.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.evaluate import Carried
+from engine.periods import Period
+from ledger.models import Invoice, in_force
+from storage.types import decimal_text
+
+CapCounts = dict[tuple[str, str], Decimal]   # (site, cap scope as written) → counted in the contract year
+
+
+def counts_json(counts: CapCounts) -> list[list[str]]:
+    return [[site, scope, decimal_text(amount)] for (site, scope), amount in sorted(counts.items())]
+
+
+def counts_from_json(rows: list[list[str]]) -> CapCounts:
+    return {(site, scope): Decimal(amount) for site, scope, amount in rows}
+
+
+def issued_invoices(session: Session, customer: str) -> dict[Period, Invoice]:
+    query = select(Invoice).where(Invoice.customer == customer, in_force()).order_by(Invoice.period)
+    return {invoice.period: invoice for invoice in session.scalars(query)}
+
+
+def carried_into(issued: dict[Period, Invoice], year_start: Period, period: Period) -> Carried | None:
+    """The counts of the last issued invoice of the contract year before `period`, if any."""
+    before = [p for p in issued if year_start <= p < period]
+    if not before:
+        return None
+    last = max(before)
+    return Carried(last, counts_from_json(issued[last].cap_counts))
+
+
+def next_open(issued: dict[Period, Invoice], after: Period, last: Period | None) -> Period | None:
+    """The first period after `after` without an issued invoice (None past the contract's last period)."""
+    period = after.shift(1)
+    while period in issued:
+        period = period.shift(1)
+    return None if last is not None and period > last else period

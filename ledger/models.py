@@ -1,0 +1,130 @@
+"""The books: contracts and their versions, and the invoices computed from them.
+
+    contracts ─< contract_versions          (versioned by sqlalchemy-continuum)
+    invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
+    invoice_pdfs, invoice_voids             the issued PDF, voids (lifecycle/transitions.py)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event, exists, inspect, text
+from sqlalchemy.orm import Mapped, configure_mappers, mapped_column, relationship
+
+from engine.periods import Period
+from storage.base import Base, FrozenRecord, RowId, make_append_only
+
+
+class Contract(Base):
+    """A customer's contract; what every version must keep (id, start, time zone, currency)."""
+
+    __tablename__ = "contracts"
+    __versioned__ = {}
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    customer: Mapped[str]                      # the display name, as the latest version writes it
+    timezone: Mapped[str]
+    starts: Mapped[dt.date]
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[dt.datetime]
+
+    versions: Mapped[list[ContractVersion]] = relationship(
+        back_populates="contract", order_by="ContractVersion.effective"
+    )
+
+
+class ContractVersion(Base):
+    """The contract text in effect from `effective` on; saving again for the same period replaces it."""
+
+    __tablename__ = "contract_versions"
+    __versioned__ = {}
+    __table_args__ = (UniqueConstraint("contract_id", "effective", name="contract_versions_period"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    effective: Mapped[Period]
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str]
+    saved_at: Mapped[dt.datetime]
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    contract: Mapped[Contract] = relationship(back_populates="versions")
+
+
+INVOICE_STATUSES = ("draft", "approved", "issued", "void")
+
+
+class Invoice(Base):
+    """One period's invoice of a contract. An issued one is frozen: its document and what its caps counted."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(f"status IN {INVOICE_STATUSES}", name="invoices_status"),
+        # One draft or approved invoice per customer and period. An issued one is never changed, so a voided
+        # one keeps status 'issued' (invoice_voids says it is void); store/lifecycle.py allows one in force.
+        Index(
+            "invoices_one_open", "customer", "period", unique=True,
+            postgresql_where=text("status IN ('draft', 'approved')"),
+            sqlite_where=text("status IN ('draft', 'approved')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    customer: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    period: Mapped[Period]
+    status: Mapped[str] = mapped_column(String(10))
+    document: Mapped[dict] = mapped_column(JSON)
+    contract_sha: Mapped[str] = mapped_column(String(64))
+    cap_counts_before: Mapped[list] = mapped_column(JSON)   # [[site, scope, "decimal"], …] at the period's start
+    cap_counts: Mapped[list] = mapped_column(JSON)          # … and after it
+    usage_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    issued_at: Mapped[dt.datetime | None]
+    # The lifecycle (store/lifecycle.py): who approved and issued it, its number, the voided invoice it replaces.
+    approved_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None]
+    issued_by: Mapped[str | None]
+    number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+
+
+class InvoicePdf(Base):
+    """The PDF an invoice was issued with, and its SHA-256; never changed or deleted."""
+
+    __tablename__ = "invoice_pdfs"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class InvoiceVoid(Base):
+    """An issued invoice's void: who, when, why. The invoice row itself is not touched."""
+
+    __tablename__ = "invoice_voids"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    voided_at: Mapped[dt.datetime]
+    voided_by: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+def in_force():
+    """The condition of an issued invoice that was not voided: what caps, lateness and numbering count."""
+    return (Invoice.status == "issued") & ~exists().where(InvoiceVoid.invoice_id == Invoice.id)
+
+
+@event.listens_for(Invoice, "before_update")
+@event.listens_for(Invoice, "before_delete")
+def _issued_invoice_is_frozen(mapper, connection, target: Invoice) -> None:
+    history = inspect(target).attrs.status.history
+    if (history.deleted[0] if history.deleted else target.status) == "issued":
+        raise FrozenRecord(f"invoice {target.number or target.id} of '{target.customer}' for {target.period} "
+                           "is issued: it cannot be changed or deleted (void it and issue a new one)")
+
+
+make_append_only(InvoicePdf, InvoiceVoid)
+
+configure_mappers()

@@ -1,0 +1,319 @@
+"""The invoice lifecycle: draft (recomputed freely) → approved → issued → void.
+
+    close(session, "acme-health", Period(2026, 5))              # a draft, created or recomputed
+    approve(session, Selector("acme-health", Period(2026, 5)), who)   # APPROVAL_GATES first
+    issue(session, Selector(number=None, ...), who, environment)      # UK-2026-000042, its PDF stored
+    void(session, Selector(number="UK-2026-000042"), who, "wrong site list")
+    close(session, "acme-health", Period(2026, 5))              # the re-issue's draft replaces the void one
+
+Issuing numbers the invoice PREFIX-YYYY-NNNNNN, gap-free per environment and
+year of issue, from a counter row locked in the issuing transaction (FOR UPDATE
+on PostgreSQL; SQLite's writers hold the database lock from BEGIN IMMEDIATE).
+The number is taken only when everything else has succeeded but the commit, so
+a refusal or a failed PDF rolls the counter back with the rest.
+
+An issued invoice never changes (triggers of migration 0004, and the ORM guard
+in store/models.py). A void is a row of its own (`invoice_voids`: who, when,
+why); the status shown is derived (`status_of`). A voided period is open again:
+`billing close` makes a new draft that `replaces` the voided invoice, and it gets
+its own number when issued.
+
+Every refusal raises `Refused` before anything is written; approve, issue and
+void are recorded in the audit log in their own transaction. Approving and
+issuing run the period's reconciliation again (`reconciliation_passed`): a
+discrepancy above the threshold refuses them until it is resolved or explained.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.periods import Period
+from invoicing.invoice import Invoice as InvoiceDocument
+from audit.log import Actor, invoice_resource, record
+from ledger.billing_from_db import ComputedInvoice, invoice_from_db
+from ledger.contracts import UnknownContract
+from storage.db import dialect_insert
+from ledger.issuing import computed_fields, freeze
+from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
+from lifecycle.models import InvoiceCounter
+from review.reconcile import take_snapshot
+
+UTC = dt.timezone.utc
+NUMBER_DIGITS = 6
+
+
+class Refused(Exception):
+    """A lifecycle step that cannot be taken; nothing was changed. The message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which invoice: a customer's for a period, or the one with an invoice number."""
+
+    customer: str | None = None
+    period: Period | None = None
+    number: str | None = None
+
+    def __str__(self) -> str:
+        return self.number or f"the invoice of '{self.customer}' for {self.period}"
+
+
+# Checks that a draft must pass to be approved, in order: each returns None, or why it may not be approved.
+# The reconciliation adds its own here.
+Gate = Callable[[Session, Invoice, ComputedInvoice], "str | None"]
+
+
+def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice) -> str | None:
+    """What is approved is what was reviewed: usage or contract changes since `billing close` need a new close."""
+    if draft.usage_hash != computed.usage_hash or draft.document != computed.document:
+        return "the usage or the contract changed since the draft was made; run `billing close` again and review it"
+    return None
+
+
+def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedInvoice) -> str | None:
+    """The reconciliation of the period (store/reconcile.py), run now, finds no discrepancy above the
+    environment's threshold, or finance recorded an explanation of exactly the discrepancies it finds."""
+    from review.reconcile import configured_threshold, explanation_of, headline, reconcile
+
+    report = reconcile(session, draft.customer, draft.period, configured_threshold(), computed=computed,
+                       invoice=draft)
+    if report.passed or explanation_of(session, draft, report) is not None:
+        return None
+    return (f"its {headline(report)}; see `billing reconcile --customer {draft.customer} --period {draft.period}`, "
+            "resolve them and run `billing close` again, or have finance record why they may stand "
+            "(`billing reconcile … --explain TEXT`)")
+
+
+APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, reconciliation_passed)
+
+
+def render_issued_pdf(invoice: InvoiceDocument, number: str, issued_on: dt.date, locale: str) -> bytes:
+    """The issued invoice's PDF (invoicing/pdf.py)."""
+    from invoicing.pdf import render_pdf
+
+    return render_pdf(invoice, number=number, status="issued", issued_on=issued_on, locale=locale)
+
+
+def status_of(session: Session, row: Invoice) -> str:
+    """draft, approved, issued, or void (an issued invoice with a void recorded)."""
+    if row.status == "issued" and session.get(InvoiceVoid, row.id) is not None:
+        return "void"
+    return row.status
+
+
+def find(session: Session, which: Selector) -> Invoice | None:
+    """By number; or the customer's open (draft, approved) invoice of the period, else the one in force,
+    else the last voided one."""
+    if which.number is not None:
+        return session.scalar(select(Invoice).where(Invoice.number == which.number))
+    rows = session.scalars(select(Invoice).where(Invoice.customer == which.customer, Invoice.period == which.period)
+                           .order_by(Invoice.id.desc())).all()
+    for row in rows:
+        if row.status in ("draft", "approved"):
+            return row
+    for row in rows:
+        if status_of(session, row) == "issued":
+            return row
+    return rows[0] if rows else None
+
+
+def close(session: Session, customer: str, period: Period, *, now: dt.datetime | None = None) -> tuple[Invoice, str]:
+    """Creates or recomputes the period's draft; returns it and what happened: created, refreshed, unchanged.
+    Every close records what the dashboard shows for the period (store/reconcile.py compares it with the draft).
+
+    An approved invoice is recomputed too and goes back to draft if anything changed.
+    Refused: no such contract, a period outside it, an invoice already issued."""
+    now = now or dt.datetime.now(UTC)
+    _lock_contract(session, customer)
+    row = find(session, Selector(customer, period))
+    if row is not None and status_of(session, row) == "issued":
+        raise Refused(f"the invoice of '{customer}' for {period} is issued as {_name(row)}; "
+                      "void it to correct it")
+    computed = _compute(session, customer, period)
+    fields = computed_fields(computed)
+    if row is not None and row.status in ("draft", "approved"):
+        if all(getattr(row, name) == value for name, value in fields.items()):
+            outcome = "unchanged"
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.status, row.approved_at, row.approved_by, row.created_at = "draft", None, None, now
+            outcome = "refreshed"
+        session.flush()
+        take_snapshot(session, customer, period, row.id, now=now)
+        return row, outcome
+    draft = Invoice(customer=customer, period=period, status="draft", created_at=now,
+                    replaces_id=row.id if row is not None else None, **fields)
+    session.add(draft)
+    session.flush()
+    take_snapshot(session, customer, period, draft.id, now=now)
+    return draft, "created"
+
+
+def approve(session: Session, which: Selector, who: Actor, *, now: dt.datetime | None = None) -> Invoice:
+    now = now or dt.datetime.now(UTC)
+    row = _locked(session, which)
+    status = status_of(session, row)
+    if status == "approved":
+        raise Refused(f"{which} is already approved (by {row.approved_by} at {row.approved_at:%Y-%m-%d %H:%M} UTC)")
+    if status != "draft":
+        raise Refused(f"{which} is {status}: only a draft can be approved")
+    computed = _compute(session, row.customer, row.period)
+    for gate in APPROVAL_GATES:
+        reason = gate(session, row, computed)
+        if reason is not None:
+            raise Refused(f"{which} cannot be approved: {reason}")
+    row.status, row.approved_at, row.approved_by = "approved", now, who.name
+    session.flush()
+    record(session, who, "invoice.approve", invoice_resource(row.customer, row.period, row.id),
+           details={"total": row.document["totals"]["total"], "usage_hash": row.usage_hash}, at=now)
+    return row
+
+
+@dataclass(frozen=True)
+class Issued:
+    invoice: Invoice
+    pdf: bytes
+
+
+def issue(session: Session, which: Selector, who: Actor, *, prefix: str, locale: str = "en_GB",
+          now: dt.datetime | None = None,
+          render: Callable[[InvoiceDocument, str, dt.date, str], bytes] = render_issued_pdf) -> Issued:
+    """Numbers, freezes and stores the approved invoice with its PDF. Refused: not approved, or what would
+    be issued differs from what was approved, or the PDF cannot be made."""
+    now = now or dt.datetime.now(UTC)
+    row = _locked(session, which)
+    status = status_of(session, row)
+    if status != "approved":
+        raise Refused(f"{which} is {status}: only an approved invoice can be issued"
+                      + (" (run `billing approve` first)" if status == "draft" else ""))
+    computed = _compute(session, row.customer, row.period)
+    if row.usage_hash != computed.usage_hash or row.document != computed.document:
+        raise Refused(f"{which} changed since it was approved (usage or contract); "
+                      "run `billing close` again, review and approve it")
+    reason = reconciliation_passed(session, row, computed)
+    if reason is not None:
+        raise Refused(f"{which} cannot be issued: {reason}")
+    number = next_number(session, who.environment, prefix, now.year)
+    try:
+        pdf = render(computed.invoice, number, now.date(), locale)
+    except Exception as exc:   # whatever the renderer's failure, nothing is issued and the number is not used
+        raise Refused(f"{which}: the PDF cannot be made, so nothing was issued: {exc}") from exc
+    row.number, row.issued_by = number, who.name
+    freeze(session, row, computed, now)
+    sha256 = hashlib.sha256(pdf).hexdigest()
+    session.add(InvoicePdf(invoice_id=row.id, pdf=pdf, sha256=sha256))
+    session.flush()
+    record(session, who, "invoice.issue", invoice_resource(row.customer, row.period, row.id),
+           details={"number": number, "total": row.document["totals"]["total"], "pdf_sha256": sha256,
+                    "replaces": _replaced_number(session, row)}, at=now)
+    return Issued(row, pdf)
+
+
+def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.datetime | None = None) -> Invoice:
+    """Records the void of an issued invoice; the invoice row is not touched."""
+    now = now or dt.datetime.now(UTC)
+    if not reason.strip():
+        raise Refused("a void needs a reason")
+    row = _locked(session, which)
+    status = status_of(session, row)
+    if status != "issued":
+        raise Refused(f"{which} is {status}: only an issued invoice can be voided"
+                      + (" (a draft is simply recomputed by `billing close`)" if status in ("draft", "approved")
+                         else ""))
+    from lifecycle.credit_notes import notes_of
+
+    credited = notes_of(session, [row.id]).get(row.id)
+    if credited:
+        raise Refused(f"{which} has credit notes ({', '.join(note.number for note in credited)}): voiding it would "
+                      "credit the customer twice; credit what remains with `billing credit` instead")
+    session.add(InvoiceVoid(invoice_id=row.id, voided_at=now, voided_by=who.name, reason=reason.strip()))
+    session.flush()
+    record(session, who, "invoice.void", invoice_resource(row.customer, row.period, row.id),
+           details={"number": row.number, "reason": reason.strip()}, at=now)
+    return row
+
+
+def stored_pdf(session: Session, row: Invoice) -> InvoicePdf | None:
+    return session.get(InvoicePdf, row.id)
+
+
+def customers_billed_in(session: Session, period: Period) -> list[str]:
+    """Every contract whose term covers `period`, by id."""
+    from engine.evaluate import OutsideContract
+    from ledger.contracts import load_contract
+
+    covered = []
+    for contract_id in session.scalars(select(Contract.id).order_by(Contract.id)):
+        timeline = load_contract(session, contract_id).timeline
+        try:
+            timeline.require_billed(period)
+        except OutsideContract:
+            continue
+        covered.append(contract_id)
+    return covered
+
+
+def next_number(session: Session, environment: str, prefix: str, year: int) -> str:
+    """The next number of the environment's year, from its counter row, locked until the transaction ends."""
+    table = InvoiceCounter.__table__
+    session.execute(dialect_insert(session.connection(), table)
+                    .values(environment=environment, year=year, last=0).on_conflict_do_nothing())
+    counter = session.scalars(select(InvoiceCounter).where(InvoiceCounter.environment == environment,
+                                                           InvoiceCounter.year == year)
+                              .with_for_update().execution_options(populate_existing=True)).one()
+    counter.last += 1
+    session.flush()
+    return f"{prefix}-{year}-{counter.last:0{NUMBER_DIGITS}d}"
+
+
+def _locked(session: Session, which: Selector) -> Invoice:
+    """The invoice, read again once its contract is locked (a concurrent step may have moved it on)."""
+    row = _existing(session, which)
+    _lock_contract(session, row.customer)
+    session.refresh(row)
+    return row
+
+
+def _existing(session: Session, which: Selector) -> Invoice:
+    row = find(session, which)
+    if row is None:
+        if which.number is None:
+            raise Refused(f"there is no invoice of '{which.customer}' for {which.period}; "
+                          "run `billing close` to make its draft")
+        raise Refused(f"there is no invoice numbered {which.number}")
+    return row
+
+
+def _lock_contract(session: Session, customer: str) -> None:
+    """Locks the contract row, as ingest and issuing do, so no event slips into a period being decided."""
+    if session.get(Contract, customer, with_for_update=True, populate_existing=True) is None:
+        raise Refused(str(UnknownContract(customer)))
+
+
+def _compute(session: Session, customer: str, period: Period) -> ComputedInvoice:
+    from engine.evaluate import OutsideContract
+    from ledger.contracts import StoredVersionInvalid
+
+    try:
+        return invoice_from_db(session, customer, period)
+    except (UnknownContract, OutsideContract, StoredVersionInvalid) as exc:
+        raise Refused(str(exc)) from None
+
+
+def _name(row: Invoice) -> str:
+    return row.number or f"invoice #{row.id}"
+
+
+def _replaced_number(session: Session, row: Invoice) -> str | None:
+    if row.replaces_id is None:
+        return None
+    replaced = session.get(Invoice, row.replaces_id)
+    return _name(replaced)

@@ -1,0 +1,235 @@
+"""Writing a batch at the speed of the driver's bulk path: new events, and sums added to stored sums.
+
+    left_out = insert_new(connection, EVENTS, columns, rows, ("source", "event_id"))
+    # the identities that were stored already (their rows were not inserted); empty when all were new
+    add_sums(connection, ROLLUPS, key, rows)      # rows: (*key, quantity, events), added exactly
+
+PostgreSQL: the new rows are `COPY`ed straight into the table, under a
+savepoint. When repeats are expected (the previous batch had some), the keys
+already stored are looked up first (one index lookup each) and left out of the
+`COPY`. Should the `COPY` still meet a stored key (another writer stored it
+meanwhile), it is rolled back to the savepoint and the rows go the careful way:
+`COPY` into a temporary table, then one `INSERT … SELECT … ON CONFLICT DO
+NOTHING` in key order, so that concurrent writers lock rows in the same order.
+Sums go through a temporary table too, into one `INSERT … ON CONFLICT DO UPDATE`.
+
+SQLite: one `executemany` of `INSERT … ON CONFLICT`. The writer holds SQLite's
+write lock (store/db.py begins with BEGIN IMMEDIATE), so the rows it stored are
+exactly those with a rowid above the largest one before it. Sums are added by
+`decimal_add`, an SQL function store/db.py gives each SQLite connection, exact
+like PostgreSQL's NUMERIC.
+
+Rows are tuples in the table's column order, with the values the columns' types
+take; for SQLite they pass through those types' own bind processors.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import msgspec
+from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from storage.types import ExactDecimal, UTCDateTime
+
+
+def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: list[tuple],
+               unique: tuple[str, ...], *, direct: bool = True, prepared: bool = False,
+               stored: set[tuple] | None = None) -> set[tuple]:
+    """Stores the rows whose `unique` key is not stored yet; returns the keys of those left out (stored before).
+
+    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected. `prepared`: the values
+    are the driver's already (SQLite: not passed through the columns' types). `stored`: keys of these rows the
+    caller found stored: when all the other rows go in, those are the answer, and no other key is looked at."""
+    if not rows:
+        return set()
+    if connection.dialect.name == "sqlite":
+        return _sqlite_insert_new(connection, target, columns, rows, unique, prepared, stored or set())
+    positions = [columns.index(name) for name in unique]
+    if not direct:
+        stored = _stored_keys(connection, target, unique, _key_columns(rows, positions))
+    stored = stored or set()
+    new = _without(rows, positions, stored) if stored else rows
+    try:
+        with connection.begin_nested():
+            _copy(connection, target.name, columns, new)
+        return stored
+    except IntegrityError:   # stored meanwhile by another writer: take the careful way
+        pass
+    stage = _stage(connection, target, columns, rows)
+    key = [stage.c[name] for name in unique]
+    inserted = postgresql.insert(target).from_select(
+        list(columns), select(*(stage.c[name] for name in columns)).order_by(*key)
+    ).on_conflict_do_nothing(index_elements=list(unique)).returning(*(target.c[name] for name in unique)).cte()
+    left_out = select(*key).select_from(
+        stage.outerjoin(inserted, and_(*(stage.c[name] == inserted.c[name] for name in unique)))
+    ).where(inserted.c[unique[0]].is_(None))
+    return {tuple(row) for row in connection.execute(left_out)}
+
+
+def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: list[tuple], *,
+             where=None) -> None:
+    """Add (*key, quantity, events) rows to `target`'s quantity and events, inserting the keys not there yet.
+    `where` names the partial unique index the key is unique in."""
+    if not rows:
+        return
+    columns = (*key, "quantity", "events")
+    if connection.dialect.name == "sqlite":
+        _executemany(connection, target, columns, rows,
+                     _sqlite_sql(connection.dialect, target, columns, tuple(key), where, add=True))
+        return
+    stage = _stage(connection, target, columns, rows)
+    insert_ = postgresql.insert(target)
+    ordered = select(*(stage.c[name] for name in columns)).order_by(*(stage.c[name] for name in key))
+    statement = insert_.from_select(list(columns), ordered).on_conflict_do_update(
+        index_elements=list(key), index_where=where,
+        set_={"quantity": target.c.quantity + insert_.excluded.quantity,
+              "events": target.c.events + insert_.excluded.events},
+    )
+    connection.execute(statement)
+
+
+def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...], values: list[list]) -> set[tuple]:
+    """Which of these keys (given column by column) `target` holds already, by one index lookup each (PostgreSQL)."""
+    keys = select(*(func.unnest(literal(column_values, ARRAY(target.c[name].type)))
+                    for name, column_values in zip(unique, values))).subquery()
+    query = select(*(target.c[name] for name in unique)).join(
+        keys, and_(*(target.c[name] == keys.c[i] for i, name in enumerate(unique))))
+    return {tuple(row) for row in connection.execute(query)}
+
+
+def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique, prepared: bool,
+                       stored: set[tuple]) -> set[tuple]:
+    last = connection.execute(select(func.max(target.c.id))).scalar() or 0
+    sql = _sqlite_sql(connection.dialect, target, tuple(columns), tuple(unique))
+    inserted = _executemany(connection, target, columns, rows, sql, prepared)
+    if inserted == len(rows) - len(stored):
+        return set(stored)
+    query = select(*(target.c[name] for name in unique)).where(target.c.id > last)
+    cursor = connection.connection.driver_connection.execute(str(query.compile(dialect=connection.dialect)), (last,))
+    positions = [columns.index(name) for name in unique]
+    return set(zip(*_key_columns(rows, positions))) - set(cursor.fetchall())
+
+
+def _key_columns(rows, positions: list[int]) -> list[list]:
+    """The rows' values at `positions`, column by column (rows: a list of tuples, or rows kept by column with
+    a `column(index)` method, such as ingest.file_batches.ColumnRows)."""
+    if hasattr(rows, "column"):
+        return [rows.column(p) for p in positions]
+    return [[row[p] for row in rows] for p in positions]
+
+
+def _without(rows, positions: list[int], keys: set[tuple]):
+    """The rows whose key (the values at `positions`) is not one of `keys`."""
+    if hasattr(rows, "without"):
+        return rows.without({i for i, key in enumerate(zip(*_key_columns(rows, positions))) if key in keys})
+    return [row for row in rows if tuple(row[p] for p in positions) not in keys]
+
+
+STORED_EVENTS = {
+    "sqlite": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
+              "FROM json_each(:identities) AS j JOIN events AS e "
+              "ON e.source = json_extract(j.value, '$[0]') AND e.event_id = json_extract(j.value, '$[1]')",
+    "postgresql": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
+                  "FROM unnest(CAST(:sources AS VARCHAR[]), CAST(:event_ids AS VARCHAR[])) AS j(source, event_id) "
+                  "JOIN events AS e ON e.source = j.source AND e.event_id = j.event_id",
+}
+
+
+def stored_events(connection: Connection, identities: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """The stored (time, customer, site, category, quantity) of those identities (source, id) that are stored."""
+    if not identities:
+        return {}
+    dialect = connection.dialect.name
+    query = text(STORED_EVENTS[dialect]).columns(
+        column("source"), column("event_id"), column("time", UTCDateTime()), column("customer"), column("site"),
+        column("category"), column("quantity", ExactDecimal()),
+    )
+    if dialect == "sqlite":
+        parameters = {"identities": msgspec.json.encode(identities).decode()}
+    else:
+        parameters = {"sources": [s for s, _ in identities], "event_ids": [i for _, i in identities]}
+    return {(source, event_id): tuple(content) for source, event_id, *content in connection.execute(query, parameters)}
+
+
+@lru_cache(maxsize=32)
+def _sqlite_sql(dialect, target: Table, columns: tuple[str, ...], conflict: tuple[str, ...], where=None,
+                add: bool = False) -> str:
+    """An INSERT of `columns` into `target` (SQLite) that, on a conflict on `conflict`, does nothing, or (`add`)
+    adds quantity and events to the stored row; compiled once for each."""
+    insert = sqlite.insert(target)
+    if add:
+        statement = insert.on_conflict_do_update(
+            index_elements=list(conflict), index_where=where,
+            set_={"quantity": func.decimal_add(target.c.quantity, literal_column("excluded.quantity")),
+                  "events": target.c.events + literal_column("excluded.events")},
+        )
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=list(conflict))
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if compiled.positiontup != list(columns):
+        raise ValueError(f"give the columns in the table's order: {compiled.positiontup}")
+    return str(compiled)
+
+
+def _executemany(connection: Connection, target: Table, columns, rows, sql: str, prepared: bool = False) -> int:
+    """Runs `sql` for every row, the values through the columns' bind processors (unless `prepared`); rows
+    changed."""
+    dialect = connection.dialect
+    if prepared:
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(sql, rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+    types = [target.c[name].type for name in columns]
+    processors = [kind.dialect_impl(dialect).bind_processor(dialect) for kind in types]
+    if any(processors):
+        rows = list(zip(*(_processed(p, values, isinstance(kind, ExactDecimal))
+                          for p, kind, values in zip(processors, types, zip(*rows)))))
+    return connection.exec_driver_sql(sql, rows).rowcount
+
+
+def _processed(processor, values: tuple, exact: bool) -> list | tuple:
+    """The values through the processor; each distinct one once, where equal values are written alike."""
+    if processor is None:
+        return values
+    if not exact:   # a Decimal's text keeps its scale (1.0 is not written as 1), so those are not merged
+        distinct = set(values)
+        if len(distinct) * 4 < len(values):
+            written = {value: processor(value) for value in distinct}
+            return list(map(written.__getitem__, values))
+    return list(map(processor, values))
+
+
+def _copy(connection: Connection, name: str, columns, rows) -> None:
+    cursor = connection.connection.driver_connection.cursor()
+    names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
+    try:
+        with cursor.copy(f"COPY {connection.dialect.identifier_preparer.quote(name)} ({names}) FROM STDIN") as copy:
+            if hasattr(rows, "copy_text"):   # COPY's text made beforehand (ingest.file_batches.ColumnRows)
+                copy.write(rows.copy_text())
+            else:
+                for row in rows:
+                    copy.write_row(row)
+    except connection.dialect.dbapi.Error as exc:   # as SQLAlchemy would have raised it: IntegrityError, …
+        raise DBAPIError.instance("COPY", None, exc, connection.dialect.dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _stage(connection: Connection, target: Table, columns, rows):
+    """A temporary table of `target`'s `columns`, emptied at commit, holding `rows`."""
+    name = f"{target.name}_stage"
+    quote = connection.dialect.identifier_preparer.quote
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(name)} ON COMMIT DELETE ROWS AS "
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(target.name)} WITH NO DATA"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {quote(name)}")
+    _copy(connection, name, columns, rows)
+    return table(name, *(column(c) for c in columns))

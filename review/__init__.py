@@ -1,0 +1,10 @@
+"""What finance reviews, and the controls on it: read models computed from the books and the usage.
+
+    dashboard.py        a customer's period as the engine computes it now
+    dashboard_cache.py  those figures kept in memory until their data changes
+    whatif.py           invoices an unsaved contract text would give
+    reconcile.py        events, rollups, dashboard and invoice must agree
+    models.py           dashboard snapshots, reconciliation runs and explanations
+
+Never writes an invoice; knows nothing of HTTP or the command line.
+"""

@@ -1,0 +1,631 @@
+"""Reconciliation: the events, the rollups, the dashboard and the invoice of a period must agree.
+
+    report = reconcile(session, "acme-health", Period(2026, 5), Threshold.of(load()))
+    report.passed                # False when a discrepancy is above the threshold
+    report.difference            # Decimal("0.00") for a clean period: every money difference, summed
+    print(render_text(report))   # what `billing reconcile` prints
+    row = store_report(session, report, who)          # kept (reconciliations), audited
+    explain(session, row, who, "rollup repaired by hand, ticket FIN-12")   # lifts the refusal to approve
+
+The checks, in order (CHECKS), each a function that returns findings:
+
+- `recount`: the rollups against a recount of the raw events, per site, category and period (on-time
+  events against `rollups`, late events against `late_rollups`), and what the invoice would charge
+  each site if it were computed from the recount instead of the rollups;
+- `dashboard`: the last dashboard snapshot (taken when the period closed) against the invoice, per site;
+- `current`: the invoice against the engine's computation now (usage that arrived after the close);
+- `invariants`: the invoice's own sums (lines → site totals → total, kinds → their totals), caps
+  within their limits, no negative true-up (late-usage difference lines are exempt: they may be);
+- `unbilled`: events the invoice does not bill (unknown site or category, site inactive, outside the
+  contract, conflicts) and the period's late events, with counts and quantities.
+
+Each finding says what was compared, the expected and found figures and their difference, its
+status (ok, within threshold, discrepancy, note) and `events`: the query that lists the raw events
+behind it. Money differences are discrepancies above the threshold (both its amount and its
+percentage of the larger figure); a quantity or event count that differs between the events and the
+rollups, or a broken invariant, is always a discrepancy: it is not rounding, it is data changed
+behind the engine. docs/reconciliation.md says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import Select, String, func, select, type_coerce
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from engine.evaluate import bill
+from engine.periods import Period
+from audit.log import Actor, record
+from ledger.billing_from_db import ComputedInvoice, invoice_from_db
+from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
+from review.models import DashboardSnapshot, DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
+from ledger.models import Invoice
+from metering.rollups import as_usage
+from engine.money import EXACT
+from storage.types import decimal_text
+
+UTC = dt.timezone.utc
+ZERO = Decimal(0)
+OK, WITHIN, DISCREPANCY, NOTE = "ok", "within threshold", "discrepancy", "note"
+AMOUNT, QUANTITY = "amount", "quantity"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A money difference is a discrepancy when it is above both: the amount, and the percentage of the
+    larger of the two figures compared."""
+
+    amount: Decimal
+    percent: Decimal
+
+    @classmethod
+    def of(cls, environment) -> "Threshold":
+        return cls(Decimal(environment.reconcile_threshold_amount), Decimal(environment.reconcile_threshold_percent))
+
+    def exceeded_by(self, expected: Decimal, found: Decimal) -> bool:
+        difference = abs(found - expected)
+        return difference > self.amount and difference > self.percent / 100 * max(abs(expected), abs(found))
+
+    def __str__(self) -> str:
+        return f"{self.amount:f} and {self.percent:f}%"
+
+
+def configured_threshold() -> Threshold:
+    """The threshold of the environment BILLING_ENV names (admin_app/environments/NAME.toml)."""
+    from settings.environment import load
+
+    return Threshold.of(load())
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which raw events lie behind a finding: a customer's, over a range of local days, narrowed by site,
+    category, and whether they were late; `conflicts`: the conflicting repeats instead of stored events."""
+
+    customer: str
+    first_day: dt.date
+    last_day: dt.date
+    site: str | None = None
+    category: str | None = None
+    late: bool | None = None
+    conflicts: bool = False
+
+    def statement(self) -> Select:
+        table = ConflictingEvent if self.conflicts else UsageEvent
+        query = select(table).where(table.customer == self.customer, table.day >= self.first_day,
+                                    table.day <= self.last_day)
+        if self.site is not None:
+            query = query.where(table.site == self.site)
+        if self.category is not None:
+            query = query.where(table.category == self.category)
+        if self.late is not None:
+            query = query.where(table.late.is_(self.late))
+        return query.order_by(table.day, table.time, table.id)
+
+    def as_json(self) -> dict:
+        return {"customer": self.customer, "from": self.first_day.isoformat(), "to": self.last_day.isoformat(),
+                "site": self.site, "category": self.category, "late": self.late, "conflicts": self.conflicts}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EventQuery":
+        return cls(data["customer"], dt.date.fromisoformat(data["from"]), dt.date.fromisoformat(data["to"]),
+                   data.get("site"), data.get("category"), data.get("late"), bool(data.get("conflicts")))
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str             # one of CHECKS' names
+    kind: str              # what was compared, in words
+    site: str              # "" for the whole invoice
+    category: str          # "" for every category
+    unit: str              # AMOUNT (the contract's currency) or QUANTITY
+    expected: Decimal
+    found: Decimal
+    status: str            # OK, WITHIN, DISCREPANCY or NOTE
+    events: EventQuery
+    detail: str = ""
+    count: int | None = None     # events counted, where that is what the finding is about
+
+    @property
+    def difference(self) -> Decimal:
+        return self.found - self.expected
+
+    def as_json(self) -> dict:
+        return {"check": self.check, "kind": self.kind, "site": self.site, "category": self.category,
+                "unit": self.unit, "expected": decimal_text(self.expected), "found": decimal_text(self.found),
+                "difference": decimal_text(self.difference), "status": self.status, "detail": self.detail,
+                "count": self.count, "events": self.events.as_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Finding":
+        return cls(data["check"], data["kind"], data["site"], data["category"], data["unit"],
+                   Decimal(data["expected"]), Decimal(data["found"]), data["status"],
+                   EventQuery.from_json(data["events"]), data.get("detail", ""), data.get("count"))
+
+
+@dataclass(frozen=True)
+class Report:
+    customer: str
+    period: Period
+    currency: str
+    places: int                      # the currency's minor unit
+    threshold: Threshold
+    invoice_id: int | None
+    invoice_status: str | None       # draft, approved, issued, void, or None: no invoice yet
+    invoice_total: str | None
+    ran_at: dt.datetime
+    findings: tuple[Finding, ...]
+    checked: dict = field(default_factory=dict)     # check → how many comparisons it made
+
+    @property
+    def discrepancies(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.status == DISCREPANCY)
+
+    @property
+    def passed(self) -> bool:
+        return not self.discrepancies
+
+    @property
+    def difference(self) -> Decimal:
+        """Every money difference found, in absolute value, summed, to the currency's minor unit."""
+        total = sum((abs(f.difference) for f in self.findings if f.unit == AMOUNT and f.status != NOTE), ZERO)
+        return total.quantize(Decimal(1).scaleb(-self.places))
+
+    @property
+    def fingerprint(self) -> str:
+        """What an explanation covers: the discrepancies as found. Another discrepancy needs its own."""
+        rows = sorted(json.dumps([f.check, f.kind, f.site, f.category, decimal_text(f.expected),
+                                  decimal_text(f.found)]) for f in self.discrepancies)
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+    def as_json(self) -> dict:
+        return {"customer": self.customer, "period": str(self.period), "currency": self.currency,
+                "places": self.places, "threshold": {"amount": decimal_text(self.threshold.amount),
+                                                     "percent": decimal_text(self.threshold.percent)},
+                "invoice": {"id": self.invoice_id, "status": self.invoice_status, "total": self.invoice_total},
+                "ran_at": self.ran_at.isoformat(), "passed": self.passed,
+                "difference": decimal_text(self.difference), "checked": self.checked,
+                "findings": [f.as_json() for f in self.findings]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Report":
+        invoice = data["invoice"]
+        return cls(data["customer"], Period.parse(data["period"]), data["currency"], data["places"],
+                   Threshold(Decimal(data["threshold"]["amount"]), Decimal(data["threshold"]["percent"])),
+                   invoice["id"], invoice["status"], invoice["total"], dt.datetime.fromisoformat(data["ran_at"]),
+                   tuple(Finding.from_json(f) for f in data["findings"]), data.get("checked", {}))
+
+
+@dataclass
+class _Context:
+    """What every check reads: the computation now, the invoice compared, and how to judge a difference."""
+
+    session: Session
+    customer: str
+    period: Period
+    computed: ComputedInvoice
+    invoice: Invoice | None
+    threshold: Threshold
+
+    @property
+    def connection(self) -> Connection:
+        return self.session.connection()
+
+    def whole_period(self, site: str | None = None, category: str | None = None, late: bool | None = None,
+                     conflicts: bool = False) -> EventQuery:
+        return EventQuery(self.customer, self.period.first_day, self.period.last_day, site, category, late, conflicts)
+
+    def money_status(self, expected: Decimal, found: Decimal) -> str:
+        if expected == found:
+            return OK
+        return DISCREPANCY if self.threshold.exceeded_by(expected, found) else WITHIN
+
+
+def reconcile(session: Session, customer: str, period: Period, threshold: Threshold, *,
+              computed: ComputedInvoice | None = None, invoice: Invoice | None = None,
+              now: dt.datetime | None = None) -> Report:
+    """Runs every check; writes nothing. Raises what invoice_from_db raises (no contract, period outside it).
+    `invoice`: the one to compare (default: the period's open one, else the one in force, else the last void)."""
+    from lifecycle.transitions import Selector, find, status_of
+
+    computed = computed or invoice_from_db(session, customer, period)
+    invoice = invoice or find(session, Selector(customer, period))
+    context = _Context(session, customer, period, computed, invoice, threshold)
+    findings, checked = [], {}
+    for check in CHECKS:
+        found = check(context)
+        checked[check.__name__] = sum(1 for f in found if f.status != NOTE)
+        findings += found
+    money = computed.invoice.money
+    return Report(customer, period, money.currency, money.places, threshold,
+                  invoice.id if invoice else None, status_of(session, invoice) if invoice else None,
+                  invoice.document["totals"]["total"] if invoice else None,
+                  now or dt.datetime.now(UTC), tuple(findings), checked)
+
+
+# --- (a) the rollups against a recount of the events ------------------------------------------------------
+
+Sums = dict[tuple[bool, str, str, dt.date], list]     # (late, site, category, day) → [quantity, events]
+
+
+def recount(context: _Context) -> list[Finding]:
+    events, rollups = _events_recounted(context), _rollups_summed(context)
+    findings, groups = [], {}
+    for key in events.keys() | rollups.keys():
+        groups.setdefault(key[:3], []).append(key[3])
+    for (late, site, category), days in sorted(groups.items()):
+        days.sort()
+        counted = [events.get((late, site, category, day), [ZERO, 0]) for day in days]
+        rolled = [rollups.get((late, site, category, day), [ZERO, 0]) for day in days]
+        differing = [day for day, a, b in zip(days, counted, rolled) if a[0] != b[0] or a[1] != b[1]]
+        quantity = (sum((a[0] for a in counted), ZERO), sum((b[0] for b in rolled), ZERO))
+        count = (sum(a[1] for a in counted), sum(b[1] for b in rolled))
+        table = "late rollups" if late else "rollups"
+        detail = f"{count[0]} events counted, {count[1]} in the {table}"
+        if differing:
+            detail += (f"; {len(differing)} day{'s differ' if len(differing) != 1 else ' differs'}"
+                       f" ({differing[0]:%Y-%m-%d}" + (f" to {differing[-1]:%Y-%m-%d})" if len(differing) > 1 else ")"))
+        query = EventQuery(context.customer, differing[0] if differing else context.period.first_day,
+                           differing[-1] if differing else context.period.last_day, site, category, late)
+        findings.append(Finding("recount", f"{table} against the events", site, category, QUANTITY,
+                                quantity[0], quantity[1], DISCREPANCY if differing else OK, query, detail,
+                                count[0]))
+    if any(f.status == DISCREPANCY and f.events.late is False for f in findings):
+        findings += _charges_from_recount(context, events)
+    return findings
+
+
+def _events_recounted(context: _Context) -> Sums:
+    table = UsageEvent.__table__
+    where = (table.c.customer == context.customer, table.c.day >= context.period.first_day,
+             table.c.day <= context.period.last_day)
+    day = type_coerce(table.c.day, String)
+    sums: Sums = {}
+    if context.connection.dialect.name == "postgresql":   # NUMERIC sums exactly in the database
+        query = select(table.c.late, table.c.site, table.c.category, table.c.day, func.sum(table.c.quantity),
+                       func.count()).where(*where).group_by(table.c.late, table.c.site, table.c.category, table.c.day)
+        for late, site, category, day_value, quantity, count in context.connection.execute(query):
+            sums[(bool(late), site, category, day_value)] = [Decimal(quantity), count]
+        return sums
+    add = EXACT.add     # SQLite keeps decimals as text: added here, exactly
+    query = select(table.c.late, table.c.site, table.c.category, day, type_coerce(table.c.quantity, String)).where(*where)
+    for late, site, category, day_text, quantity in context.connection.execute(query):
+        cell = sums.get(key := (bool(late), site, category, day_text))
+        if cell is None:
+            sums[key] = [Decimal(quantity), 1]
+        else:
+            cell[0] = add(cell[0], Decimal(quantity))
+            cell[1] += 1
+    return {(late, site, category, dt.date.fromisoformat(d)): cell for (late, site, category, d), cell in sums.items()}
+
+
+def _rollups_summed(context: _Context) -> Sums:
+    sums: Sums = {}
+    for late, model in ((False, Rollup), (True, LateRollup)):
+        table = model.__table__
+        query = select(table.c.site, table.c.category, table.c.day, table.c.quantity, table.c.events).where(
+            table.c.customer == context.customer, table.c.day >= context.period.first_day,
+            table.c.day <= context.period.last_day)
+        for site, category, day, quantity, events in context.connection.execute(query):
+            cell = sums.setdefault((late, site, category, day), [ZERO, 0])   # late rows: one per invoice billing them
+            cell[0] += quantity
+            cell[1] += events
+    return sums
+
+
+def _charges_from_recount(context: _Context, events: Sums) -> list[Finding]:
+    """What each site would be charged if the period's on-time usage were the recount, not the rollups."""
+    from ledger.late import with_late_lines
+
+    computed, period = context.computed, context.period
+    others = [c for c in computed.cells if Period.of(c[0]) != period]
+    reopened = [c for c in computed.reopened.cells if Period.of(c[0]) == period]
+    counted = [(day, site, category, quantity, count)
+               for (late, site, category, day), (quantity, count) in events.items() if not late]
+    result = bill(computed.contract.timeline, as_usage(others, reopened, counted), period, computed.carried)
+    result, _ = with_late_lines(result, list(computed.late))
+    expected = {site.site: site.total for site in result.sites}
+    found = {site.site: site.total for site in computed.result.sites}
+    return [Finding("recount", "charges from the rollups against charges from the events", site, "", AMOUNT,
+                    expected.get(site, ZERO), found.get(site, ZERO),
+                    context.money_status(expected.get(site, ZERO), found.get(site, ZERO)),
+                    context.whole_period(site), "the invoice computed from a recount of the events")
+            for site in _in_order(expected, found)]
+
+
+# --- (b) the dashboard at close, and the engine now, against the invoice ------------------------------------
+
+def dashboard(context: _Context) -> list[Finding]:
+    if context.invoice is None:
+        return [Finding("dashboard", "no invoice for the period yet", "", "", AMOUNT, ZERO, ZERO, NOTE,
+                        context.whole_period(), "run `billing close` to make its draft")]
+    snapshot = latest_snapshot(context.session, context.customer, context.period)
+    billed = _site_totals(context.invoice.document)
+    if snapshot is None:
+        open_invoice = context.invoice.status in ("draft", "approved")
+        return [Finding("dashboard", "no dashboard snapshot of the period", "", "", AMOUNT, ZERO, ZERO,
+                        DISCREPANCY if open_invoice else NOTE, context.whole_period(),
+                        "the draft was not made by `billing close`; run it again" if open_invoice else
+                        "the invoice was issued before snapshots were taken")]
+    shown = {site.site: site.charges for site in snapshot.sites}
+    taken = f"dashboard at {snapshot.taken_at:%Y-%m-%d %H:%M} UTC against the invoice"
+    return [Finding("dashboard", "dashboard snapshot against the invoice", site, "", AMOUNT,
+                    shown.get(site, ZERO), billed.get(site, ZERO),
+                    context.money_status(shown.get(site, ZERO), billed.get(site, ZERO)),
+                    context.whole_period(site), taken)
+            for site in _in_order(shown, billed)]
+
+
+def current(context: _Context) -> list[Finding]:
+    if context.invoice is None:
+        return []
+    billed = _site_totals(context.invoice.document)
+    now = _site_totals(context.computed.document)
+    return [Finding("current", "invoice against the engine's computation now", site, "", AMOUNT,
+                    now.get(site, ZERO), billed.get(site, ZERO),
+                    context.money_status(now.get(site, ZERO), billed.get(site, ZERO)),
+                    context.whole_period(site), "usage or contract changed since the invoice was made"
+                    if now.get(site, ZERO) != billed.get(site, ZERO) else "")
+            for site in _in_order(now, billed)]
+
+
+# --- (c) the invoice's own invariants ---------------------------------------------------------------------
+
+def invariants(context: _Context) -> list[Finding]:
+    if context.invoice is None:
+        return []
+    document, findings = context.invoice.document, []
+
+    def holds(kind: str, site: str, expected: Decimal, found: Decimal, detail: str = "", unit: str = AMOUNT) -> None:
+        findings.append(Finding("invariants", kind, site, "", unit, expected, found,
+                                OK if expected == found else DISCREPANCY,
+                                context.whole_period(site or None), detail))
+
+    kinds: dict[str, Decimal] = {}
+    for site in document["sites"]:
+        lines = site["lines"]
+        holds("lines sum to the site total", site["site"], sum((Decimal(l["amount"]) for l in lines), ZERO),
+              Decimal(site["total"]), f"{len(lines)} lines")
+        for line in lines:
+            kinds[line["kind"]] = kinds.get(line["kind"], ZERO) + Decimal(line["amount"])
+            if "late_for" in line:   # a late-usage difference may lower a true-up or a cap reduction
+                continue
+            if line["kind"] == "minimum" and Decimal(line["amount"]) < 0:
+                holds("no negative true-up", site["site"], ZERO, Decimal(line["amount"]), line["explanation"])
+            if line["kind"] == "cap":
+                _cap_within_limits(line, site["site"], holds)
+    totals = document["totals"]
+    holds("site totals sum to the invoice total", "", sum((Decimal(s["total"]) for s in document["sites"]), ZERO),
+          Decimal(totals["total"]), f"{len(document['sites'])} sites")
+    for kind, amount in sorted(kinds.items()):
+        holds(f"{kind} lines sum to the {kind} total", "", amount, Decimal(totals.get(kind, "0")))
+    return findings
+
+
+def _cap_within_limits(line: dict, site: str, holds) -> None:
+    amount, in_scope = Decimal(line["amount"]), Decimal(line["in_scope"])
+    limit, before = Decimal(line["limit"]), Decimal(line["counted_before"])
+    if amount > 0:
+        holds("a cap only reduces", site, ZERO, amount, line["explanation"])
+    elif -amount > in_scope:
+        holds("a cap reduces no more than its scope", site, in_scope, -amount, line["explanation"])
+    elif before + in_scope + amount > limit and -amount != in_scope:
+        holds("a cap keeps the year within its limit", site, limit, before + in_scope + amount, line["explanation"])
+
+
+# --- (d) what the invoice does not bill --------------------------------------------------------------------
+
+def unbilled(context: _Context) -> list[Finding]:
+    document = context.invoice.document if context.invoice else context.computed.document
+    findings = []
+    for group in document["unbilled"]:
+        late_for = group.get("late_for")
+        query = context.whole_period(group["site"], group["category"], conflicts=group["reason"] == "conflict")
+        if late_for:
+            owner = Period.parse(late_for)
+            query = EventQuery(context.customer, owner.first_day, owner.last_day, group["site"], group["category"],
+                               None if group["reason"] == "conflict" else True, group["reason"] == "conflict")
+        quantity = Decimal(group["quantity"])
+        findings.append(Finding("unbilled", group["reason"] + (f" (late usage for {late_for})" if late_for else ""),
+                                group["site"], group["category"], QUANTITY, quantity, quantity, NOTE, query,
+                                f"{group['events']} events", group["events"]))
+    late = LateRollup.__table__
+    query = select(late.c.site, late.c.category, late.c.billed_on, func.min(late.c.day), func.max(late.c.day),
+                   func.count(), func.sum(late.c.events)).where(
+        late.c.customer == context.customer, late.c.day >= context.period.first_day,
+        late.c.day <= context.period.last_day).group_by(late.c.site, late.c.category, late.c.billed_on)
+    quantities = _late_quantities(context)
+    for site, category, billed_on, first, last, _, events in context.connection.execute(query):
+        billed_on = Period.parse(billed_on) if isinstance(billed_on, str) else billed_on
+        quantity = quantities.get((site, category, billed_on), ZERO)
+        where = f"billed on the invoice of {billed_on}" if billed_on else "the next open invoice bills it"
+        first, last = (d if isinstance(d, dt.date) else dt.date.fromisoformat(d) for d in (first, last))
+        findings.append(Finding("unbilled", "late: arrived after the period was issued", site, category, QUANTITY,
+                                quantity, quantity, NOTE, EventQuery(context.customer, first, last, site, category, True),
+                                f"{events} events; {where}", int(events)))
+    return findings
+
+
+def _late_quantities(context: _Context) -> dict:
+    late = LateRollup.__table__
+    sums: dict = {}
+    for site, category, billed_on, quantity in context.connection.execute(
+            select(late.c.site, late.c.category, late.c.billed_on, late.c.quantity).where(
+                late.c.customer == context.customer, late.c.day >= context.period.first_day,
+                late.c.day <= context.period.last_day)):
+        sums[(site, category, billed_on)] = sums.get((site, category, billed_on), ZERO) + quantity
+    return sums
+
+
+CHECKS = (recount, dashboard, current, invariants, unbilled)
+CHECK_TITLES = {
+    "recount": "(a) rollups against a recount of the events",
+    "dashboard": "(b) the dashboard at close against the invoice",
+    "current": "(b) the invoice against the engine now",
+    "invariants": "(c) the invoice's own sums and limits",
+    "unbilled": "(d) events the invoice does not bill",
+}
+
+
+def _site_totals(document: dict) -> dict[str, Decimal]:
+    return {site["site"]: Decimal(site["total"]) for site in document["sites"]}
+
+
+def _in_order(*figures: dict) -> list[str]:
+    seen: dict[str, None] = {}
+    for figure in figures:
+        seen.update(dict.fromkeys(figure))
+    return list(seen)
+
+
+# --- snapshots, stored reports, explanations ---------------------------------------------------------------
+
+def take_snapshot(session: Session, customer: str, period: Period, invoice_id: int | None = None, *,
+                  now: dt.datetime | None = None) -> DashboardSnapshot:
+    """Records what the dashboard shows for the period now (store/dashboard.py), site by site."""
+    from review.dashboard import figures
+
+    shown = figures(session, customer, period)
+    snapshot = DashboardSnapshot(customer=customer, period=period, taken_at=now or dt.datetime.now(UTC),
+                                 currency=shown.computed.invoice.money.currency, total=shown.total,
+                                 invoice_id=invoice_id)
+    snapshot.sites = [DashboardSnapshotSite(site=site.site, name=site.name, charges=site.charges, position=n)
+                      for n, site in enumerate(shown.sites)]
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def latest_snapshot(session: Session, customer: str, period: Period) -> DashboardSnapshot | None:
+    return session.scalar(select(DashboardSnapshot).where(DashboardSnapshot.customer == customer,
+                                                          DashboardSnapshot.period == period)
+                          .order_by(DashboardSnapshot.taken_at.desc(), DashboardSnapshot.id.desc()).limit(1))
+
+
+def reconciliation_resource(customer: str, period: Period, row_id: int | None = None) -> str:
+    return f"reconciliation:{customer}/{period}" + (f"#{row_id}" if row_id is not None else "")
+
+
+def store_report(session: Session, report: Report, who: Actor) -> Reconciliation:
+    """Keeps the report and records the run in the audit log, in the caller's transaction."""
+    row = Reconciliation(customer=report.customer, period=report.period, invoice_id=report.invoice_id,
+                         ran_at=report.ran_at, ran_by=who.name, passed=report.passed, difference=report.difference,
+                         fingerprint=report.fingerprint, report=report.as_json())
+    session.add(row)
+    session.flush()
+    record(session, who, "reconciliation.run", reconciliation_resource(report.customer, report.period, row.id),
+           details={"passed": report.passed, "difference": decimal_text(report.difference),
+                    "discrepancies": len(report.discrepancies), "invoice_id": report.invoice_id},
+           at=report.ran_at)
+    return row
+
+
+def latest(session: Session, customer: str, period: Period) -> Reconciliation | None:
+    return session.scalar(select(Reconciliation).where(Reconciliation.customer == customer,
+                                                       Reconciliation.period == period)
+                          .order_by(Reconciliation.ran_at.desc(), Reconciliation.id.desc()).limit(1))
+
+
+def latest_per_customer(session: Session, period: Period | None = None) -> list[Reconciliation]:
+    """The last run of each (customer, period), newest period first; of one period when given."""
+    newest = (select(Reconciliation.customer, Reconciliation.period, func.max(Reconciliation.id).label("id"))
+              .group_by(Reconciliation.customer, Reconciliation.period))
+    if period is not None:
+        newest = newest.where(Reconciliation.period == period)
+    newest = newest.subquery()
+    return list(session.scalars(select(Reconciliation).join(newest, Reconciliation.id == newest.c.id)
+                                .order_by(Reconciliation.period.desc(), Reconciliation.customer)))
+
+
+class NothingToExplain(Exception):
+    """The explanation was not recorded; the message says why."""
+
+
+def explain(session: Session, row: Reconciliation, who: Actor, text: str, *,
+            now: dt.datetime | None = None) -> ReconciliationExplanation:
+    """Records why a failed reconciliation may stand; approve and issue then accept these discrepancies (the
+    same ones: the fingerprint must match). Audited; explanations are never changed."""
+    text = text.strip()
+    if not text:
+        raise NothingToExplain("an explanation needs a text: say why these discrepancies may stand")
+    if row.passed:
+        raise NothingToExplain(f"the reconciliation of '{row.customer}' for {row.period} passed: nothing to explain")
+    if session.get(ReconciliationExplanation, row.id) is not None:
+        raise NothingToExplain(f"reconciliation #{row.id} is explained already")
+    now = now or dt.datetime.now(UTC)
+    explanation = ReconciliationExplanation(reconciliation_id=row.id, explained_at=now, explained_by=who.name,
+                                            text=text)
+    session.add(explanation)
+    session.flush()
+    record(session, who, "reconciliation.explain", reconciliation_resource(row.customer, row.period, row.id),
+           details={"text": text, "fingerprint": row.fingerprint, "difference": decimal_text(row.difference),
+                    "invoice_id": row.invoice_id}, at=now)
+    return explanation
+
+
+def explanation_of(session: Session, invoice: Invoice, report: Report) -> ReconciliationExplanation | None:
+    """An explanation recorded for this invoice and exactly these discrepancies, if any."""
+    return session.scalar(select(ReconciliationExplanation).join(
+        Reconciliation, Reconciliation.id == ReconciliationExplanation.reconciliation_id).where(
+        Reconciliation.customer == invoice.customer, Reconciliation.period == invoice.period,
+        Reconciliation.invoice_id == invoice.id, Reconciliation.fingerprint == report.fingerprint).limit(1))
+
+
+# --- the report as text -------------------------------------------------------------------------------------
+
+def headline(report: Report) -> str:
+    outcome = "passed" if report.passed else \
+        f"FAILED: {len(report.discrepancies)} discrepanc{'y' if len(report.discrepancies) == 1 else 'ies'}"
+    return (f"reconciliation {outcome} (difference {report.difference:f} {report.currency}; "
+            f"threshold {report.threshold.amount:f} {report.currency} and {report.threshold.percent:f}%)")
+
+
+def render_text(report: Report, explanation: ReconciliationExplanation | None = None) -> str:
+    lines = [f"{report.customer} {report.period}: {headline(report)}"]
+    if report.invoice_id is not None:
+        lines.append(f"  invoice #{report.invoice_id} ({report.invoice_status}), total "
+                     f"{report.invoice_total} {report.currency}")
+    for name, title in CHECK_TITLES.items():
+        own = [f for f in report.findings if f.check == name]
+        if name == "unbilled":
+            if not own:
+                lines.append(f"  {title}: none")
+                continue
+            lines.append(f"  {title}: {len(own)} group{'s' if len(own) != 1 else ''}")
+            lines += [f"      {f.kind}: {_where(f)}: {f.detail}, quantity {f.found:f}" for f in own]
+            continue
+        if not own:
+            continue
+        compared = [f for f in own if f.status != NOTE]
+        wrong = [f for f in own if f.status in (DISCREPANCY, WITHIN)]
+        state = "all agree" if not wrong else f"{len(wrong)} differ"
+        lines.append(f"  {title}: {len(compared)} compared, {state}")
+        for f in [f for f in own if f.status == NOTE]:
+            lines.append(f"      note: {f.kind} ({f.detail})")
+        for f in wrong:
+            lines.append(f"    {'!!' if f.status == DISCREPANCY else '~ '} {_where(f)}: {f.kind}: expected "
+                         f"{_figure(f, f.expected, report)}, found {_figure(f, f.found, report)} "
+                         f"(difference {_signed(f.difference)}{' ' + report.currency if f.unit == AMOUNT else ''})"
+                         + (f"; {f.detail}" if f.detail else ""))
+    if explanation is not None:
+        lines.append(f"  explained by {explanation.explained_by} at {explanation.explained_at:%Y-%m-%d %H:%M} UTC: "
+                     f"{explanation.text}")
+    return "\n".join(lines)
+
+
+def _where(finding: Finding) -> str:
+    return " / ".join(part for part in (finding.site or "invoice", finding.category) if part)
+
+
+def _figure(finding: Finding, value: Decimal, report: Report) -> str:
+    return f"{value:f}" + (f" {report.currency}" if finding.unit == AMOUNT else "")
+
+
+def _signed(value: Decimal) -> str:
+    return f"+{value:f}" if value > 0 else f"{value:f}"
