@@ -22,8 +22,8 @@ from admin_app.forms import ActionForm, RoleForm, UserForm
 from admin_app.sessions import now
 from identity import accounts
 from identity.accounts import CUSTOMER_ROLE, AccountRefused, User
-from ledger.models import Contract
 from identity.signin import recovery_codes_left
+from ledger.models import Contract
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -36,10 +36,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from admin_app import openapi
 from admin_app.access import api_key_route, public
 from admin_app.openapi import BATCH, EITHER, FORBIDDEN, LATE, SINGLE, STATUSES
-from metering.events import Event, Rejection, decode_json_event
-from storage import db
 from identity.apikeys import ApiKey, find_api_key
 from ingest.pipeline import ACCEPTED, Outcome, ingest_events
+from metering.events import Event, Rejection, decode_json_event
+from storage import db
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -38,14 +38,14 @@ from admin_app import auditing, portal
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.sessions import now
+from audit.log import FAILURE, contract_resource
 from dsl.compile import Compiled, compile_source
-from rules.diagnostics import Diagnostic, Span, error, ordered
 from engine.periods import Period
 from engine.plan_view import plan_text
-from audit.log import FAILURE, contract_resource
 from ledger.contracts import ContractRefused, last_issued_period, save_contract
 from ledger.history import History, SavedVersion, contract_history
 from ledger.models import Contract
+from rules.diagnostics import Diagnostic, Span, error, ordered
 
 blueprint = Blueprint("contracts", __name__)
 

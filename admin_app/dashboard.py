@@ -43,16 +43,16 @@ from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.portal import error_page
 from admin_app.sessions import SignedIn
+from audit.log import DENIED
 from engine.evaluate import OutsideContract
 from engine.money import format_quantity
 from engine.periods import Period
 from identity.accounts import CUSTOMER_ROLE
-from audit.log import DENIED
 from ledger.contracts import StoredVersionInvalid, load_contract
-from storage.db import SQLITE_BUSY_SECONDS
+from ledger.models import Contract
 from review.dashboard import Dashboard
 from review.dashboard_cache import DashboardCache
-from ledger.models import Contract
+from storage.db import SQLITE_BUSY_SECONDS
 
 blueprint = Blueprint("dashboard", __name__)
 CACHE, RENDERED, REFRESHES = "billing.dashboard", "billing.dashboard.rendered", "billing.dashboard.refreshes"

@@ -38,16 +38,17 @@ from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm
 from admin_app.sessions import SignedIn, now
+from audit.log import DENIED, FAILURE, invoice_resource
 from engine.periods import Period
+from identity.accounts import CUSTOMER_ROLE
 from invoicing.pdf import invoice_view
 from invoicing.render import render_document
 from invoicing.stored import invoice_from_document
-from identity.accounts import CUSTOMER_ROLE
-from audit.log import DENIED, FAILURE, invoice_resource
-from lifecycle.credit_notes import CreditRefused, credit, creditable, notes_of
-from lifecycle.transitions import Refused, Selector, approve, find, issue, status_of, stored_pdf, void
+from ledger.invoices import Selector, find, status_of
 from ledger.models import Contract, Invoice, InvoiceVoid, in_force
+from lifecycle.credit_notes import CreditRefused, credit, creditable, notes_of
 from lifecycle.models import CreditNote
+from lifecycle.transitions import Refused, approve, issue, stored_pdf, void
 
 blueprint = Blueprint("invoices", __name__)
 

@@ -28,7 +28,8 @@ from admin_app.database import db_session
 from engine.evaluate import OutsideContract
 from engine.periods import Period
 from ledger.contracts import StoredVersionInvalid, UnknownContract
-from lifecycle.transitions import Selector, customers_billed_in, find
+from ledger.invoices import Selector, find
+from lifecycle.transitions import customers_billed_in
 from review.models import Reconciliation, ReconciliationExplanation
 from review.reconcile import (
     CHECK_TITLES,

@@ -31,12 +31,12 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
-from engine.periods import Period
-from review import whatif
 from audit.log import FAILURE, contract_resource
+from engine.periods import Period
 from ledger.contracts import last_issued_period
 from ledger.history import SavedVersion
 from ledger.models import Contract
+from review import whatif
 
 blueprint = Blueprint("whatif", __name__)
 

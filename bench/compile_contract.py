@@ -11,6 +11,7 @@ import sys
 import time
 
 import gen_workload
+
 from dsl.compile import compile_source
 
 TARGET_SECONDS = 1.0

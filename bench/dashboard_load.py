@@ -63,9 +63,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def add_finance_user(url: str) -> str:
     """A finance user with MFA enrolled; its TOTP secret."""
-    from storage import db
-    from identity.accounts import add_user
     from audit.log import Actor
+    from identity.accounts import add_user
+    from storage import db
 
     engine = db.connect(url)
     secret = pyotp.random_base32()

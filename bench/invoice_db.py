@@ -26,11 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from ingest_db import DEFAULT_POSTGRES, billing, fresh_database, machine, workload  # noqa: E402
-
 from sqlalchemy import func, select  # noqa: E402
 
-from storage import db  # noqa: E402
 from metering.models import Rollup  # noqa: E402
+from storage import db  # noqa: E402
 
 BILLING = str(Path(sys.executable).with_name("billing"))
 

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pypdf
 import weasyprint
+from gen_workload import CATEGORIES, PERIOD, category_id, contract_text, site_id
 
 from dsl.compile import compile_source
 from engine.evaluate import Timeline, bill
 from engine.periods import Period
 from engine.usage import Usage
-from gen_workload import CATEGORIES, PERIOD, category_id, contract_text, site_id
 from invoicing.invoice import Invoice, build_invoice
 from invoicing.pdf import render_pdf
 

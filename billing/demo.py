@@ -27,20 +27,20 @@ from zoneinfo import ZoneInfo
 
 import pyotp
 
-from settings.environment import load as load_environment
+from audit.log import Actor, contract_resource, record
 from dsl.compile import Compiled, compile_file, compile_source
 from engine.periods import Period
+from identity import accounts
+from identity.apikeys import create_api_key
+from identity.signin import new_recovery_codes
+from ingest.pipeline import ACCEPTED, ingest_events
+from ledger.contracts import save_contract
+from lifecycle import transitions as lifecycle
+from metering.events import Event, EventData
 from rules.activity_window import WindowParams
 from rules.category_toggle import DisableParams
-from metering.events import Event, EventData
-from identity import accounts
+from settings.environment import load as load_environment
 from storage import db, schema
-from lifecycle import transitions as lifecycle
-from identity.apikeys import create_api_key
-from audit.log import Actor, contract_resource, record
-from ledger.contracts import save_contract
-from ingest.pipeline import ACCEPTED, ingest_events
-from identity.signin import new_recovery_codes
 
 UTC = dt.timezone.utc
 ENVIRONMENT = "test"

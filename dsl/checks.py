@@ -14,14 +14,14 @@ from decimal import Decimal
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from rules.diagnostics import Diagnostic, Span, error, warning
 from dsl.parse import KEYWORDS
 from dsl.resolve import effective_rules, kind_of
-from rules.written import Amount, DateLiteral, Ref, Scope
 from dsl.syntax import Block, Contract, NoRule, RateOverride
 from engine.money import is_currency
+from rules.diagnostics import Diagnostic, Span, error, warning
 from rules.primitive import Context
 from rules.registry import primitive
+from rules.written import Amount, DateLiteral, Ref, Scope
 
 REQUIRED_HEADERS = ("customer", "currency", "starts")
 

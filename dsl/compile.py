@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Iterator
 
 from dsl.checks import run_checks
-from rules.diagnostics import Diagnostic, Span, error, has_errors, ordered
 from dsl.parse import parse
 from dsl.resolve import effective_rules
 from dsl.syntax import Contract, RateOverride, Site
 from engine.money import Money, is_currency
 from engine.plan import Plan, SitePlan, Source, Step, Terms, order_steps
+from engine.steps import classify_step, meter_step, total_step
+from rules.diagnostics import Diagnostic, Span, error, has_errors, ordered
 from rules.primitive import Context
 from rules.registry import primitive
-from engine.steps import classify_step, meter_step, total_step
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,15 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, __version__ as LARK_VERSION, v_args
+from lark import Lark, Token, Transformer, v_args
+from lark import __version__ as LARK_VERSION
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from rules.diagnostics import Diagnostic, Span, error
-from rules.written import Amount, DateLiteral, Ref, Scope
 from dsl.syntax import Block, Category, Contract, Header, NoRule, RateOverride, Site
+from rules.diagnostics import Diagnostic, Span, error
 from rules.pricing import Tier
 from rules.registry import registry
+from rules.written import Amount, DateLiteral, Ref, Scope
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 

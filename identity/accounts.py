@@ -26,8 +26,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import generate_password_hash
 
 from audit.log import Actor, record
-from storage.base import Base, RowId
 from ledger.models import Contract
+from storage.base import Base, RowId
 
 UTC = dt.timezone.utc
 ROLES = ("admin", "deal_desk", "finance", "customer_finance")

@@ -22,8 +22,8 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ledger.contracts import UnknownContract
-from storage.base import Base, RowId
 from ledger.models import Contract
+from storage.base import Base, RowId
 
 UTC = dt.timezone.utc
 KEY_MARK = "bk_"

@@ -36,9 +36,9 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
+from audit.log import FAILURE, Actor, AuditEntry, record
 from identity import accounts
 from identity.accounts import RecoveryCode, User, UserSession, find_user, hash_password, user_resource
-from audit.log import FAILURE, Actor, AuditEntry, record
 
 UTC = dt.timezone.utc
 RECOVERY_CODES = 10

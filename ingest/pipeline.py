@@ -51,15 +51,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.money import EXACT
-from metering.aggregate import LocalDays
-from metering.events import Event, EventData, EventFile, Rejection
-from metering.bulk import insert_new, stored_events
-from storage.db import dialect_insert
 from ingest.file_batches import BATCH_EVENTS as FILE_BATCH_EVENTS
 from ingest.file_batches import TIME_TEXT, FileReader, Prepared, quantity_text
-from metering.models import ConflictingEvent, UsageEvent
 from ledger.models import Contract, Invoice, in_force
+from metering.aggregate import LocalDays
+from metering.bulk import insert_new, stored_events
+from metering.events import Event, EventData, EventFile, Rejection
+from metering.models import ConflictingEvent, UsageEvent
 from metering.rollups import Increments, add_to_rollups
+from storage.db import dialect_insert
 from storage.types import decimal_text
 
 BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from invoicing.invoice import Invoice
 from engine.money import format_quantity
+from invoicing.invoice import Invoice
 
 WIDTH = 78
 

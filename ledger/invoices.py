@@ -11,6 +11,7 @@ decimal strings), so that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from engine.evaluate import Carried
 from engine.periods import Period
-from ledger.models import Invoice, in_force
+from ledger.models import Invoice, InvoiceVoid, in_force
 from storage.types import decimal_text
 
 CapCounts = dict[tuple[str, str], Decimal]   # (site, cap scope as written) → counted in the contract year
@@ -52,3 +53,38 @@ def next_open(issued: dict[Period, Invoice], after: Period, last: Period | None)
     while period in issued:
         period = period.shift(1)
     return None if last is not None and period > last else period
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which invoice: a customer's for a period, or the one with an invoice number."""
+
+    customer: str | None = None
+    period: Period | None = None
+    number: str | None = None
+
+    def __str__(self) -> str:
+        return self.number or f"the invoice of '{self.customer}' for {self.period}"
+
+
+def status_of(session: Session, row: Invoice) -> str:
+    """draft, approved, issued, or void (an issued invoice with a void recorded)."""
+    if row.status == "issued" and session.get(InvoiceVoid, row.id) is not None:
+        return "void"
+    return row.status
+
+
+def find(session: Session, which: Selector) -> Invoice | None:
+    """By number; or the customer's open (draft, approved) invoice of the period, else the one in force,
+    else the last voided one."""
+    if which.number is not None:
+        return session.scalar(select(Invoice).where(Invoice.number == which.number))
+    rows = session.scalars(select(Invoice).where(Invoice.customer == which.customer, Invoice.period == which.period)
+                           .order_by(Invoice.id.desc())).all()
+    for row in rows:
+        if row.status in ("draft", "approved"):
+            return row
+    for row in rows:
+        if status_of(session, row) == "issued":
+            return row
+    return rows[0] if rows else None

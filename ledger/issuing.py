@@ -19,8 +19,8 @@ from engine.periods import Period, contract_year_start
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
 from ledger.invoices import CapCounts, counts_json
-from metering.models import ConflictingEvent, LateRollup
 from ledger.models import Contract, Invoice, in_force
+from metering.models import ConflictingEvent, LateRollup
 
 UTC = dt.timezone.utc
 

@@ -32,8 +32,8 @@ from engine.periods import Period
 from engine.usage import Tally
 from ledger.contracts import StoredContract
 from ledger.invoices import CapCounts, counts_from_json, next_open
-from metering.models import ConflictingEvent, LateRollup
 from ledger.models import Invoice
+from metering.models import ConflictingEvent, LateRollup
 from metering.rollups import Cell, as_usage, usage_cells
 
 ZERO = Decimal(0)

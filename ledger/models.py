@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event, exists, inspect, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    exists,
+    inspect,
+    text,
+)
 from sqlalchemy.orm import Mapped, configure_mappers, mapped_column, relationship
 
 from engine.periods import Period

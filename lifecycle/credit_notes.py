@@ -32,12 +32,13 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.log import Actor, invoice_resource, record
 from engine.money import Money
 from invoicing.credit_note import CreditLine, CreditNoteDocument, render_credit_note_pdf
-from audit.log import Actor, invoice_resource, record
-from lifecycle.transitions import Refused, next_number, status_of
+from ledger.invoices import status_of
 from ledger.models import Contract, Invoice
 from lifecycle.models import CreditNote
+from lifecycle.transitions import Refused, next_number
 
 UTC = dt.timezone.utc
 SERIES = "credit-notes"

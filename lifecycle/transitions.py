@@ -34,16 +34,17 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.log import Actor, invoice_resource, record
 from engine.periods import Period
 from invoicing.invoice import Invoice as InvoiceDocument
-from audit.log import Actor, invoice_resource, record
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
-from storage.db import dialect_insert
+from ledger.invoices import Selector, find, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
 from lifecycle.models import InvoiceCounter
 from review.reconcile import take_snapshot
+from storage.db import dialect_insert
 
 UTC = dt.timezone.utc
 NUMBER_DIGITS = 6
@@ -51,18 +52,6 @@ NUMBER_DIGITS = 6
 
 class Refused(Exception):
     """A lifecycle step that cannot be taken; nothing was changed. The message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Selector:
-    """Which invoice: a customer's for a period, or the one with an invoice number."""
-
-    customer: str | None = None
-    period: Period | None = None
-    number: str | None = None
-
-    def __str__(self) -> str:
-        return self.number or f"the invoice of '{self.customer}' for {self.period}"
 
 
 # Checks that a draft must pass to be approved, in order: each returns None, or why it may not be approved.
@@ -99,29 +88,6 @@ def render_issued_pdf(invoice: InvoiceDocument, number: str, issued_on: dt.date,
     from invoicing.pdf import render_pdf
 
     return render_pdf(invoice, number=number, status="issued", issued_on=issued_on, locale=locale)
-
-
-def status_of(session: Session, row: Invoice) -> str:
-    """draft, approved, issued, or void (an issued invoice with a void recorded)."""
-    if row.status == "issued" and session.get(InvoiceVoid, row.id) is not None:
-        return "void"
-    return row.status
-
-
-def find(session: Session, which: Selector) -> Invoice | None:
-    """By number; or the customer's open (draft, approved) invoice of the period, else the one in force,
-    else the last voided one."""
-    if which.number is not None:
-        return session.scalar(select(Invoice).where(Invoice.number == which.number))
-    rows = session.scalars(select(Invoice).where(Invoice.customer == which.customer, Invoice.period == which.period)
-                           .order_by(Invoice.id.desc())).all()
-    for row in rows:
-        if row.status in ("draft", "approved"):
-            return row
-    for row in rows:
-        if status_of(session, row) == "issued":
-            return row
-    return rows[0] if rows else None
 
 
 def close(session: Session, customer: str, period: Period, *, now: dt.datetime | None = None) -> tuple[Invoice, str]:

@@ -43,9 +43,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from engine.periods import Period
-from review.dashboard import HISTORY_PERIODS, Dashboard, PeriodPoint, dashboard
-from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
 from ledger.models import ContractVersion, Invoice, InvoiceVoid
+from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
+from review.dashboard import HISTORY_PERIODS, Dashboard, PeriodPoint, dashboard
 
 RECHECK_SECONDS = 2.0
 MAX_ENTRIES = 256

@@ -39,15 +39,15 @@ from sqlalchemy import Select, String, func, select, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from engine.evaluate import bill
-from engine.periods import Period
 from audit.log import Actor, record
-from ledger.billing_from_db import ComputedInvoice, invoice_from_db
-from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
-from review.models import DashboardSnapshot, DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
-from ledger.models import Invoice
-from metering.rollups import as_usage
+from engine.evaluate import bill
 from engine.money import EXACT
+from engine.periods import Period
+from ledger.billing_from_db import ComputedInvoice, invoice_from_db
+from ledger.models import Invoice
+from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
+from metering.rollups import as_usage
+from review.models import DashboardSnapshot, DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
 from storage.types import decimal_text
 
 UTC = dt.timezone.utc
@@ -232,7 +232,7 @@ def reconcile(session: Session, customer: str, period: Period, threshold: Thresh
               now: dt.datetime | None = None) -> Report:
     """Runs every check; writes nothing. Raises what invoice_from_db raises (no contract, period outside it).
     `invoice`: the one to compare (default: the period's open one, else the one in force, else the last void)."""
-    from lifecycle.transitions import Selector, find, status_of
+    from ledger.invoices import Selector, find, status_of
 
     computed = computed or invoice_from_db(session, customer, period)
     invoice = invoice or find(session, Selector(customer, period))

@@ -32,7 +32,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dsl.compile import compile_source
-from rules.diagnostics import Diagnostic, Severity
 from engine.evaluate import OutsideContract, SiteResult, Timeline
 from engine.lines import LINE_KINDS
 from engine.periods import Period
@@ -43,6 +42,7 @@ from ledger.contracts import StoredContract, StoredVersionInvalid, load_contract
 from ledger.history import SavedVersion, contract_history, text_diff
 from ledger.invoices import issued_invoices
 from ledger.models import Invoice
+from rules.diagnostics import Diagnostic, Severity
 
 ZERO = Decimal(0)
 DEFAULT_PERIODS, MAX_PERIODS = 6, 36

@@ -13,10 +13,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable
 
-from rules.diagnostics import Span
-from rules.written import DateLiteral
 from engine.plan import Phase, Step
+from rules.diagnostics import Span
 from rules.primitive import Primitive
+from rules.written import DateLiteral
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Iterable
 
-from rules.diagnostics import Span
-from rules.written import Ref
 from engine.plan import Phase, Step
+from rules.diagnostics import Span
 from rules.primitive import Primitive
+from rules.written import Ref
 
 
 @dataclass(frozen=True)

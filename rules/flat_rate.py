@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rules.diagnostics import Span
-from rules.written import Amount
 from engine.lines import TierShare
+from rules.diagnostics import Span
 from rules.pricing import check_not_negative, rate_steps, run_rate
 from rules.primitive import Primitive
+from rules.written import Amount
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
-from rules.diagnostics import Diagnostic, Span, error
-from rules.written import Amount
 from engine.lines import TierShare, UsageLine
 from engine.plan import Phase, Step
+from rules.diagnostics import Diagnostic, Span, error
+from rules.written import Amount
 
 ZERO = Decimal(0)
 

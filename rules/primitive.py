@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from rules.diagnostics import Diagnostic, Span
 from engine.money import Money
 from engine.plan import Source, Step
+from rules.diagnostics import Diagnostic, Span
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from rules.diagnostics import Span
-from rules.written import Amount, Scope
 from engine.lines import MinimumLine
 from engine.plan import Phase, Step
+from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
 from rules.scoped import check_currency_places, scope_label, scope_reads, sum_amounts
+from rules.written import Amount, Scope
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from rules.diagnostics import Span
-from rules.written import Amount, Scope
 from engine.lines import MinimumLine
 from engine.plan import Phase, Step
+from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
 from rules.scoped import check_single_category
+from rules.written import Amount, Scope
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Where the database is and how to talk to it.
 
-The database is `BILLING_DATABASE_URL` (any SQLAlchemy URL); without it, an
-SQLite file `billing.db` in the working directory, created on first use.
-PostgreSQL (`postgresql+psycopg://…`) is the production choice.
+The URL (any SQLAlchemy URL) is handed in by the caller: the command line and
+the web app take it from the environment's settings (settings/environment.py),
+so nothing here reads the process environment. SQLite (`sqlite:///billing.db`,
+created on first use) is the embedded default; PostgreSQL
+(`postgresql+psycopg://…`) is the production choice.
 
-    engine = connect()                  # DatabaseUnavailable: one clear sentence, no traceback
+    engine = connect(url)               # DatabaseUnavailable: one clear sentence, no traceback
     sessions = session_factory(engine)
     with sessions.begin() as session:   # one transaction
         ...
@@ -21,7 +23,6 @@ stored as text.
 
 from __future__ import annotations
 
-import os
 import threading
 from decimal import Decimal
 
@@ -34,27 +35,12 @@ from sqlalchemy.orm import sessionmaker
 from engine.money import EXACT
 from storage.types import decimal_text
 
-DEFAULT_URL = "sqlite:///billing.db"
 SQLITE_BUSY_SECONDS = 120
 CONNECT_TIMEOUT_SECONDS = 10
 
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or used; the message says which one and why."""
-
-
-def database_url() -> str:
-    """BILLING_DATABASE_URL; else the database of the environment BILLING_ENV names; else DEFAULT_URL."""
-    if os.environ.get("BILLING_DATABASE_URL"):
-        return os.environ["BILLING_DATABASE_URL"]
-    if os.environ.get("BILLING_ENV"):
-        from settings.environment import UnknownEnvironment, load
-
-        try:
-            return load().database_url
-        except UnknownEnvironment as exc:
-            raise DatabaseUnavailable(str(exc)) from None
-    return DEFAULT_URL
 
 
 def shown(url) -> str:
@@ -65,13 +51,12 @@ def shown(url) -> str:
         return str(url)
 
 
-def create(url: str | None = None) -> Engine:
-    """An engine for `url` (default: `database_url()`); nothing is opened yet."""
-    url = url or database_url()
+def create(url: str) -> Engine:
+    """An engine for `url`; nothing is opened yet."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseUnavailable(f"BILLING_DATABASE_URL {url!r} is not a database URL "
+        raise DatabaseUnavailable(f"{url!r} is not a database URL "
                                   "(for example sqlite:///billing.db or postgresql+psycopg://user@host/db)") from None
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -118,7 +103,7 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def _decimal_add(a: str | None, b: str | None) -> str | None:
-    """SQLite's missing exact addition, for decimals stored as text (store/types.py ExactDecimal)."""
+    """SQLite's missing exact addition, for decimals stored as text (storage/types.py ExactDecimal)."""
     if a is None or b is None:
         return None
     if a.isdigit() and b.isdigit():   # whole numbers, the common case: no Decimal needed
@@ -126,7 +111,7 @@ def _decimal_add(a: str | None, b: str | None) -> str | None:
     return decimal_text(EXACT.add(Decimal(a), Decimal(b)))
 
 
-def connect(url: str | None = None) -> Engine:
+def connect(url: str) -> Engine:
     """An engine whose database answered; DatabaseUnavailable otherwise."""
     engine = create(url)
     try:

@@ -1,6 +1,6 @@
 """Creating and migrating the schema with Alembic, configured here rather than in an alembic.ini.
 
-The migrations ship inside the package (store/migrations), so `billing db upgrade`
+The migrations ship inside the package (storage/migrations), so `billing db upgrade`
 works from any directory and from an installed wheel.
 
     upgrade(engine)          # to the newest revision; returns (revision before, revision now)

@@ -13,9 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from conftest import COMPARE_TOOL, EXAMPLES
-
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.money import EXACT
+from ingest.file_batches import _Batcher, utc_texts
 from metering.aggregate import LocalDays
 from metering.events import Event, EventData
-from ingest.file_batches import _Batcher, utc_texts
-from engine.money import EXACT
 from storage.types import decimal_text
 
 UTC = dt.timezone.utc

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dsl.compile import Compiled, compile_source
-from rules.diagnostics import Diagnostic, Severity
 from dsl.parse import KEYWORDS
 from engine.evaluate import Timeline, bill
 from engine.periods import Period
 from invoicing.invoice import build_invoice, invoice_json
 from metering.aggregate import meter
+from rules.diagnostics import Diagnostic, Severity
 
 try:
     import strategies as gen

@@ -4,6 +4,7 @@ portal previews and re-renders stored invoices this way, so the figures cannot d
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,7 +17,6 @@ from invoicing.pdf import render_html
 from invoicing.stored import invoice_from_document
 from invoicing.text import render_text
 from metering.aggregate import meter
-from zoneinfo import ZoneInfo
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 

@@ -19,8 +19,9 @@ from billing.output import OK
 
 
 def cmd_credit(args) -> int:
+    from ledger.invoices import Selector, find
     from lifecycle.credit_notes import credit
-    from lifecycle.transitions import Refused, Selector, find
+    from lifecycle.transitions import Refused
 
     sites, amounts = args.site or [], args.amount or []
     if len(sites) != len(amounts):

@@ -154,8 +154,8 @@ def cmd_contract_history(args) -> int:
 def cmd_ingest(args) -> int:
     import msgspec
 
-    from metering.events import Rejection
     from ingest.file_batches import FileReader
+    from metering.events import Rejection
 
     for path in args.files:
         try:
@@ -224,8 +224,8 @@ def _count(n: int, noun: str) -> str:
 def cmd_invoice_from_db(args) -> int:
     """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here; every format is
     rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
-    from invoicing.render import render_document
     from audit.log import invoice_resource
+    from invoicing.render import render_document
     from ledger.billing_from_db import invoice_from_db
     from ledger.contracts import StoredVersionInvalid, UnknownContract
 
@@ -246,8 +246,8 @@ def cmd_invoice_from_db(args) -> int:
 
 def _record_read(sessions, action: str, resource: str, details: dict) -> None:
     """A read of financial data on the command line is recorded like one in the portal, before it is shown."""
-    from billing.commands.portal import cli_actor
     from audit.log import record
+    from billing.commands.portal import cli_actor
 
     with sessions.begin() as session:
         record(session, cli_actor(), action, resource, details=details)

@@ -23,7 +23,7 @@ from billing.output import OK, WRONG_INPUT, say
 
 
 def _selector(args):
-    from lifecycle.transitions import Selector
+    from ledger.invoices import Selector
 
     if args.number and (args.customer or args.period):
         raise UsageError("name the invoice by --number, or by --customer and --period, not both")

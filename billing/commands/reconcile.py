@@ -45,7 +45,7 @@ def reconcile_and_store(session, customer, period, limit, who, invoice=None):
 def cmd_reconcile(args) -> int:
     from engine.evaluate import OutsideContract
     from ledger.contracts import StoredVersionInvalid, UnknownContract
-    from lifecycle.transitions import Selector, find
+    from ledger.invoices import Selector, find
     from review.reconcile import NothingToExplain, explain, latest, render_text
 
     period = _period("--period", args.period)

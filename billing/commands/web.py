@@ -12,9 +12,9 @@ from billing.output import OK, say
 
 
 def cmd_apikey_create(args) -> int:
+    from audit.log import record
     from billing.commands.portal import cli_actor
     from identity.apikeys import create_api_key
-    from audit.log import record
     from ledger.contracts import UnknownContract
 
     who = cli_actor()
@@ -49,9 +49,9 @@ def cmd_apikey_list(args) -> int:
 
 
 def cmd_apikey_revoke(args) -> int:
+    from audit.log import record
     from billing.commands.portal import cli_actor
     from identity.apikeys import UnknownApiKey, revoke_api_key
-    from audit.log import record
 
     who = cli_actor()
     with database() as (_, sessions):

@@ -1,8 +1,11 @@
-"""Alembic's entry point: migrate the database `storage.schema` hands over (or BILLING_DATABASE_URL)."""
+"""Alembic's entry point: migrate the database whose connection `storage.schema` hands over.
+
+There is no alembic.ini and no URL of its own: `billing db upgrade` (storage/schema.py
+`upgrade`) opens the connection from the environment's settings and passes it in.
+"""
 
 from alembic import context
 
-from storage import db
 from storage.base import Base
 
 
@@ -14,8 +17,6 @@ def run(connection) -> None:
 
 
 connection = context.config.attributes.get("connection")
-if connection is not None:
-    run(connection)
-else:
-    with db.connect().begin() as connection:
-        run(connection)
+if connection is None:
+    raise SystemExit("the migrations run through `billing db upgrade` (storage.schema.upgrade), which opens the database")
+run(connection)

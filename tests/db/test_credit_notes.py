@@ -17,11 +17,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from audit.log import AuditEntry
-from lifecycle.credit_notes import CreditRefused, credit, creditable
-from lifecycle.transitions import Selector, find, void
-from lifecycle.models import CreditNote
-from storage.base import FrozenRecord
+from ledger.invoices import Selector, find
 from ledger.models import Invoice
+from lifecycle.credit_notes import CreditRefused, credit, creditable
+from lifecycle.models import CreditNote
+from lifecycle.transitions import void
+from storage.base import FrozenRecord
 
 from .test_lifecycle import BILLING, JUNE, MAY, WHO, _issue, customers, snapshot  # noqa: F401  (fixtures)
 

@@ -18,14 +18,14 @@ import pytest
 from dsl.compile import compile_file
 from engine.lines import CapLine, MinimumLine
 from engine.periods import Period
-from metering.events import read_events
+from ingest.pipeline import ingest_events
 from ledger.billing_from_db import invoice_from_db
 from ledger.contracts import save_contract
-from review.dashboard import dashboard, figures
-from review.dashboard_cache import DashboardCache
-from ingest.pipeline import ingest_events
 from ledger.invoices import counts_from_json
 from ledger.issuing import record_issued_invoice
+from metering.events import read_events
+from review.dashboard import dashboard, figures
+from review.dashboard_cache import DashboardCache
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 PERIODS = {"acme-health": [Period(2026, 4), Period(2026, 5), Period(2026, 6)],

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from metering.events import read_events
 from ingest.pipeline import ingest_events
+from metering.events import read_events
 from metering.models import Rollup, UsageEvent
 
 from .support import TINY, event, stored_state, write_lines

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.periods import Period, contract_year_start
 from audit.log import Actor, AuditEntry
+from engine.periods import Period, contract_year_start
 from ledger.billing_from_db import invoice_from_db
-from ledger.invoices import carried_into, counts_from_json, issued_invoices
-from lifecycle.transitions import APPROVAL_GATES, Refused, Selector, approve, close, issue, status_of, void
-from storage.base import Base, FrozenRecord
+from ledger.invoices import Selector, carried_into, counts_from_json, issued_invoices, status_of
 from ledger.models import Invoice, InvoicePdf, InvoiceVoid
+from lifecycle.transitions import APPROVAL_GATES, Refused, approve, close, issue, void
+from storage.base import Base, FrozenRecord
 
 from .support import TINY, event, write_lines
 

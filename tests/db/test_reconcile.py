@@ -13,15 +13,16 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 
-from settings import environment
-from engine.periods import Period
 from audit.log import Actor, AuditEntry
-from lifecycle.transitions import APPROVAL_GATES, Refused, Selector, approve, issue
-from review.models import DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
-from storage.base import FrozenRecord
+from engine.periods import Period
+from ledger.invoices import Selector
 from ledger.models import Invoice
+from lifecycle.transitions import APPROVAL_GATES, Refused, approve, issue
 from metering.models import Rollup, UsageEvent
+from review.models import DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
 from review.reconcile import DISCREPANCY, NOTE, OK, WITHIN, Threshold, latest, reconcile
+from settings import environment
+from storage.base import FrozenRecord
 
 from .support import TINY, event, write_lines
 

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from audit.log import Actor
 from dsl.compile import compile_source
 from engine.periods import Period
-from metering.events import read_events
-from ledger.contracts import save_contract
 from ingest.pipeline import ingest_events
+from ledger.contracts import save_contract
+from ledger.invoices import Selector
 from ledger.issuing import record_issued_invoice
-from audit.log import Actor
-from lifecycle.transitions import Selector, close, void
 from ledger.models import Invoice
+from lifecycle.transitions import close, void
+from metering.events import read_events
 from review.whatif import Refusal, backtest, compare_versions, preview
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"

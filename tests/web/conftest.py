@@ -4,10 +4,10 @@ BILLING_TEST_POSTGRES_URL is set, through tests/db's `db_url`), a customer and i
 from __future__ import annotations
 
 import pytest
-
-from admin_app import create_app
 from db.conftest import db_url, postgres_database  # noqa: F401  (tests/db/conftest.py: one database per test)
 from db.support import TINY
+
+from admin_app import create_app
 from dsl.compile import compile_source
 from identity.apikeys import create_api_key
 from ledger.contracts import save_contract

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from db.conftest import cli  # noqa: F401  (`billing ARGS…` in this process)
+from db.support import event, stored_state
 from flask import Flask
 from sqlalchemy import select
 
 from admin_app import api, create_app
-from db.conftest import cli  # noqa: F401  (`billing ARGS…` in this process)
-from db.support import event, stored_state
+from audit.log import AuditEntry
 from engine.periods import Period
 from identity.apikeys import ApiKey, key_hash, revoke_api_key
-from audit.log import AuditEntry
 from ledger.issuing import record_issued_invoice
 from metering.models import UsageEvent
 

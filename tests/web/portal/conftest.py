@@ -16,21 +16,21 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from db.conftest import db_url, postgres_database  # noqa: F401  (tests/db/conftest.py: one database per test)
 
 from admin_app import create_app
-from db.conftest import db_url, postgres_database  # noqa: F401  (tests/db/conftest.py: one database per test)
+from audit.log import Actor
 from dsl.compile import compile_file
 from engine.periods import Period
-from metering.events import read_events
 from identity import accounts
-from storage import db, schema
 from identity.accounts import User
-from audit.log import Actor
-from ledger.contracts import save_contract
+from identity.signin import open_session
 from ingest.pipeline import ingest_events
+from ledger.contracts import save_contract
 from ledger.issuing import record_issued_invoice
 from ledger.models import Invoice
-from identity.signin import open_session
+from metering.events import read_events
+from storage import db, schema
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "contracts"
 UTC = dt.timezone.utc

@@ -8,10 +8,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from identity import accounts
-
-from identity.accounts import User
 from audit.log import AuditEntry, verify
+from identity import accounts
+from identity.accounts import User
 
 from .conftest import PASSWORD, TEST_ACTOR, form_post
 

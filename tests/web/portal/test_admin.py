@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
 from sqlalchemy import select
 
-from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
-from identity.accounts import User
 from audit.log import AuditEntry
+from identity.accounts import User
 
 from .conftest import form_post
 

@@ -12,10 +12,10 @@ import datetime as dt
 import threading
 
 import pytest
+from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` in this process)
 from audit.log import DELETED, EDITED, INSERTED, Actor, AuditEntry, canonical, entry_hash, record, verify
 
 from .conftest import form_post

@@ -11,8 +11,8 @@ import json
 
 import pyotp
 
-from metering.events import read_events
 from ingest.pipeline import ingest_events
+from metering.events import read_events
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, add_portal_user
 from .test_browser import (  # noqa: F401  (fixtures: the same live app, browser and screenshots)

@@ -14,9 +14,9 @@ import pyotp
 from sqlalchemy import select
 
 from engine.periods import Period
-from lifecycle.transitions import close
-from lifecycle.models import CreditNote
 from ledger.models import Invoice, InvoicePdf
+from lifecycle.models import CreditNote
+from lifecycle.transitions import close
 
 from .conftest import CUSTOMER, add_portal_user
 from .test_browser import (  # noqa: F401  (fixtures: SQLite, the app served in a thread, Chromium)

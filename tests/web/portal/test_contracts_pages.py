@@ -10,9 +10,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from audit.log import AuditEntry
 from dsl.compile import compile_file, compile_source
 from engine.plan_view import plan_text
-from audit.log import AuditEntry
 from ledger.models import ContractVersion
 
 from .conftest import CONTRACTS, csrf_token

@@ -12,11 +12,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from engine.periods import Period
-from metering.events import read_events
 from audit.log import AuditEntry
-from ledger.billing_from_db import invoice_from_db
+from engine.periods import Period
 from ingest.pipeline import ingest_events
+from ledger.billing_from_db import invoice_from_db
+from metering.events import read_events
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER
 

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import func, select
 
 from admin_app import create_app
+from audit.log import AuditEntry, verify
 from billing.cli import main
 from billing.demo import build_demo
-from storage import db
-from lifecycle import transitions as lifecycle
 from identity.accounts import User
-from audit.log import AuditEntry, verify
 from ledger.models import ContractVersion, Invoice, InvoicePdf
-from review.models import Reconciliation
+from lifecycle import transitions as lifecycle
 from metering.models import UsageEvent
+from review.models import Reconciliation
+from storage import db
 
 from .conftest import form_post
 

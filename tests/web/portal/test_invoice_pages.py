@@ -16,11 +16,11 @@ import pytest
 from babel.numbers import format_decimal
 from sqlalchemy import select
 
-from engine.periods import Period
 from audit.log import AuditEntry
-from lifecycle.transitions import close
-from lifecycle.models import CreditNote
+from engine.periods import Period
 from ledger.models import Invoice, InvoicePdf, InvoiceVoid
+from lifecycle.models import CreditNote
+from lifecycle.transitions import close
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, form_post
 

@@ -10,10 +10,10 @@ from flask import request
 from sqlalchemy import select
 
 from admin_app import create_app
-from settings import environment
 from admin_app.access import public
-from identity.accounts import UserSession
 from audit.log import AuditEntry
+from identity.accounts import UserSession
+from settings import environment
 
 from .conftest import PASSWORD, form_post
 

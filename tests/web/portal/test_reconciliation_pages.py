@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from engine.periods import Period
 from audit.log import AuditEntry
+from engine.periods import Period
 from review.models import Reconciliation, ReconciliationExplanation
 from review.reconcile import Threshold, reconcile, store_report
 

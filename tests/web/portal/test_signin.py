@@ -8,8 +8,8 @@ import re
 import pyotp
 from sqlalchemy import select
 
-from identity.accounts import RecoveryCode, User, UserSession
 from audit.log import AuditEntry
+from identity.accounts import RecoveryCode, User, UserSession
 
 from .conftest import PASSWORD, add_portal_user, csrf_token, form_post
 

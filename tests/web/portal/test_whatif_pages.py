@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from audit.log import AuditEntry
 from dsl.compile import compile_source
 from engine.periods import Period
-from audit.log import AuditEntry
 from ledger.contracts import save_contract
 from ledger.models import Invoice
 
