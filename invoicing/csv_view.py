@@ -2,8 +2,8 @@
 
 Amounts and quantities are exact decimals as in the JSON (amounts with the
 currency's minor-unit places). After a site's lines comes its `site total` row;
-after the last site, one `invoice total` row per kind and one for the total,
-named in the `description` column (`usage`, `minimum`, `cap`, `total`), so that
+after the last site, one `invoice total` row per entry of the invoice's totals,
+named in the `description` column (`usage`, `minimum`, `cap`, …, `total`), so that
 `SUMIFS(amount, kind, "usage")` can be checked against the row of kind
 `invoice total` and description `usage`. What was not billed follows as
 `not billed` rows, with no amount.
@@ -19,8 +19,8 @@ from __future__ import annotations
 import csv
 import io
 
-from engine.lines import LINE_KINDS
-from engine.money import format_quantity
+from engine.lines import Row, kind_of
+from engine.money import Money, format_quantity
 from invoicing.invoice import Invoice
 
 COLUMNS = (
@@ -31,41 +31,35 @@ COLUMNS = (
 DRAFT = "DRAFT"
 
 
-def _tiers(line, fmt) -> str:
+def _tiers(row: Row, fmt) -> str:
     return "; ".join(
         f"{format_quantity(t.quantity)} at {t.unit_price:f}{f' {t.note}' if t.note else ''} = {fmt(t.amount)}"
-        for t in line.tiers
+        for t in row.details
     )
 
 
-def _line_row(line, fmt) -> dict:
-    row = {"kind": line.kind, "contract_line": line.source.line if line.source else ""}
-    if line.kind == "usage":
-        disabled = "" if line.billed else f"disabled at line {line.disabled_by.line}: not billed; "
-        return row | {
-            "categories": line.category,
-            "description": line.label,
-            "quantity": format_quantity(line.quantity),
-            "events": line.events,
-            "unit_price": f"{line.tiers[0].unit_price:f}" if len(line.tiers) == 1 else "",
-            "amount": fmt(line.amount),
-            "billed": "true" if line.billed else "false",
-            "explanation": disabled + _tiers(line, fmt),
-        }
-    row |= {"categories": " ".join(line.categories), "amount": fmt(line.amount), "billed": "true",
-            "explanation": line.explanation}
-    if line.kind == "minimum":
-        spend = line.unit == "spend"
-        return row | {
-            "description": "Minimum true-up",
-            "commitment": fmt(line.commitment) if spend else format_quantity(line.commitment),
-            "commitment_unit": line.unit,
-        }
-    return row | {
-        "description": "Cap reduction",
-        "limit": fmt(line.limit),
-        "counted_before": fmt(line.counted_before),
-        "in_scope": fmt(line.in_scope),
+def _not_billed(row: Row) -> str:
+    if row.billed:
+        return ""
+    return f"disabled at line {row.disabled_by.line}: not billed; " if row.disabled_by else "not billed; "
+
+
+def _line_row(line, money: Money) -> dict:
+    row = kind_of(line).row(line, money)
+    unknown = set(row.figures) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"a {line.kind} line has figures with no CSV column: {', '.join(sorted(unknown))}")
+    return row.figures | {
+        "kind": line.kind,
+        "categories": " ".join(row.categories),
+        "description": row.description,
+        "quantity": "" if row.quantity is None else format_quantity(row.quantity),
+        "events": "" if row.events is None else row.events,
+        "unit_price": "" if row.unit_price is None else f"{row.unit_price:f}",
+        "amount": money.format(row.amount),
+        "billed": "true" if row.billed else "false",
+        "explanation": _not_billed(row) + "; ".join(text for text in (_tiers(row, money.format), row.explanation) if text),
+        "contract_line": row.source.line if row.source else "",
     }
 
 
@@ -79,11 +73,10 @@ def render_csv(invoice: Invoice, *, number: str | None = None) -> str:
     for site in invoice.sites:
         where = common | {"site": site.site, "site_name": site.name}
         for line in site.lines:
-            writer.writerow(where | _line_row(line, fmt))
+            writer.writerow(where | _line_row(line, invoice.money))
         writer.writerow(where | {"kind": "site total", "amount": fmt(site.total)})
-    totals = invoice.totals
-    for kind in (*LINE_KINDS, "total"):
-        writer.writerow(common | {"kind": "invoice total", "description": kind, "amount": fmt(totals[kind])})
+    for key, amount in invoice.totals.items():
+        writer.writerow(common | {"kind": "invoice total", "description": key, "amount": fmt(amount)})
     for group in invoice.unbilled:
         writer.writerow(common | {
             "site": group.site, "kind": "not billed", "categories": group.category, "description": group.reason,

@@ -2,7 +2,8 @@
 
 Totals are computed here from the lines and nowhere else: a site's total is the
 sum of its lines, each kind's total the sum of that kind's lines over all
-sites, and the invoice total the sum of the site totals.
+sites (every registered kind has its entry, in the order kinds were registered,
+engine/lines.py), and the invoice total the sum of the site totals.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from engine.evaluate import PeriodResult, SiteResult
-from engine.lines import LINE_KINDS
+from engine.lines import kind_of, totals_titles
 from engine.money import Money, format_quantity
 from engine.periods import Period, contract_year_start
 from engine.usage import Tally
@@ -41,12 +42,13 @@ class Invoice:
     sites: tuple[SiteResult, ...]
     unbilled: tuple[UnbilledGroup, ...]
 
-    def kind_total(self, kind: str) -> Decimal:
-        return sum((l.amount for s in self.sites for l in s.lines if l.kind == kind), ZERO)
-
     @property
     def totals(self) -> dict[str, Decimal]:
-        totals = {kind: self.kind_total(kind) for kind in LINE_KINDS}
+        """Each registered kind's `totals` entry (the sum of its lines over all sites), then the total."""
+        totals = dict.fromkeys(totals_titles(), ZERO)
+        for site in self.sites:
+            for line in site.lines:
+                totals[kind_of(line).totals_key] += line.amount
         totals["total"] = sum((s.total for s in self.sites), ZERO)
         return totals
 
@@ -76,48 +78,9 @@ def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str
 
 
 def line_json(line, money: Money) -> dict:
-    source = line.source.as_dict() if line.source else None
-    if line.kind == "usage":
-        return {
-            "kind": "usage",
-            "category": line.category,
-            "label": line.label,
-            "quantity": format_quantity(line.quantity),
-            "amount": money.format(line.amount),
-            "billed": line.billed,
-            "tiers": [
-                {
-                    "quantity": format_quantity(t.quantity),
-                    "unit_price": f"{t.unit_price:f}",
-                    "amount": money.format(t.amount),
-                    **({"note": t.note} if t.note else {}),
-                }
-                for t in line.tiers
-            ],
-            "events": line.events,
-            "source": source,
-            **({"disabled_by": line.disabled_by.as_dict()} if line.disabled_by else {}),
-        }
-    if line.kind == "minimum":
-        return {
-            "kind": "minimum",
-            "categories": list(line.categories),
-            "commitment": money.format(line.commitment) if line.unit == "spend" else format_quantity(line.commitment),
-            "commitment_unit": line.unit,
-            "amount": money.format(line.amount),
-            "explanation": line.explanation,
-            "source": source,
-        }
-    return {
-        "kind": "cap",
-        "categories": list(line.categories),
-        "limit": money.format(line.limit),
-        "counted_before": money.format(line.counted_before),
-        "in_scope": money.format(line.in_scope),
-        "amount": money.format(line.amount),
-        "explanation": line.explanation,
-        "source": source,
-    }
+    """A line's JSON (interfaces §3) as its kind declares it; raises UnknownLineKind for a kind nobody declared."""
+    kind = kind_of(line)
+    return {"kind": kind.name, **kind.to_json(line, money)}
 
 
 def invoice_json(invoice: Invoice) -> dict:

@@ -18,6 +18,7 @@ import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import jinja2
 import markupsafe
@@ -26,15 +27,16 @@ from babel import Locale
 from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, parse_decimal
 
-from engine.lines import LINE_KINDS
+from engine.lines import Row, kind_of, totals_titles
 from engine.money import Money
 from invoicing.invoice import Invoice
 
+# The repository's templates/ (data, not a package): a wheel installs it beside the packages (pyproject.toml).
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 DRAFT_MARKER = "DRAFT — not an invoice number"
 STATUSES = {"draft": "Draft", "approved": "Approved, not yet issued", "issued": "Issued", "void": "Void"}
 NUMBERED = ("issued", "void")
 WATERMARKS = {"draft": "DRAFT", "approved": "DRAFT", "void": "VOID"}
-KIND_TITLES = {"usage": "Usage", "minimum": "Minimum true-ups", "cap": "Cap reductions"}
 ZERO = Decimal(0)
 # An amount (digits with a decimal point) or a count of five digits or more standing alone in an engine
 # explanation ("annual cap 60000.00 on all"): not part of a name (c04), a date (2026-06-15) or a year.
@@ -95,7 +97,7 @@ class TierRow:
 
 @dataclass(frozen=True)
 class LineRow:
-    kind: str
+    kind: str             # the invoice `totals` entry its amount sums into
     title: str
     quantity: str
     unit_price: str
@@ -137,51 +139,52 @@ def _tier_rows(shares, numbers: Numbers) -> tuple[TierRow, ...]:
     return tuple(rows)
 
 
-def _usage_note(line) -> str:
-    """What a reader needs to know beyond the figures: the category is disabled here, or priced for this site."""
-    if not line.billed:
-        where = f" at contract line {line.disabled_by.line}" if line.disabled_by else ""
+def _note(row: Row, numbers: Numbers) -> str:
+    """What a reader needs to know beyond the figures: the line is not billed, why it is there, or that it is
+    priced for this site."""
+    if not row.billed:
+        where = f" at contract line {row.disabled_by.line}" if row.disabled_by else ""
         return f"Disabled for this site{where}: not billed."
-    if line.source and line.source.block.startswith("site "):
-        return f"Priced for this site at contract line {line.source.line}."
+    if row.explanation:
+        where = f" Contract line {row.source.line}." if row.source else ""
+        return f"{numbers.sentence(row.explanation)}.{where}"
+    if row.source and row.source.block.startswith("site "):
+        return f"Priced for this site at contract line {row.source.line}."
     return ""
 
 
 def _line_row(line, numbers: Numbers) -> LineRow:
-    if line.kind == "usage":
-        priced_once = len(line.tiers) == 1
-        tiers = () if priced_once or not line.billed else _tier_rows(line.tiers, numbers)
-        return LineRow("usage", line.label, numbers.quantity(line.quantity),
-                       numbers.price(line.tiers[0].unit_price) if priced_once and line.billed else "",
-                       numbers.amount(line.amount), tiers, _usage_note(line))
-    title = "Minimum true-up" if line.kind == "minimum" else "Cap reduction"
-    where = f" Contract line {line.source.line}." if line.source else ""
-    return LineRow(line.kind, f"{title} on {', '.join(line.categories)}", "", "", numbers.amount(line.amount), (),
-                   f"{numbers.sentence(line.explanation)}.{where}")
+    kind = kind_of(line)
+    row = kind.row(line, numbers.money)
+    priced_once = row.unit_price is not None
+    tiers = () if priced_once or not row.billed else _tier_rows(row.details, numbers)
+    return LineRow(kind.totals_key, row.title, "" if row.quantity is None else numbers.quantity(row.quantity),
+                   numbers.price(row.unit_price) if priced_once and row.billed else "",
+                   numbers.amount(row.amount), tiers, _note(row, numbers))
 
 
 def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers) -> Verification:
     """Add up the printed figures; raise InconsistentInvoice, naming every sum that fails, if any does not agree."""
+    titles = totals_titles()
     problems, rows = [], []
-    columns = {kind: ZERO for kind in LINE_KINDS}
+    columns = dict.fromkeys(titles, ZERO)
     site_totals = ZERO
     for site in sites:
-        by_kind = {kind: ZERO for kind in LINE_KINDS}
+        by_kind = dict.fromkeys(titles, ZERO)
         for line in site.lines:
             by_kind[line.kind] += numbers.parse(line.amount)
         if sum(by_kind.values()) != numbers.parse(site.total):
             problems.append(f"site {site.site}: its lines add up to {numbers.amount(sum(by_kind.values()))}, "
                             f"its total is {site.total}")
-        for kind in LINE_KINDS:
+        for kind in titles:
             columns[kind] += by_kind[kind]
         site_totals += numbers.parse(site.total)
-        rows.append((site, {kind: numbers.amount(by_kind[kind]) for kind in LINE_KINDS}))
+        rows.append((site, {kind: numbers.amount(by_kind[kind]) for kind in titles}))
     stated = {key: numbers.parse(text) for key, text in totals.items()}
     count = f"{len(sites)} site{'' if len(sites) == 1 else 's'}"
-    sums = [(f"{KIND_TITLES[kind]} of the {count}", columns[kind], KIND_TITLES[kind], kind) for kind in LINE_KINDS]
+    sums = [(f"{title} of the {count}", columns[kind], title, kind) for kind, title in titles.items()]
     sums.append((f"Totals of the {count}", site_totals, "Total due", "total"))
-    sums.append((" + ".join(KIND_TITLES.values()).capitalize(), sum(stated[kind] for kind in LINE_KINDS),
-                 "Total due", "total"))
+    sums.append((" + ".join(titles.values()).capitalize(), sum(stated[kind] for kind in titles), "Total due", "total"))
     for added, value, printed, key in sums:
         if value != stated[key]:
             problems.append(f"{added.lower()} add up to {numbers.amount(value)}, {printed.lower()} is {totals[key]}")
@@ -199,7 +202,7 @@ def _css_string(text: str) -> markupsafe.Markup:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("templates", "."), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["css_string"] = _css_string
     return env
@@ -239,7 +242,7 @@ def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "
         sites=sites,
         totals=totals,
         total_due=numbers.currency(invoice.totals["total"]),
-        kinds=KIND_TITLES,
+        kinds=totals_titles(),
         verification=verification,
         unbilled=[(group, numbers.quantity(group.quantity)) for group in invoice.unbilled],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from engine.lines import Row, kind_of, totals_titles
 from engine.money import format_quantity
 from invoicing.invoice import Invoice
 
@@ -12,6 +13,23 @@ WIDTH = 78
 
 def _row(left: str, amount: str) -> str:
     return f"{left[: WIDTH - len(amount) - 2]:<{WIDTH - len(amount)}}{amount}"
+
+
+def _disabled(row: Row) -> str:
+    return f"disabled at line {row.disabled_by.line}: " if row.disabled_by else ""
+
+
+def _line_rows(row: Row, fmt) -> list[str]:
+    """A line's heading (with its units, and why it is not billed), its tiers, then why it is there."""
+    units = "" if row.quantity is None else f": {format_quantity(row.quantity)} units"
+    flag = "" if row.billed else f" ({_disabled(row)}not billed)"
+    where = f" [line {row.source.line}]" if row.source else ""
+    out = [_row(f"  {row.title}{units}{flag}{where}", fmt(row.amount))]
+    for tier in row.details:
+        note = f" {tier.note}" if tier.note else ""
+        out.append(f"      {format_quantity(tier.quantity)} at {tier.unit_price:f}{note} = {fmt(tier.amount)}")
+    out += textwrap.wrap(row.explanation, WIDTH - 10, initial_indent="      ", subsequent_indent="      ")
+    return out
 
 
 def render_text(invoice: Invoice) -> str:
@@ -26,27 +44,12 @@ def render_text(invoice: Invoice) -> str:
     for site in invoice.sites:
         out.append(f"Site {site.site}  {site.name}")
         for line in site.lines:
-            where = f" [line {line.source.line}]" if line.source else ""
-            if line.kind == "usage":
-                flag = "" if line.billed else f" (disabled at line {line.disabled_by.line}: not billed)"
-                out.append(_row(f"  {line.label}: {format_quantity(line.quantity)} units{flag}{where}", fmt(line.amount)))
-                for tier in line.tiers:
-                    note = f" {tier.note}" if tier.note else ""
-                    out.append(f"      {format_quantity(tier.quantity)} at {tier.unit_price:f}{note} = {fmt(tier.amount)}")
-            else:
-                title = "Minimum true-up" if line.kind == "minimum" else "Cap reduction"
-                out.append(_row(f"  {title} on {', '.join(line.categories)}{where}", fmt(line.amount)))
-                out.extend(textwrap.wrap(line.explanation, WIDTH - 10, initial_indent="      ",
-                                         subsequent_indent="      "))
+            out += _line_rows(kind_of(line).row(line, money), fmt)
         out.append(_row(f"  Total {site.site}", fmt(site.total)))
         out.append("")
     totals = invoice.totals
-    out += [
-        _row("Usage", fmt(totals["usage"])),
-        _row("Minimum true-ups", fmt(totals["minimum"])),
-        _row("Cap reductions", fmt(totals["cap"])),
-        _row(f"Total {money.currency}", fmt(totals["total"])),
-    ]
+    out += [_row(title, fmt(totals[key])) for key, title in totals_titles().items()]
+    out.append(_row(f"Total {money.currency}", fmt(totals["total"])))
     if invoice.unbilled:
         out += ["", "Not billed:"]
         for group in invoice.unbilled:

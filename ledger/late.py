@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from engine.evaluate import Carried, PeriodResult, SiteResult, bill
-from engine.lines import CapLine, MinimumLine, TierShare, UsageLine
+from engine.lines import kind_of
 from engine.periods import Period
 from engine.usage import Tally
 from ledger.contracts import StoredContract
@@ -166,39 +166,12 @@ def _differences(before: PeriodResult, after: PeriodResult, billing: LateBilling
 
 
 def _key(line) -> tuple:
-    return (line.kind, line.category) if line.kind == "usage" else (line.kind, line.categories)
+    return line.kind, kind_of(line).match_key(line)
 
 
 def _difference(old, new, period: Period, money) -> list:
-    """The line that takes `old` to `new` (either may be None), or nothing when they bill the same."""
-    line = new or old
-    amount = (new.amount if new else ZERO) - (old.amount if old else ZERO)
-    if line.kind == "usage":
-        quantity = (new.quantity if new else ZERO) - (old.quantity if old else ZERO)
-        events = (new.events if new else 0) - (old.events if old else 0)
-        if not (amount or quantity or events):
-            return []
-        return [UsageLine(line.category, f"{line.label}, late usage for {period}", quantity, events, amount,
-                          line.billed, _tier_differences(old, new), line.source)]
-    if not amount:
-        return []
-    was, now = money.format(old.amount if old else ZERO), money.format(new.amount if new else ZERO)
-    if line.kind == "minimum":
-        return [MinimumLine(line.categories, line.scope, line.commitment, line.unit, line.basis, amount,
-                            f"late usage for {period}: true-up {now} instead of {was}", line.source)]
-    return [CapLine(line.categories, line.limit, line.counted_before,
-                    (new.in_scope if new else ZERO) - (old.in_scope if old else ZERO), amount,
-                    f"late usage for {period}: cap reduction {now} instead of {was}", line.source)]
-
-
-def _tier_differences(old: UsageLine | None, new: UsageLine | None) -> tuple[TierShare, ...]:
-    shares: dict[tuple[Decimal, str], list[Decimal]] = {}
-    for sign, line in ((-1, old), (1, new)):
-        for tier in line.tiers if line else ():
-            share = shares.setdefault((tier.unit_price, tier.note), [ZERO, ZERO])
-            share[0] += sign * tier.quantity
-            share[1] += sign * tier.amount
-    return tuple(TierShare(q, price, amount, note) for (price, note), (q, amount) in shares.items() if q or amount)
+    """The lines that take `old` to `new` (either may be None), as their kind builds them; none when equal."""
+    return kind_of(new or old).difference(old, new, period, money)
 
 
 def with_late_lines(result: PeriodResult, billings: list[LateBilling]) -> tuple[PeriodResult, dict[int, Period]]:
