@@ -37,7 +37,7 @@ from typing import Callable
 from sqlalchemy.orm import Session
 
 from engine.evaluate import run_period
-from engine.lines import CapLine, MinimumLine, UsageLine
+from engine.lines import CapLine, MinimumLine, UsageLine, kind_of, totals_titles
 from engine.money import Money
 from engine.periods import Period
 from engine.sheet import CapLedger
@@ -142,7 +142,7 @@ class SiteDashboard:
     usage: tuple[CategoryUsage, ...]
     minimums: tuple[MinimumProgress, ...]
     caps: tuple[CapProgress, ...]
-    kind_totals: dict                 # usage, minimum, cap → the sum of the site's lines of that kind
+    kind_totals: dict                 # each `totals` entry (usage, minimum, cap, …) → the sum of the site's lines in it
     unbilled_events: int              # events of the site the invoice lists as not billed
 
     @property
@@ -267,8 +267,9 @@ def _site(site, invoice: InvoiceView, plan, commitments, before: dict, after: di
         else:
             caps.append(CapProgress(step.params.scope.written, invoice.money.round(step.params.limit), counted_before,
                                     counted_now, counted_now, ZERO))
-    kinds = {kind: sum((line.amount for line in site.lines if line.kind == kind), ZERO)
-             for kind in ("usage", "minimum", "cap")}
+    kinds = dict.fromkeys(totals_titles(), ZERO)
+    for line in site.lines:
+        kinds[kind_of(line).totals_key] += line.amount
     unbilled = sum(group.events for group in invoice.unbilled if group.site == site.site)
     return SiteDashboard(site.site, site.name, site.total, usage, tuple(minimums), tuple(caps), kinds, unbilled)
 

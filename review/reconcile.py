@@ -14,8 +14,9 @@ The checks, in order (CHECKS), each a function that returns findings:
   each site if it were computed from the recount instead of the rollups;
 - `dashboard`: the last dashboard snapshot (taken when the period closed) against the invoice, per site;
 - `current`: the invoice against the engine's computation now (usage that arrived after the close);
-- `invariants`: the invoice's own sums (lines → site totals → total, kinds → their totals), caps
-  within their limits, no negative true-up (late-usage difference lines are exempt: they may be);
+- `invariants`: the invoice's own sums (lines → site totals → total, kinds → their totals), and what
+  each line's kind declares of it (engine/lines.py: caps within their limits, no negative true-up);
+  late-usage difference lines are exempt from the latter: they may be;
 - `unbilled`: events the invoice does not bill (unknown site or category, site inactive, outside the
   contract, conflicts) and the period's late events, with counts and quantities.
 
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from audit.log import Actor, record
 from engine.evaluate import bill
+from engine.lines import line_kind
 from engine.money import EXACT
 from engine.periods import Period
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
@@ -393,30 +395,18 @@ def invariants(context: _Context) -> list[Finding]:
         holds("lines sum to the site total", site["site"], sum((Decimal(l["amount"]) for l in lines), ZERO),
               Decimal(site["total"]), f"{len(lines)} lines")
         for line in lines:
-            kinds[line["kind"]] = kinds.get(line["kind"], ZERO) + Decimal(line["amount"])
+            kind = line_kind(line["kind"])
+            kinds[kind.totals_key] = kinds.get(kind.totals_key, ZERO) + Decimal(line["amount"])
             if "late_for" in line:   # a late-usage difference may lower a true-up or a cap reduction
                 continue
-            if line["kind"] == "minimum" and Decimal(line["amount"]) < 0:
-                holds("no negative true-up", site["site"], ZERO, Decimal(line["amount"]), line["explanation"])
-            if line["kind"] == "cap":
-                _cap_within_limits(line, site["site"], holds)
+            for broken in kind.invariants(kind.from_json(line)):
+                holds(broken.rule, site["site"], broken.expected, broken.found, broken.detail)
     totals = document["totals"]
     holds("site totals sum to the invoice total", "", sum((Decimal(s["total"]) for s in document["sites"]), ZERO),
           Decimal(totals["total"]), f"{len(document['sites'])} sites")
     for kind, amount in sorted(kinds.items()):
         holds(f"{kind} lines sum to the {kind} total", "", amount, Decimal(totals.get(kind, "0")))
     return findings
-
-
-def _cap_within_limits(line: dict, site: str, holds) -> None:
-    amount, in_scope = Decimal(line["amount"]), Decimal(line["in_scope"])
-    limit, before = Decimal(line["limit"]), Decimal(line["counted_before"])
-    if amount > 0:
-        holds("a cap only reduces", site, ZERO, amount, line["explanation"])
-    elif -amount > in_scope:
-        holds("a cap reduces no more than its scope", site, in_scope, -amount, line["explanation"])
-    elif before + in_scope + amount > limit and -amount != in_scope:
-        holds("a cap keeps the year within its limit", site, limit, before + in_scope + amount, line["explanation"])
 
 
 # --- (d) what the invoice does not bill --------------------------------------------------------------------

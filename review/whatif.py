@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from dsl.compile import compile_source
 from engine.evaluate import OutsideContract, SiteResult, Timeline
-from engine.lines import LINE_KINDS
+from engine.lines import kind_of, totals_titles
 from engine.periods import Period
 from engine.plan import Plan
 from invoicing.invoice import Invoice as InvoiceDocument
@@ -185,7 +185,7 @@ class Comparison:
     @property
     def totals(self) -> tuple[dict[str, tuple[Decimal, Decimal, Decimal]], tuple[Decimal, Decimal, Decimal]]:
         """The sums of the site rows: per kind, and in total."""
-        kinds = {kind: _sum3(site.kinds[kind] for site in self.sites) for kind in LINE_KINDS}
+        kinds = {kind: _sum3(site.kinds[kind] for site in self.sites) for kind in totals_titles()}
         return kinds, _sum3(site.total for site in self.sites)
 
 
@@ -222,7 +222,8 @@ def site_differences(a: InvoiceDocument, b: InvoiceDocument) -> tuple[SiteDiffer
     rows = []
     for site_id in order:
         old, new = in_a.get(site_id), in_b.get(site_id)
-        kinds = {kind: _three(_kind_amount(old, kind, none), _kind_amount(new, kind, none)) for kind in LINE_KINDS}
+        kinds = {kind: _three(_kind_amount(old, kind, none), _kind_amount(new, kind, none))
+                 for kind in totals_titles()}
         total = _three(old.total if old else none, new.total if new else none)
         only_in = None if old and new else ("a" if old else "b")
         rows.append(SiteDifference(site_id, (new or old).name, kinds, total, only_in))
@@ -230,7 +231,8 @@ def site_differences(a: InvoiceDocument, b: InvoiceDocument) -> tuple[SiteDiffer
 
 
 def _kind_amount(site: SiteResult | None, kind: str, none: Decimal) -> Decimal:
-    return sum((line.amount for line in site.lines if line.kind == kind), none) if site else none
+    """The site's lines that sum into the invoice's `totals` entry `kind`, added up."""
+    return sum((line.amount for line in site.lines if kind_of(line).totals_key == kind), none) if site else none
 
 
 def _three(a: Decimal, b: Decimal) -> tuple[Decimal, Decimal, Decimal]:
