@@ -15,24 +15,21 @@ from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl.parse import KEYWORDS
-from dsl.resolve import effective_rules, kind_of
+from dsl.resolve import Effective, effective_rules, kind_of
 from dsl.syntax import Block, Contract, NoRule, RateOverride
 from engine.money import is_currency
-from rules.diagnostics import Diagnostic, Span, error, warning
-from rules.primitive import Context
+from rules.diagnostics import Diagnostic, Span, error, later, warning
+from rules.primitive import Context, Primitive
 from rules.registry import primitive
 from rules.written import Amount, DateLiteral, Ref, Scope
 
 REQUIRED_HEADERS = ("customer", "currency", "starts")
 
 
-def later(a, b) -> Span:
-    return max(a.span, b.span)
-
-
-def _header_date(contract: Contract, key: str):
-    header = contract.header(key)
-    return header.value.value if header else None
+def primitive_of(node) -> Primitive | None:
+    """The primitive behind a node (None for the contract's own nodes: headers, `rate`, `no …`)."""
+    name = getattr(node, "primitive", None)
+    return primitive(name) if isinstance(name, str) else None
 
 
 # --- the contract as a whole -------------------------------------------------
@@ -168,9 +165,9 @@ def check_references(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
 def check_primitives(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
     """Each rule and price on its own: its primitive's checks."""
     for node in _walk(contract):
-        name = getattr(node, "primitive", None)
-        if isinstance(name, str):
-            yield from primitive(name).check(node, ctx)
+        rule = primitive_of(node)
+        if rule is not None:
+            yield from rule.check(node, ctx)
 
 
 # --- each block on its own -----------------------------------------------------
@@ -178,9 +175,9 @@ def check_primitives(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
 
 def check_block_rules(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
     for block in _blocks(contract):
-        yield from _toggles_and_rates(block)
+        yield from _primitives_together(block)
+        yield from _two_rates(block)
         yield from _no_rule_beside_rule(block)
-        yield from _repeated_window(block)
         if block.name == "defaults":
             for rule in block.rules:
                 if isinstance(rule, NoRule):
@@ -191,21 +188,21 @@ def check_block_rules(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
                     )
 
 
-def _toggles_and_rates(block: Block) -> Iterator[Diagnostic]:
-    toggled, rated = {}, {}
+def _primitives_together(block: Block) -> Iterator[Diagnostic]:
+    """Each primitive's checks of the block's rules of its kind taken together (`Primitive.check_block`)."""
+    together: dict = {}
     for rule in block.rules:
-        if kind_of(rule) == "toggle":
-            for ref in rule.refs:
-                first = toggled.get(ref.name)
-                if first is not None and first[0] != rule.enabled:
-                    yield error(
-                        "disabled-and-enabled",
-                        ref.span,
-                        f"category '{ref.name}' is both disabled and enabled in this block "
-                        f"(see line {first[1].line}); keep one",
-                    )
-                toggled.setdefault(ref.name, (rule.enabled, ref.span))
-        elif isinstance(rule, RateOverride):
+        declaration = primitive_of(rule)
+        if declaration is not None:
+            together.setdefault(declaration.check_block, []).append(rule)
+    for check, rules in together.items():
+        yield from check(rules)
+
+
+def _two_rates(block: Block) -> Iterator[Diagnostic]:
+    rated = {}
+    for rule in block.rules:
+        if isinstance(rule, RateOverride):
             name = rule.category.name
             if name in rated:
                 yield error(
@@ -218,7 +215,7 @@ def _toggles_and_rates(block: Block) -> Iterator[Diagnostic]:
 
 
 def _no_rule_beside_rule(block: Block) -> Iterator[Diagnostic]:
-    for kind in ("minimum", "cap"):
+    for kind in dict.fromkeys(r.kind for r in block.rules if isinstance(r, NoRule)):
         nos = [r for r in block.rules if isinstance(r, NoRule) and r.kind == kind]
         rules = [r for r in block.rules if kind_of(r) == kind and not isinstance(r, NoRule)]
         for no in nos:
@@ -233,52 +230,40 @@ def _no_rule_beside_rule(block: Block) -> Iterator[Diagnostic]:
             yield error(f"repeated-no-{kind}", second.span, f"`no {kind}` is repeated; say it once")
 
 
-def _repeated_window(block: Block) -> Iterator[Diagnostic]:
-    seen = {}
-    for rule in block.rules:
-        if kind_of(rule) != "window":
-            continue
-        if rule.edge in seen:
-            yield error(
-                "repeated-active",
-                rule.span,
-                f"`active {rule.edge}` is repeated (first on line {seen[rule.edge].span.line}); a site has one",
-            )
-        else:
-            seen[rule.edge] = rule
-    start, end = seen.get("from"), seen.get("until")
-    if start and end and start.date.value and end.date.value and end.date.value < start.date.value:
-        yield error(
-            "active-until-before-from",
-            later(start, end),
-            f"active until {end.date.text} is before active from {start.date.text}; the site would never be billed",
-        )
-
-
 # --- rules as each site sees them ---------------------------------------------
 
 
 def check_scopes(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
-    """Minimums and caps: disjoint among their kind, and no minimum straddling a cap."""
+    """Rules whose kind needs disjoint scopes (minimums, caps), and no rule a cap counts straddling a cap."""
     declared = contract.category_ids
     views = [effective_rules(contract, None)] + [effective_rules(contract, site) for site in contract.sites]
     for view in views:
-        minimums = [e.node for e in view if e.kind == "minimum"]
-        caps = [e.node for e in view if e.kind == "cap"]
-        yield from _disjoint(minimums, declared, "category-in-two-minimums", "minimums")
-        yield from _disjoint(caps, declared, "overlapping-caps", "caps")
-        for minimum in minimums:
-            inside = minimum.scope.categories(declared)
+        overlapping: dict[tuple[str, str], list] = {}
+        for e in view:
+            if _declares(e, "overlap_code"):
+                overlapping.setdefault((e.kind, primitive_of(e.node).overlap_code), []).append(e.node)
+        for (kind, code), rules in overlapping.items():
+            yield from _disjoint(rules, declared, code, f"{kind}s")
+        caps = [e for e in view if _declares(e, "cap_limit")]
+        for inside in (e for e in view if _declares(e, "inside_caps")):
+            scope = inside.node.scope.categories(declared)
             for cap in caps:
-                covered = cap.scope.categories(declared)
-                if inside & covered and not inside <= covered:
+                covered = cap.node.scope.categories(declared)
+                if scope & covered and not scope <= covered:
                     yield error(
-                        "minimum-straddles-cap",
-                        later(minimum, cap),
-                        f"the minimum on {_scope_text(minimum.scope)} (line {minimum.span.line}) straddles the cap on "
-                        f"{_scope_text(cap.scope)} (line {cap.span.line}): it is partly inside the cap's scope and "
-                        f"partly outside; make the minimum's categories all inside or all outside the cap",
+                        f"{inside.kind}-straddles-{cap.kind}",
+                        later(inside.node, cap.node),
+                        f"the {inside.kind} on {_scope_text(inside.node.scope)} (line {inside.node.span.line}) "
+                        f"straddles the {cap.kind} on {_scope_text(cap.node.scope)} (line {cap.node.span.line}): "
+                        f"it is partly inside the {cap.kind}'s scope and partly outside; make the {inside.kind}'s "
+                        f"categories all inside or all outside the {cap.kind}",
                     )
+
+
+def _declares(rule: Effective, attribute: str) -> bool:
+    """Whether the rule's primitive declares `attribute` (rules/primitive.py): a flag, a code or a function."""
+    declaration = primitive_of(rule.node)
+    return declaration is not None and bool(getattr(declaration, attribute))
 
 
 def _disjoint(rules, declared, code: str, what: str) -> Iterator[Diagnostic]:
@@ -306,22 +291,22 @@ def warn_cap_below_minimums(contract: Contract, ctx: Context) -> Iterator[Diagno
     declared = contract.category_ids
     for site in contract.sites:
         view = effective_rules(contract, site)
-        for cap in (e.node for e in view if e.kind == "cap"):
+        for cap in (e.node for e in view if _declares(e, "cap_limit")):
             covered = cap.scope.categories(declared)
+            limit = primitive_of(cap).cap_limit(cap)
             monthly = sum(
                 (
-                    e.node.amount.value
+                    primitive_of(e.node).monthly_spend(e.node)
                     for e in view
-                    if e.kind == "minimum" and e.node.primitive == "spend_minimum"
-                    and e.node.scope.categories(declared) <= covered
+                    if _declares(e, "monthly_spend") and e.node.scope.categories(declared) <= covered
                 ),
                 Decimal(0),
             )
-            if monthly and cap.amount.value < 12 * monthly:
+            if monthly and limit < 12 * monthly:
                 yield warning(
                     "cap-below-minimums",
                     site.id_span,
-                    f"site \"{site.id}\": the yearly cap {cap.amount.value} on {_scope_text(cap.scope)} is below twelve "
+                    f"site \"{site.id}\": the yearly cap {limit} on {_scope_text(cap.scope)} is below twelve "
                     f"times its monthly minimums (12 × {monthly} = {12 * monthly}); the cap will cancel minimums "
                     f"late in the year",
                 )
@@ -331,30 +316,27 @@ def warn_minimum_all_disabled(contract: Contract, ctx: Context) -> Iterator[Diag
     declared = contract.category_ids
     for site in contract.sites:
         view = effective_rules(contract, site)
-        disabled = {c for e in view if e.kind == "toggle" and not e.node.enabled for c in e.categories}
-        for minimum in (e.node for e in view if e.kind == "minimum"):
-            covered = minimum.scope.categories(declared)
+        disabled = _disabled(view)
+        for rule in (e for e in view if _declares(e, "when_disabled")):
+            covered = rule.node.scope.categories(declared)
             if covered and covered <= disabled:
                 yield warning(
                     "minimum-on-disabled",
                     site.id_span,
-                    f"site \"{site.id}\": every category of the minimum on {_scope_text(minimum.scope)} "
-                    f"(line {minimum.span.line}) is disabled here; "
-                    + (
-                        "the minimum will always be billed in full"
-                        if minimum.primitive == "spend_minimum"
-                        else "a unit minimum on a disabled category never bills, so it has no effect"
-                    ),
+                    f"site \"{site.id}\": every category of the {rule.kind} on {_scope_text(rule.node.scope)} "
+                    f"(line {rule.node.span.line}) is disabled here; {primitive_of(rule.node).when_disabled}",
                 )
+
+
+def _disabled(view: list[Effective]) -> set[str]:
+    """The categories a site does not bill: those of the rules in force there that stop billing."""
+    return {c for e in view if _declares(e, "stops_billing") for c in e.categories}
 
 
 def warn_unbilled_categories(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
     billed = set()
     for site in contract.sites:
-        disabled = {
-            c for e in effective_rules(contract, site) if e.kind == "toggle" and not e.node.enabled for c in e.categories
-        }
-        billed |= set(contract.category_ids) - disabled
+        billed |= set(contract.category_ids) - _disabled(effective_rules(contract, site))
     for category in contract.categories:
         if category.id not in billed:
             yield warning(

@@ -1,9 +1,11 @@
 """How defaults and a site's own rules combine (spec §4.3).
 
 A site that states a rule of a kind replaces every default of that kind
-(`minimum`, `cap`); rules that act per category (`rate`, `disable`/`enable`,
-and primitives that declare `inherit="category"`) replace the default only
-for the categories they name. `no minimum` / `no cap` remove a kind.
+(`minimum`, `cap`); rules that act per category (`rate`, and primitives that
+declare `inherit="category"`: `disable`/`enable`, `included`) replace the
+default only for the categories they name. `no minimum` / `no cap` remove a
+kind. A rule's kind and the categories it names are what its primitive
+declares (rules/primitive.py); nothing here names a primitive.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from typing import Any
 
 from dsl.syntax import Contract, NoRule, RateOverride, Site
 from rules.registry import primitive
-
-PER_CATEGORY_KINDS = ("rate",)
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,9 @@ def per_category(node) -> bool:
 def categories_of(node) -> tuple[str, ...]:
     if isinstance(node, RateOverride):
         return (node.category.name,)
-    if hasattr(node, "refs"):
-        return tuple(r.name for r in node.refs)
-    if hasattr(node, "scope"):
-        return node.scope.written
-    return ()
+    if isinstance(node, NoRule):
+        return ()
+    return primitive(node.primitive).governs(node)
 
 
 def effective_rules(contract: Contract, site: Site | None) -> list[Effective]:

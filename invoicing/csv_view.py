@@ -58,7 +58,8 @@ def _line_row(line, money: Money) -> dict:
         "unit_price": "" if row.unit_price is None else f"{row.unit_price:f}",
         "amount": money.format(row.amount),
         "billed": "true" if row.billed else "false",
-        "explanation": _not_billed(row) + "; ".join(text for text in (_tiers(row, money.format), row.explanation) if text),
+        "explanation": _not_billed(row) + "; ".join(part for part in (_tiers(row, money.format), row.explanation)
+                                                    if part),
         "contract_line": row.source.line if row.source else "",
     }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.plan import Phase, Step
-from rules.diagnostics import Span
+from rules.diagnostics import Diagnostic, Span, error, later
 from rules.primitive import Primitive
 from rules.written import DateLiteral
 
@@ -65,6 +65,27 @@ def run(step: Step, sheet) -> None:
         sheet.last_day = min(sheet.last_day, step.params.date)
 
 
+def check_block(windows: list) -> Iterable[Diagnostic]:
+    """A block has at most one `active from` and one `active until`, the latter not before the former."""
+    seen = {}
+    for rule in windows:
+        if rule.edge in seen:
+            yield error(
+                "repeated-active",
+                rule.span,
+                f"`active {rule.edge}` is repeated (first on line {seen[rule.edge].span.line}); a site has one",
+            )
+        else:
+            seen[rule.edge] = rule
+    start, end = seen.get("from"), seen.get("until")
+    if start and end and start.date.value and end.date.value and end.date.value < start.date.value:
+        yield error(
+            "active-until-before-from",
+            later(start, end),
+            f"active until {end.date.text} is before active from {start.date.text}; the site would never be billed",
+        )
+
+
 PRIMITIVES = (
     Primitive(
         name="active_from",
@@ -72,6 +93,7 @@ PRIMITIVES = (
         build=lambda children, span: ActiveFrom(children[0], span),
         steps=steps,
         run=run,
+        check_block=check_block,
     ),
     Primitive(
         name="active_until",
@@ -79,5 +101,6 @@ PRIMITIVES = (
         build=lambda children, span: ActiveUntil(children[0], span),
         steps=steps,
         run=run,
+        check_block=check_block,
     ),
 )

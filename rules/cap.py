@@ -21,7 +21,7 @@ from engine.plan import Phase, Step
 from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
-from rules.scoped import check_currency_places, scope_label, scope_reads, sum_amounts
+from rules.scoped import check_currency_places, governed, scope_label, scope_reads, sum_amounts
 from rules.written import Amount, Scope
 
 
@@ -98,5 +98,8 @@ PRIMITIVES = (
         check=check,
         steps=steps,
         run=run,
+        governs=governed,
+        overlap_code="overlapping-caps",
+        cap_limit=lambda node: node.amount.value,
     ),
 )

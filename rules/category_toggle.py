@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Iterable
 
 from engine.plan import Phase, Step
-from rules.diagnostics import Span
+from rules.diagnostics import Diagnostic, Span, error
 from rules.primitive import Primitive
 from rules.written import Ref
 
@@ -69,11 +69,28 @@ def run(step: Step, sheet) -> None:
             )
 
 
+def check_block(toggles: list[Toggle]) -> Iterable[Diagnostic]:
+    """One block may not both disable and enable a category."""
+    toggled = {}
+    for rule in toggles:
+        for ref in rule.refs:
+            first = toggled.get(ref.name)
+            if first is not None and first[0] != rule.enabled:
+                yield error(
+                    "disabled-and-enabled",
+                    ref.span,
+                    f"category '{ref.name}' is both disabled and enabled in this block "
+                    f"(see line {first[1].line}); keep one",
+                )
+            toggled.setdefault(ref.name, (rule.enabled, ref.span))
+
+
 def build(enabled: bool):
     return lambda children, span: Toggle(enabled, tuple(children), span)
 
 
 PRIMITIVES = tuple(
-    Primitive(name=name, kind="toggle", build=build(name == "enable"), steps=steps, run=run, inherit="category")
+    Primitive(name=name, kind="toggle", build=build(name == "enable"), steps=steps, run=run, inherit="category",
+              governs=lambda node: node.categories, check_block=check_block, stops_billing=name == "disable")
     for name in ("disable", "enable")
 )

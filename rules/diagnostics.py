@@ -83,6 +83,11 @@ def warning(code: str, span: Span, message: str) -> Diagnostic:
     return Diagnostic(code, Severity.WARNING, span, message)
 
 
+def later(a, b) -> Span:
+    """Where a problem between two nodes is reported: at the later one."""
+    return max(a.span, b.span)
+
+
 def has_errors(diagnostics) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 

@@ -23,7 +23,7 @@ from engine.plan import Phase, Step
 from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
-from rules.scoped import check_single_category
+from rules.scoped import check_single_category, governed
 from rules.written import Amount, Scope
 
 
@@ -76,5 +76,6 @@ PRIMITIVES = (
         steps=steps,
         run=run,
         inherit="category",
+        governs=governed,
     ),
 )

@@ -17,6 +17,11 @@ def scope_label(scope: Scope) -> str:
     return ", ".join(scope.written)
 
 
+def governed(node) -> tuple[str, ...]:
+    """The categories a scoped rule names, as written (`Primitive.governs`)."""
+    return node.scope.written
+
+
 def check_single_category(scope: Scope, code: str, rule: str) -> Iterable[Diagnostic]:
     if scope.is_all or len(scope.refs) != 1:
         yield error(

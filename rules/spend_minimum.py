@@ -19,7 +19,7 @@ from engine.plan import Phase, Step
 from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
-from rules.scoped import check_currency_places, scope_label, scope_reads, sum_amounts
+from rules.scoped import check_currency_places, governed, scope_label, scope_reads, sum_amounts
 from rules.written import Amount, Scope
 
 
@@ -93,5 +93,10 @@ PRIMITIVES = (
         check=check,
         steps=steps,
         run=run,
+        governs=governed,
+        overlap_code="category-in-two-minimums",
+        inside_caps=True,
+        monthly_spend=lambda node: node.amount.value,
+        when_disabled="the minimum will always be billed in full",
     ),
 )

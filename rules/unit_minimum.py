@@ -18,7 +18,7 @@ from engine.plan import Phase, Step
 from rules.diagnostics import Span
 from rules.pricing import check_not_negative
 from rules.primitive import Primitive
-from rules.scoped import check_single_category
+from rules.scoped import check_single_category, governed
 from rules.written import Amount, Scope
 
 
@@ -96,5 +96,9 @@ PRIMITIVES = (
         check=check,
         steps=steps,
         run=run,
+        governs=governed,
+        overlap_code="category-in-two-minimums",
+        inside_caps=True,
+        when_disabled="a unit minimum on a disabled category never bills, so it has no effect",
     ),
 )
