@@ -45,7 +45,7 @@ import gen_workload  # noqa: E402  (bench/gen_workload.py: the shared workload)
 
 from dsl.compile import compile_file  # noqa: E402
 from ingest.pipeline import EVENT_COLUMNS  # noqa: E402
-from metering.aggregate import LocalDays  # noqa: E402
+from metering.days import LocalDays  # noqa: E402
 from metering.events import Event, read_events  # noqa: E402
 from metering.models import UsageEvent  # noqa: E402
 

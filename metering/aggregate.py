@@ -5,8 +5,8 @@
     metered.unbilled     # duplicates and conflicts, per period
     metered.summary      # read, accepted, duplicates, conflicts, rejected (by reason), other customers
 
-Nothing is kept per event but its fingerprint in the deduplicator: quantities
-are added up as they are read, one running total per (day, site, category).
+Nothing is kept per event but a hash of its content (`metering.dedup.content_hash`):
+quantities are added up as they are read, one running total per (day, site, category).
 """
 
 from __future__ import annotations
@@ -20,29 +20,9 @@ from zoneinfo import ZoneInfo
 
 from engine.periods import Period
 from engine.usage import Unbilled, Usage
-from metering.dedup import CONFLICT, DUPLICATE, Deduplicator
+from metering.days import QUARTER_HOUR_SECONDS, QUARTER_HOURS_A_DAY, LocalDays, local_days
+from metering.dedup import CONFLICT, DUPLICATE, content_hash
 from metering.events import EPOCH, Event, EventData, Rejection, read_batches
-
-# Up to 2^34 seconds after 1970 (the year 2514) the float seconds that LocalDays
-# truncates are exact to the second, so counting quarter hours from the instant's
-# days and seconds gives its very bucket; outside that range LocalDays decides.
-_EXACT_DAYS = 2**34 // 86400
-
-
-class LocalDays:
-    """UTC instant → local calendar day, cached per quarter hour (offsets are whole quarter hours)."""
-
-    def __init__(self, zone: ZoneInfo):
-        self.zone = zone
-        self._cache: dict[int, dt.date] = {}
-
-    def __call__(self, instant: dt.datetime) -> dt.date:
-        bucket = int(instant.timestamp() // 900)   # floored: before 1970 too
-        day = self._cache.get(bucket)
-        if day is None:
-            day = self._cache[bucket] = dt.datetime.fromtimestamp(bucket * 900, self.zone).date()
-        return day
-
 
 @dataclass
 class Summary:
@@ -80,10 +60,9 @@ class _Meter:
 
     def __init__(self, customer: str, zone: ZoneInfo, until: Period | None):
         self.customer = customer
-        self.local_day = LocalDays(zone)
+        self.local_days = local_days(zone.key) if zone.key else LocalDays(zone)
         self.last_day = until.last_day if until is not None else dt.date.max
-        self.dedup = Deduplicator()
-        self.days: dict[int, dt.date] = {}                                # quarter hours since 1970 → local day
+        self.first_seen: dict[str, dict[str, int]] = {}                   # source → id → content_hash of the first
         self.billed: dict[tuple[dt.date, str, str], _Running] = {}        # (day, site, category), in first-seen order
         self.repeats: dict[tuple[Period, str, str, str], _Running] = {}   # (period, reason, site, category)
         self.summary = Summary()
@@ -91,36 +70,33 @@ class _Meter:
     def add(self, events: list[Event]) -> None:
         """Deduplicate a batch of events and add each to its cell.
 
-        This runs for every event, so it is written out with local names and no
-        call per event: the first-read-wins rule of `Deduplicator.classify` with
-        the fingerprint of `metering.events.fingerprint`, and the quarter-hour
-        cache of `LocalDays`.
+        This runs for every event, so it is written out with local names: the
+        first read wins (metering/dedup.py), and the day is looked up in the
+        zone's quarter-hour cache (metering/days.py) without a call.
         """
-        customer, last_day, days, billed = self.customer, self.last_day, self.days, self.billed
-        seen = self.dedup.by_source
+        customer, last_day, billed = self.customer, self.last_day, self.billed
+        days, seen = self.local_days.by_quarter_hour, self.first_seen
         accepted = other_customers = 0
         for event in events:
             data = event.data
             instant = event.time - EPOCH
-            elapsed_days, seconds = instant.days, instant.seconds
-            fingerprint = hash((elapsed_days, seconds, instant.microseconds, data.customer, data.site, data.category,
-                                data.quantity.as_integer_ratio()))
+            content = content_hash(instant, data)
             ids = seen.get(event.source)
             if ids is None:
                 ids = seen[event.source] = {}
             first = ids.get(event.id)
             if first is None:
-                ids[event.id] = fingerprint
+                ids[event.id] = content
                 repeat = None
             else:
-                repeat = DUPLICATE if first == fingerprint else CONFLICT
+                repeat = DUPLICATE if first == content else CONFLICT
             if data.customer != customer:
                 other_customers += 1
                 continue
-            bucket = elapsed_days * 96 + seconds // 900
+            bucket = instant.days * QUARTER_HOURS_A_DAY + instant.seconds // QUARTER_HOUR_SECONDS
             day = days.get(bucket)
             if day is None:
-                day = self._day(event.time, bucket, elapsed_days)
+                day = self.local_days.of_quarter_hour(bucket)
             if day > last_day:
                 accepted += repeat is None
                 continue
@@ -138,13 +114,6 @@ class _Meter:
         self.summary.read += len(events)
         self.summary.accepted += accepted
         self.summary.other_customers += other_customers
-
-    def _day(self, time: dt.datetime, bucket: int, elapsed_days: int) -> dt.date:
-        """A quarter hour not met before: LocalDays says its day, kept for the others where `bucket` is its bucket."""
-        day = self.local_day(time)
-        if 0 <= elapsed_days < _EXACT_DAYS:
-            self.days[bucket] = day
-        return day
 
     def _unbilled(self, day: dt.date, reason: str, data: EventData) -> None:
         key = (Period(day.year, day.month), reason, data.site, data.category)

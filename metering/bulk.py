@@ -19,13 +19,18 @@ exactly those with a rowid above the largest one before it. Sums are added by
 `decimal_add`, an SQL function store/db.py gives each SQLite connection, exact
 like PostgreSQL's NUMERIC.
 
-Rows are tuples in the table's column order, with the values the columns' types
-take; for SQLite they pass through those types' own bind processors.
+Rows are a `Rows`: the values of the table's columns, in the table's order, as
+the driver takes them (storage/encoding.py: SQLite's text, PostgreSQL's `COPY`
+text), kept by column. The ingest batcher makes them a run at a time
+(ingest/batches.py); `Rows.of_columns` makes them of lists of encoded values.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
+from typing import Iterator
 
 import msgspec
 from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, table, text
@@ -33,21 +38,92 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from storage.encoding import copy_text
 from storage.types import ExactDecimal, UTCDateTime
 
 
-def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: list[tuple],
-               unique: tuple[str, ...], *, direct: bool = True, prepared: bool = False,
-               stored: set[tuple] | None = None) -> set[tuple]:
+@dataclass(frozen=True)
+class Same:
+    """A column with one value for every row (`late` and `received_at` of a batch of new events)."""
+
+    value: object
+
+
+class Rows:
+    """Rows in the driver's values, kept by column: a column is its values joined by newlines (one string, which
+    passes between processes at the speed of a copy; kept so when no value holds a newline), a list of values,
+    or the `Same` value for all. For PostgreSQL, `copy` is their `COPY` text when it was made beforehand.
+
+    Iterating gives the rows as tuples; `column(i)` one column as a list."""
+
+    def __init__(self, backend: str, columns: list, count: int, copy: str | None = None):
+        self.backend, self.columns, self.count, self.copy = backend, columns, count, copy
+        self._split: dict[int, list] = {}
+
+    @classmethod
+    def of_columns(cls, backend: str, columns: list[list]) -> "Rows":
+        return cls(backend, columns, len(columns[0]) if columns else 0)
+
+    def __getstate__(self):
+        return self.backend, self.columns, self.count, self.copy
+
+    def __setstate__(self, state):
+        self.backend, self.columns, self.count, self.copy = state
+        self._split = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def column(self, index: int) -> list:
+        values = self._split.get(index)
+        if values is None:
+            values = self.columns[index]
+            if isinstance(values, Same):
+                values = [values.value] * self.count
+            elif isinstance(values, str):
+                values = values.split("\n") if self.count else []
+            self._split[index] = values
+        return values
+
+    def __iter__(self) -> Iterator[tuple]:
+        return zip(*(repeat(values.value, self.count) if isinstance(values, Same) else self.column(i)
+                     for i, values in enumerate(self.columns)))
+
+    def copy_text(self) -> str:
+        if self.copy is None:
+            self.copy = copy_text(self)
+        return self.copy
+
+    def without(self, positions: set[int]) -> "Rows":
+        """The rows but those at `positions`."""
+        kept = [i for i in range(self.count) if i not in positions]
+        columns = [values if isinstance(values, Same) else [self.column(c)[i] for i in kept]
+                   for c, values in enumerate(self.columns)]
+        copy = None
+        if self.copy is not None:
+            lines = self.copy.split("\n")
+            copy = "".join(lines[i] + "\n" for i in kept)
+        return Rows(self.backend, columns, len(kept), copy)
+
+    def with_value(self, index: int, positions: set[int], value) -> "Rows":
+        """The rows with column `index` set to `value` at `positions` (its `COPY` text made again when needed)."""
+        values = list(self.column(index))
+        for position in positions:
+            values[position] = value
+        return Rows(self.backend, [*self.columns[:index], values, *self.columns[index + 1:]], self.count)
+
+
+def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: Rows,
+               unique: tuple[str, ...], *, direct: bool = True, stored: set[tuple] | None = None) -> set[tuple]:
     """Stores the rows whose `unique` key is not stored yet; returns the keys of those left out (stored before).
 
-    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected. `prepared`: the values
-    are the driver's already (SQLite: not passed through the columns' types). `stored`: keys of these rows the
-    caller found stored: when all the other rows go in, those are the answer, and no other key is looked at."""
+    `direct`: try a plain COPY first (PostgreSQL), worth it when repeats are not expected. `stored`: keys of
+    these rows the caller found stored: when all the other rows go in, those are the answer, and no other key
+    is looked at."""
     if not rows:
         return set()
     if connection.dialect.name == "sqlite":
-        return _sqlite_insert_new(connection, target, columns, rows, unique, prepared, stored or set())
+        return _sqlite_insert_new(connection, target, columns, rows, unique, stored or set())
     positions = [columns.index(name) for name in unique]
     if not direct:
         stored = _stored_keys(connection, target, unique, _key_columns(rows, positions))
@@ -70,16 +146,14 @@ def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], 
     return {tuple(row) for row in connection.execute(left_out)}
 
 
-def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: list[tuple], *,
-             where=None) -> None:
+def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: Rows, *, where=None) -> None:
     """Add (*key, quantity, events) rows to `target`'s quantity and events, inserting the keys not there yet.
     `where` names the partial unique index the key is unique in."""
     if not rows:
         return
     columns = (*key, "quantity", "events")
     if connection.dialect.name == "sqlite":
-        _executemany(connection, target, columns, rows,
-                     _sqlite_sql(connection.dialect, target, columns, tuple(key), where, add=True))
+        _executemany(connection, rows, _sqlite_sql(connection.dialect, target, columns, tuple(key), where, add=True))
         return
     stage = _stage(connection, target, columns, rows)
     insert_ = postgresql.insert(target)
@@ -101,11 +175,11 @@ def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...],
     return {tuple(row) for row in connection.execute(query)}
 
 
-def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, unique, prepared: bool,
+def _sqlite_insert_new(connection: Connection, target: Table, columns, rows: Rows, unique,
                        stored: set[tuple]) -> set[tuple]:
     last = connection.execute(select(func.max(target.c.id))).scalar() or 0
     sql = _sqlite_sql(connection.dialect, target, tuple(columns), tuple(unique))
-    inserted = _executemany(connection, target, columns, rows, sql, prepared)
+    inserted = _executemany(connection, rows, sql)
     if inserted == len(rows) - len(stored):
         return set(stored)
     query = select(*(target.c[name] for name in unique)).where(target.c.id > last)
@@ -114,19 +188,14 @@ def _sqlite_insert_new(connection: Connection, target: Table, columns, rows, uni
     return set(zip(*_key_columns(rows, positions))) - set(cursor.fetchall())
 
 
-def _key_columns(rows, positions: list[int]) -> list[list]:
-    """The rows' values at `positions`, column by column (rows: a list of tuples, or rows kept by column with
-    a `column(index)` method, such as ingest.file_batches.ColumnRows)."""
-    if hasattr(rows, "column"):
-        return [rows.column(p) for p in positions]
-    return [[row[p] for row in rows] for p in positions]
+def _key_columns(rows: Rows, positions: list[int]) -> list[list]:
+    """The rows' values at `positions`, column by column."""
+    return [rows.column(p) for p in positions]
 
 
-def _without(rows, positions: list[int], keys: set[tuple]):
+def _without(rows: Rows, positions: list[int], keys: set[tuple]) -> Rows:
     """The rows whose key (the values at `positions`) is not one of `keys`."""
-    if hasattr(rows, "without"):
-        return rows.without({i for i, key in enumerate(zip(*_key_columns(rows, positions))) if key in keys})
-    return [row for row in rows if tuple(row[p] for p in positions) not in keys]
+    return rows.without({i for i, key in enumerate(zip(*_key_columns(rows, positions))) if key in keys})
 
 
 STORED_EVENTS = {
@@ -175,54 +244,29 @@ def _sqlite_sql(dialect, target: Table, columns: tuple[str, ...], conflict: tupl
     return str(compiled)
 
 
-def _executemany(connection: Connection, target: Table, columns, rows, sql: str, prepared: bool = False) -> int:
-    """Runs `sql` for every row, the values through the columns' bind processors (unless `prepared`); rows
-    changed."""
-    dialect = connection.dialect
-    if prepared:
-        cursor = connection.connection.driver_connection.cursor()
-        try:
-            cursor.executemany(sql, rows)
-            return cursor.rowcount
-        finally:
-            cursor.close()
-    types = [target.c[name].type for name in columns]
-    processors = [kind.dialect_impl(dialect).bind_processor(dialect) for kind in types]
-    if any(processors):
-        rows = list(zip(*(_processed(p, values, isinstance(kind, ExactDecimal))
-                          for p, kind, values in zip(processors, types, zip(*rows)))))
-    return connection.exec_driver_sql(sql, rows).rowcount
+def _executemany(connection: Connection, rows: Rows, sql: str) -> int:
+    """Runs `sql` for every row with the driver's own cursor (the values are its own already); rows changed."""
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, iter(rows))
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
-def _processed(processor, values: tuple, exact: bool) -> list | tuple:
-    """The values through the processor; each distinct one once, where equal values are written alike."""
-    if processor is None:
-        return values
-    if not exact:   # a Decimal's text keeps its scale (1.0 is not written as 1), so those are not merged
-        distinct = set(values)
-        if len(distinct) * 4 < len(values):
-            written = {value: processor(value) for value in distinct}
-            return list(map(written.__getitem__, values))
-    return list(map(processor, values))
-
-
-def _copy(connection: Connection, name: str, columns, rows) -> None:
+def _copy(connection: Connection, name: str, columns, rows: Rows) -> None:
     cursor = connection.connection.driver_connection.cursor()
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
     try:
         with cursor.copy(f"COPY {connection.dialect.identifier_preparer.quote(name)} ({names}) FROM STDIN") as copy:
-            if hasattr(rows, "copy_text"):   # COPY's text made beforehand (ingest.file_batches.ColumnRows)
-                copy.write(rows.copy_text())
-            else:
-                for row in rows:
-                    copy.write_row(row)
+            copy.write(rows.copy_text())
     except connection.dialect.dbapi.Error as exc:   # as SQLAlchemy would have raised it: IntegrityError, …
         raise DBAPIError.instance("COPY", None, exc, connection.dialect.dbapi.Error) from exc
     finally:
         cursor.close()
 
 
-def _stage(connection: Connection, target: Table, columns, rows):
+def _stage(connection: Connection, target: Table, columns, rows: Rows):
     """A temporary table of `target`'s `columns`, emptied at commit, holding `rows`."""
     name = f"{target.name}_stage"
     quote = connection.dialect.identifier_preparer.quote

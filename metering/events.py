@@ -46,24 +46,6 @@ class Event(msgspec.Struct, gc=False):
     time: Annotated[dt.datetime, msgspec.Meta(tz=True)]
     data: EventData
 
-    @property
-    def identity(self) -> str:
-        return f"{self.source}\x1f{self.id}"
-
-    @property
-    def fingerprint(self) -> int:
-        """What a repeat must match to be a duplicate rather than a conflict (see `fingerprint`)."""
-        return fingerprint(self.time - EPOCH, self.data)
-
-
-def fingerprint(instant: dt.timedelta, data: EventData) -> int:
-    """A 64-bit hash of time as an instant (since EPOCH), customer, site, category and quantity as a decimal.
-
-    The quantity enters as an exact fraction, so 2 and 2.00 match and 2 and 2.000001 do not.
-    """
-    return hash((instant.days, instant.seconds, instant.microseconds, data.customer, data.site, data.category,
-                 data.quantity.as_integer_ratio()))
-
 
 # The same shapes with no checks, to decode a bad line far enough to say what is wrong with it.
 class _DataAsWritten(msgspec.Struct):

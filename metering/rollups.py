@@ -2,7 +2,7 @@
 
 Ingestion adds each batch's sums in the batch's own transaction, so a rollup
 always equals the events stored. The database adds them, exactly: NUMERIC on
-PostgreSQL, `decimal_add` on SQLite (store/bulk.py).
+PostgreSQL, `decimal_add` on SQLite (metering/bulk.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from sqlalchemy.engine import Connection
 
 from engine.periods import Period
 from engine.usage import Tally, Usage
-from metering.bulk import add_sums
+from metering.bulk import Rows, add_sums
 from metering.models import LateRollup, Rollup
+from storage.encoding import quantity_text
 
 # (customer, site, category, local day) → [quantity, events]
 Increments = dict[tuple[str, str, str, dt.date], list]
@@ -28,9 +29,15 @@ _NOT_BILLED = LateRollup.__table__.c.billed_on.is_(None)   # the partial unique 
 
 def add_to_rollups(connection: Connection, increments: Increments, *, late: bool = False) -> None:
     """Add to the on-time rollups, or (late=True) to the late usage not yet billed."""
+    if not increments:
+        return
     target: Table = (LateRollup if late else Rollup).__table__
-    add_sums(connection, target, KEY, [(*key, quantity, events) for key, (quantity, events) in increments.items()],
-             where=_NOT_BILLED if late else None)
+    customers, sites, categories, days = zip(*increments)
+    quantities, events = zip(*increments.values())
+    rows = Rows.of_columns(connection.dialect.name, [
+        list(customers), list(sites), list(categories), [day.isoformat() for day in days],
+        [quantity_text(quantity) for quantity in quantities], list(events)])
+    add_sums(connection, target, KEY, rows, where=_NOT_BILLED if late else None)
 
 
 Cell = tuple[dt.date, str, str, Decimal, int]   # (local day, site, category, quantity, events)

@@ -17,8 +17,9 @@ from decimal import Decimal
 from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
-from engine.money import decimal_text  # the text ExactDecimal stores on SQLite
+from engine.money import decimal_text  # noqa: F401  (imported from here by the ledger and review)
 from engine.periods import Period
+from storage.encoding import quantity_text, sqlite_time   # the texts kept on SQLite, as the bulk writer writes them
 
 UTC = dt.timezone.utc
 
@@ -37,7 +38,7 @@ class ExactDecimal(TypeDecorator):
             return None
         if not isinstance(value, Decimal):
             raise TypeError(f"an exact decimal column takes a Decimal, not {type(value).__name__}")
-        return decimal_text(value) if dialect.name == "sqlite" else value
+        return quantity_text(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is None or isinstance(value, Decimal):
@@ -57,11 +58,11 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        if value.tzinfo is not UTC:
-            if value.tzinfo is None:
-                raise ValueError(f"a timestamp must carry its offset: {value.isoformat()}")
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return sqlite_time(value)
+        if value.tzinfo is None:
+            raise ValueError(f"a timestamp must carry its offset: {value.isoformat()}")
+        return value
 
     def process_result_value(self, value, dialect):
         if value is None:

@@ -1,7 +1,8 @@
-"""The worker's batches (store/file_batches.py) against a model written event by event.
+"""The batcher's batches (ingest/batches.py, as a file's worker makes them) against a model written event by event.
 
-`billing ingest` turns a file's events into rows, sums and what is left to the
-database in a worker process that takes runs of events a column at a time. Here
+`billing ingest` and the event API turn events into rows, sums and what is left
+to the database with one batcher that takes runs of events a column at a time
+(a file's worker adds a Bloom filter of its earlier batches). Here
 random events (repeated identities, unknown customers, offsets, fractions of a
 second, instants before 1970, quantities with exponents) go through it in random
 runs and batches, and every part of every batch is compared with what a plain
@@ -20,9 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.money import EXACT
-from ingest.file_batches import _Batcher, utc_texts
-from metering.aggregate import LocalDays
+from ingest.batches import Batcher
+from ingest.file_batches import EarlierIdentities
+from metering.days import LocalDays
 from metering.events import Event, EventData
+from storage.encoding import utc_texts
 from storage.types import decimal_text
 
 UTC = dt.timezone.utc
@@ -52,7 +55,7 @@ events = st.builds(
 
 def batches_of(backend: str, items: list[Event], runs: list[int], batch_size: int) -> list:
     """The events through the batcher in runs of the given lengths, as ingest.file_batches._make_batches does."""
-    batcher = _Batcher(backend, ZONES, lambda: NOW)
+    batcher = Batcher(backend, ZONES, lambda: NOW, EarlierIdentities())
     made, first, sizes = [], 1, iter(runs)
     while first <= len(items):
         run = items[first - 1:first - 1 + min(next(sizes, 7), batch_size - batcher.batch.size)]
