@@ -2,22 +2,25 @@
 
     app = create_app({"TESTING": True, "DATABASE_URL": "sqlite:///…"})
 
-Blueprints, one per area, are listed in BLUEPRINTS; each route declares who may
-reach it (admin_app/access.py), and anything undeclared is refused.
+Holds the HTTP layer only: each view calls a service that the command line calls
+too, and knows nothing of how a figure is computed or stored. The environment is
+read here, once (settings/environment.py), and kept in app.config; the database is
+installed before any area (admin_app/database.py), so the order of BLUEPRINTS
+does not matter. Blueprints, one per area, are listed in BLUEPRINTS; each route
+declares who may reach it (admin_app/access.py), and anything undeclared is refused.
+Must not import `billing` (the command line sits above it).
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flask import Flask
 
-# The areas, each a module of this package with a `blueprint` and optionally `init_app(app)`, installed in this
-# order: auth comes first, it installs the database, the sessions and CSRF protection the others rely on.
-# Named, not imported here: the command line reads settings.environment without loading Flask and every page.
+# The areas, each a module of this package with a `blueprint` and optionally `init_app(app)`.
+# Named, not imported here: importing admin_app loads neither Flask nor every page until create_app runs.
 BLUEPRINTS: tuple[str, ...] = (
     "auth", "portal", "invoices", "contracts", "whatif", "dashboard", "reconciliation", "admin", "audit_view", "api",
 )
@@ -26,11 +29,12 @@ BLUEPRINTS: tuple[str, ...] = (
 def create_app(test_config: dict | None = None) -> Flask:
     from flask import Flask
 
-    from admin_app import access, security
+    from admin_app import access, database, security
+    from invoicing.pdf import TEMPLATES
     from settings import environment
 
     env = environment.load((test_config or {}).get("BILLING_ENV"))
-    app = Flask(__name__, template_folder=_templates_folder())
+    app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config.update(
         BILLING_ENVIRONMENT=env,
         DATABASE_URL=env.database_url,
@@ -39,6 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.configure(app, env)
     if test_config:
         app.config.update(test_config)
+    database.init_app(app)
     app.before_request(access.check_access)
     for module in (importlib.import_module(f"{__name__}.{name}") for name in BLUEPRINTS):
         if hasattr(module, "init_app"):
@@ -50,10 +55,3 @@ def create_app(test_config: dict | None = None) -> Flask:
         return {"environment": app.config["BILLING_ENVIRONMENT"]}
 
     return app
-
-
-def _templates_folder() -> str:
-    """The repository's templates/ (a package, so an installed app finds it too)."""
-    import templates
-
-    return str(Path(templates.__file__).parent)

@@ -33,8 +33,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from admin_app import openapi
+from admin_app import database, openapi
 from admin_app.access import api_key_route, public
+from admin_app.auth import csrf
 from admin_app.openapi import BATCH, EITHER, FORBIDDEN, LATE, SINGLE, STATUSES
 from identity.apikeys import ApiKey, find_api_key
 from ingest.pipeline import ACCEPTED, Outcome, ingest_events
@@ -43,17 +44,11 @@ from storage import db
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
-ENGINE, SESSIONS = "billing.engine", "billing.sessions"   # app.extensions keys: the app's database
 _BATCH = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def init_app(app: Flask) -> None:
-    if SESSIONS not in app.extensions:
-        app.extensions[ENGINE] = db.create(app.config["DATABASE_URL"])
-        app.extensions[SESSIONS] = db.session_factory(app.extensions[ENGINE])
-    csrf = app.extensions.get("csrf")   # the portal's CSRFProtect guards browser forms; a bearer key is no cookie
-    if csrf is not None:
-        csrf.exempt(blueprint)
+    csrf.exempt(blueprint)   # the portal's CSRFProtect guards browser forms; a bearer key is no cookie
 
 
 def problem(status: int, message: str, headers: dict | None = None) -> tuple[Response, int, dict]:
@@ -70,7 +65,7 @@ def post_events():
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return _unauthorized("send the API key as `Authorization: Bearer KEY`")
-    sessions = current_app.extensions[SESSIONS]
+    sessions = database.sessions()
     try:
         with sessions() as session:
             key = find_api_key(session, presented.strip())

@@ -8,7 +8,7 @@
 
 Between the password and the code, the Flask session holds only who passed the
 password and when (for SIGN_IN_STEP_MINUTES). This module also installs the
-app's database, sessions and CSRF protection: every POST, PUT, PATCH and DELETE
+app's sign-in sessions and CSRF protection: every POST, PUT, PATCH and DELETE
 needs the form's token, except on routes declared `api_key_route` (a machine
 with a bearer key has no cookie for another site to ride on).
 """
@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 
-from admin_app import access, auditing, database, sessions
+from admin_app import access, auditing, sessions
 from admin_app.access import public, signed_in
 from admin_app.database import db_session
 from admin_app.forms import CodeForm, LoginForm, PasswordChangeForm
@@ -44,7 +44,6 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 def init_app(app: Flask) -> None:
-    database.init_app(app)
     sessions.init_app(app)
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)   # checked below, by each route's declaration
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)       # a token lives as long as its session

@@ -144,7 +144,9 @@ def show(invoice_id: int):
 @blueprint.post("/invoices/<int:invoice_id>/approve")
 @allow("finance")
 def approve_invoice(invoice_id: int):
-    return _step(invoice_id, "approve", lambda invoice, who: approve(db_session(), _selector(invoice), who, now=now()),
+    threshold = Threshold.of(current_app.config["BILLING_ENVIRONMENT"])
+    return _step(invoice_id, "approve",
+                 lambda invoice, who: approve(db_session(), _selector(invoice), who, threshold=threshold, now=now()),
                  "Approved: it may now be issued.")
 
 
@@ -154,7 +156,8 @@ def issue_invoice(invoice_id: int):
     env = current_app.config["BILLING_ENVIRONMENT"]
 
     def step(invoice, who):
-        issued = issue(db_session(), _selector(invoice), who, prefix=env.invoice_prefix, locale=env.locale, now=now())
+        issued = issue(db_session(), _selector(invoice), who, threshold=Threshold.of(env), prefix=env.invoice_prefix,
+                       locale=env.locale, now=now())
         return issued.invoice
 
     return _step(invoice_id, "issue", step, "Issued as {number}; its PDF is stored.")

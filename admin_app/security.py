@@ -12,7 +12,6 @@ else's address.
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -27,10 +26,10 @@ CSP = (
 
 
 def secret_key(app: Flask, env) -> str:
-    """BILLING_SECRET_KEY, or outside production a key kept in the instance folder (never in the repository)."""
-    key = os.environ.get("BILLING_SECRET_KEY")
-    if key:
-        return key
+    """The environment's secret key (BILLING_SECRET_KEY), or outside production a key kept in the instance folder
+    (never in the repository)."""
+    if env.secret_key:
+        return env.secret_key
     if env.production:
         raise RuntimeError(f"environment {env.name} needs BILLING_SECRET_KEY to be set")
     path = Path(app.instance_path) / "secret_key"

@@ -37,6 +37,7 @@ from ingest.pipeline import ACCEPTED, ingest_events
 from ledger.contracts import save_contract
 from lifecycle import transitions as lifecycle
 from metering.events import Event, EventData
+from review.reconcile import Threshold, reconcile, store_report
 from rules.activity_window import WindowParams
 from rules.category_toggle import DisableParams
 from settings.environment import load as load_environment
@@ -148,17 +149,16 @@ class Step:
 
     def run(self, session, who: Actor, environment) -> None:
         which = lifecycle.Selector(self.customer, self.period)
+        threshold = Threshold.of(environment)
         if self.action == "close":   # as `billing close` does: the draft, then its reconciliation, stored
-            from review.reconcile import Threshold, reconcile, store_report
-
             draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at)
-            store_report(session, reconcile(session, self.customer, self.period, Threshold.of(environment),
+            store_report(session, reconcile(session, self.customer, self.period, threshold,
                                             invoice=draft, now=self.at), who)
         elif self.action == "approve":
-            lifecycle.approve(session, which, who, now=self.at)
+            lifecycle.approve(session, which, who, threshold=threshold, now=self.at)
         elif self.action == "issue":
-            lifecycle.issue(session, which, who, prefix=environment.invoice_prefix, locale=environment.locale,
-                            now=self.at)
+            lifecycle.issue(session, which, who, threshold=threshold, prefix=environment.invoice_prefix,
+                            locale=environment.locale, now=self.at)
         else:
             _record_save(session, who, self.contract, AMENDMENT_COMMENT, self.period, self.at)
 

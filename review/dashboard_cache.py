@@ -27,7 +27,8 @@ one already seen; the digest catches it within RECHECK_SECONDS.
 
 Entries are per (customer, period), at most MAX_ENTRIES (least recently used
 dropped first); the cache lives in one process (each `billing serve` process
-keeps its own).
+keeps its own). What a caller makes of the figures (the portal's rendered page
+and JSON) is kept in the figures' entry (`kept_with`), so it goes when they go.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -49,6 +50,8 @@ from review.dashboard import HISTORY_PERIODS, Dashboard, PeriodPoint, dashboard
 
 RECHECK_SECONDS = 2.0
 MAX_ENTRIES = 256
+MAX_KEPT_WITH = 32      # renderings per computation of the figures (locales, days, sites shown)
+T = TypeVar("T")
 
 
 def stamp(connection: Connection, customer: str) -> tuple:
@@ -91,6 +94,7 @@ class Entry:
     digest: tuple
     checked: float            # monotonic time of the last check against the database
     board: Dashboard
+    kept: dict = field(default_factory=dict)   # what callers made of `board` (kept_with)
 
 
 class DashboardCache:
@@ -122,13 +126,30 @@ class DashboardCache:
             digest = usage_digest(session.connection(), customer, period)
             entry = self.entries.get(key)
             if entry is not None and entry.stamp[2:] == current[2:] and entry.digest == digest:
-                entry = Entry(current, digest, self.clock(), entry.board)
+                entry = Entry(current, digest, self.clock(), entry.board, entry.kept)
             else:
                 entry = Entry(current, digest, self.clock(), self.compute(session, customer, period,
                                                                           earlier=self._earlier(session, customer)))
                 self.computations += 1
             self._store(key, entry)
             return entry.board
+
+    def kept_with(self, board: Dashboard, key: Hashable, make: Callable[[], T]) -> T:
+        """What `make()` returns, made once per computation of `board` and `key`: kept in the figures' entry,
+        and dropped with them when the data under them changes."""
+        entry_key = (board.customer, board.period)
+        with self.guard:
+            entry = self.entries.get(entry_key)
+            if entry is not None and entry.board is board and key in entry.kept:
+                return entry.kept[key]
+        made = make()
+        with self.guard:
+            entry = self.entries.get(entry_key)
+            if entry is not None and entry.board is board:
+                entry.kept[key] = made
+                while len(entry.kept) > MAX_KEPT_WITH:
+                    del entry.kept[next(iter(entry.kept))]
+        return made
 
     def _earlier(self, session: Session, customer: str) -> Callable[[Period], PeriodPoint]:
         """An earlier open period's point of the history, from this cache: each period is computed once and

@@ -1,6 +1,6 @@
 """Reconciliation: the events, the rollups, the dashboard and the invoice of a period must agree.
 
-    report = reconcile(session, "acme-health", Period(2026, 5), Threshold.of(load()))
+    report = reconcile(session, "acme-health", Period(2026, 5), Threshold.of(environment))
     report.passed                # False when a discrepancy is above the threshold
     report.difference            # Decimal("0.00") for a clean period: every money difference, summed
     print(render_text(report))   # what `billing reconcile` prints
@@ -68,6 +68,7 @@ class Threshold:
 
     @classmethod
     def of(cls, environment) -> "Threshold":
+        """The environment's threshold (settings/environment.py), which its caller loaded and hands over."""
         return cls(Decimal(environment.reconcile_threshold_amount), Decimal(environment.reconcile_threshold_percent))
 
     def exceeded_by(self, expected: Decimal, found: Decimal) -> bool:
@@ -76,13 +77,6 @@ class Threshold:
 
     def __str__(self) -> str:
         return f"{self.amount:f} and {self.percent:f}%"
-
-
-def configured_threshold() -> Threshold:
-    """The threshold of the environment BILLING_ENV names (admin_app/environments/NAME.toml)."""
-    from settings.environment import load
-
-    return Threshold.of(load())
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Commands that use the database (interfaces §2): `db upgrade`, `contract save|history`, `ingest`,
 and `invoice --customer` (the invoice parser is file_mode's; it hands over here).
 
-The database is BILLING_DATABASE_URL, or `billing.db` in the working directory.
+The database is the environment's (settings/environment.py: BILLING_DATABASE_URL, else
+the database of the environment BILLING_ENV names, `billing.db` in the working directory for test).
 One that cannot be reached is one sentence and exit 2; the storage modules are
 imported only when a command needs them, so the file-mode commands stay quick.
 """
@@ -23,14 +24,16 @@ SHOWN_REJECTIONS_WITH_FILE = 10
 
 @contextmanager
 def database(create_schema: bool = False):
-    """A session factory for the current database; its failures become one clear UsageError."""
+    """A session factory for the environment's database; its failures become one clear UsageError."""
     from sqlalchemy.exc import DBAPIError
 
+    from billing.commands.portal import cli_environment
     from storage import db, schema
 
+    url = cli_environment().database_url
     engine = None
     try:
-        engine = db.connect()
+        engine = db.connect(url)
         if not create_schema:
             schema.require_current(engine)
         yield engine, db.session_factory(engine)

@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from .support import TINY, event, write_lines
 BILLING = str(Path(sys.executable).with_name("billing"))
 MAY, JUNE = Period(2026, 5), Period(2026, 6)
 WHO = Actor("cli:tester", "test")
+THRESHOLD = Threshold(Decimal("0.01"), Decimal("0"))   # the test environment's
 
 
 def contract(customer: str) -> str:
@@ -130,9 +132,9 @@ def _issue(sessions, customer: str, period: Period, **options) -> Invoice:
     with sessions.begin() as session:
         close(session, customer, period)
     with sessions.begin() as session:
-        approve(session, Selector(customer, period), WHO)
+        approve(session, Selector(customer, period), WHO, threshold=THRESHOLD)
     with sessions.begin() as session:
-        return issue(session, Selector(customer, period), WHO, prefix="TEST", **options).invoice
+        return issue(session, Selector(customer, period), WHO, threshold=THRESHOLD, prefix="TEST", **options).invoice
 
 
 def _failing_pdf(invoice, number, issued_on, locale) -> bytes:
@@ -193,7 +195,7 @@ def test_refusals_change_nothing(case, customers, cli, sessions, tmp_path):
 def _refused_in_process(sessions) -> tuple[int, str, str]:
     try:
         with sessions.begin() as session:
-            issue(session, Selector("tiny", MAY), WHO, prefix="TEST", render=_failing_pdf)
+            issue(session, Selector("tiny", MAY), WHO, threshold=THRESHOLD, prefix="TEST", render=_failing_pdf)
     except Refused as exc:
         return 1, "", str(exc)
     return 0, "", ""
@@ -275,7 +277,7 @@ def test_numbers_have_no_gaps_under_concurrent_issuing(customers, sessions):
         with sessions.begin() as session:
             close(session, name, MAY)
         with sessions.begin() as session:
-            approve(session, Selector(name, MAY), WHO)
+            approve(session, Selector(name, MAY), WHO, threshold=THRESHOLD)
     processes = [subprocess.Popen([BILLING, "issue", "--customer", name, "--period", "2026-05"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "PYTHONWARNINGS": "ignore"}) for name in customers]

@@ -1,0 +1,219 @@
+"""The dashboard's figures as the page and its JSON show them: exact amounts for programs, and under `display`
+and `bars` the formatted texts and bar fractions, by the keys the page's elements carry (static/dashboard.js).
+
+    fmt = Formats("en_GB", now)
+    view = view_of(board, fmt, site)    # board: review.dashboard.Dashboard; site: one of board.sites, or None
+
+Nothing here reads a request or the database: admin_app/dashboard.py hands over the figures and the locale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.numbers import format_decimal, format_percent
+
+from engine.money import format_quantity
+from review.dashboard import Dashboard
+
+
+class Formats:
+    """Numbers as the environment's locale writes them; money with the contract's currency and minor unit."""
+
+    def __init__(self, locale: str, now: dt.datetime):
+        self.locale, self.now = locale, now
+
+    def money(self, board: Dashboard, amount: Decimal) -> str:
+        pattern, locale = currency_pattern(self.locale)
+        return pattern.apply(board.money.round(amount), locale, currency=board.money.currency, currency_digits=True)
+
+    def quantity(self, amount: Decimal) -> str:
+        return format_decimal(amount, locale=self.locale, decimal_quantization=False)
+
+    def count(self, number: int) -> str:
+        return format_decimal(number, locale=self.locale)
+
+    def percent(self, fraction: Decimal) -> str:
+        return format_percent(fraction, locale=self.locale, decimal_quantization=True)
+
+    def elapsed(self, board: Dashboard) -> tuple[int, int]:
+        """(days of the period gone by today, days in the period) in the contract's time zone."""
+        period, today = board.period, self.now.astimezone(ZoneInfo(board.timezone)).date()
+        if today < period.first_day:
+            return 0, period.days
+        if today > period.last_day:
+            return period.days, period.days
+        return today.day, period.days
+
+
+@functools.lru_cache(maxsize=16)
+def currency_pattern(locale: str):
+    """The locale's standard currency pattern, parsed once (what babel's format_currency does on every call)."""
+    parsed = Locale.parse(locale)
+    return parsed.currency_formats["standard"], parsed
+
+
+def view_of(board: Dashboard, fmt: Formats, site=None) -> dict:
+    """board_view, and with a site its usage per category (`detail_usage`) and the texts of its detail under
+    `display`, for both the page and the JSON (each site's usage lines for all sites would double the JSON every
+    poll carries; the customer's usage per category is under `categories`)."""
+    view = board_view(board, fmt)
+    if site is None:
+        return view
+    usage = [_usage_json(board, usage) for usage in site.usage]
+    return {**view, "display": {**view["display"], **site_display(board, site, fmt)}, "detail": site.site,
+            "detail_usage": usage}
+
+
+def board_view(board: Dashboard, fmt: Formats) -> dict:
+    """The customer's figures: totals, usage per category, each site with its minimums and caps, the history."""
+    display: dict[str, str] = {}
+    bars: dict[str, float] = {}
+    day, days = fmt.elapsed(board)
+    _headline(board, fmt, display, bars, (day, days))
+    amount = board.money.format
+    return {
+        "customer": board.customer, "name": board.name, "period": str(board.period),
+        "currency": board.money.currency, "status": "issued" if board.issued else "open",
+        "invoice_number": board.issued.number if board.issued else None,
+        "computed_at": board.computed_at.isoformat(), "elapsed_days": day, "period_days": days,
+        "totals": {kind: amount(value) for kind, value in board.totals.items()},
+        "events": board.events, "unbilled_events": board.unbilled_events,
+        "categories": _categories(board, fmt, display, bars),
+        "sites": [_site(board, site, fmt, display, bars) for site in board.sites],
+        "history": _history(board, fmt, display, bars),
+        "display": display, "bars": bars,
+    }
+
+
+def _headline(board: Dashboard, fmt: Formats, display: dict, bars: dict, elapsed: tuple[int, int]) -> None:
+    for kind in ("usage", "minimum", "cap", "total"):
+        display[kind] = fmt.money(board, board.totals[kind])
+    display["events"] = fmt.count(board.events)
+    display["unbilled"] = fmt.count(board.unbilled_events)
+    day, days = elapsed
+    display["elapsed"] = f"day {day} of {days}"
+    bars["elapsed"] = round(day / days, 4)
+    display["computed_at"] = board.computed_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _usage_json(board: Dashboard, usage) -> dict:
+    return {"category": usage.category, "label": usage.label, "quantity": format_quantity(usage.quantity),
+            "events": usage.events, "amount": board.money.format(usage.amount), "billed": usage.billed}
+
+
+def _categories(board: Dashboard, fmt: Formats, display: dict, bars: dict) -> list[dict]:
+    largest = max((usage.amount for usage in board.categories), default=Decimal(0))
+    for usage in board.categories:
+        key = f"cat:{usage.category}"
+        bars[key] = _fraction(usage.amount, largest)
+        display[f"{key}:amount"] = fmt.money(board, usage.amount)
+        display[f"{key}:quantity"] = fmt.quantity(usage.quantity)
+        display[f"{key}:events"] = fmt.count(usage.events)
+    return [_usage_json(board, usage) for usage in board.categories]
+
+
+def _site(board: Dashboard, site, fmt: Formats, display: dict, bars: dict) -> dict:
+    prefix = f"site:{site.site}"
+    amount = board.money.format
+    display[f"{prefix}:charges"] = fmt.money(board, site.charges)
+    display[f"{prefix}:events"] = fmt.count(site.events)
+    for kind, value in site.kind_totals.items():
+        display[f"{prefix}:{kind}"] = fmt.money(board, value)
+    return {
+        "site": site.site, "name": site.name, "charges": amount(site.charges), "events": site.events,
+        "totals": {kind: amount(value) for kind, value in site.kind_totals.items()},
+        "unbilled_events": site.unbilled_events,
+        "minimums": [_minimum(board, minimum, f"{prefix}:min:{index}", fmt, display, bars)
+                     for index, minimum in enumerate(site.minimums)],
+        "caps": [_cap(board, cap, f"{prefix}:cap:{index}", fmt, display, bars) for index, cap in enumerate(site.caps)],
+    }
+
+
+def _minimum(board: Dashboard, minimum, key: str, fmt: Formats, display: dict, bars: dict) -> dict:
+    amount = board.money.format
+    bars[key] = float(round(minimum.fraction, 4))
+    if minimum.unit == "spend":
+        counted, commitment = fmt.money(board, minimum.counted), fmt.money(board, minimum.commitment)
+    else:
+        counted, commitment = fmt.quantity(minimum.counted), fmt.quantity(minimum.commitment) + " units"
+    display[key] = f"{counted} of {commitment}"
+    display[f"{key}:state"] = "met" if minimum.met else f"short {fmt.money(board, minimum.shortfall)}"
+    return {
+        "categories": list(minimum.categories), "unit": minimum.unit,
+        "commitment": _exact(minimum.commitment, minimum.unit, amount),
+        "full_commitment": _exact(minimum.full_commitment, minimum.unit, amount),
+        "prorated": minimum.prorated, "counted": _exact(minimum.counted, minimum.unit, amount),
+        "shortfall": amount(minimum.shortfall), "met": minimum.met,
+    }
+
+
+def _cap(board: Dashboard, cap, key: str, fmt: Formats, display: dict, bars: dict) -> dict:
+    amount = board.money.format
+    bars[f"{key}:before"] = float(round(cap.fraction(cap.counted_before), 4))
+    bars[f"{key}:now"] = float(round(cap.fraction(cap.counted_before + cap.counted_now), 4))
+    display[key] = f"{fmt.money(board, cap.counted_before + cap.counted_now)} of {fmt.money(board, cap.limit)}"
+    display[f"{key}:state"] = "reached" if cap.reached else f"{fmt.money(board, cap.remaining)} left"
+    return {
+        "categories": list(cap.categories), "limit": amount(cap.limit),
+        "counted_before": amount(cap.counted_before), "counted_now": amount(cap.counted_now),
+        "in_scope": amount(cap.in_scope), "reduction": amount(cap.reduction),
+        "remaining": amount(cap.remaining), "reached": cap.reached,
+    }
+
+
+def _history(board: Dashboard, fmt: Formats, display: dict, bars: dict) -> list[dict]:
+    amount = board.money.format
+    top = max((max(point.charges, point.usage) for point in board.history), default=Decimal(0))
+    display["hist:top"], display["hist:mid"] = fmt.money(board, top), fmt.money(board, top / 2)
+    history = []
+    for point in board.history:
+        key = f"hist:{point.period}"
+        bars[f"{key}:charges"] = _fraction(point.charges, top)
+        bars[f"{key}:usage"] = _fraction(point.usage, top)
+        display[f"{key}:charges"] = fmt.money(board, point.charges)
+        display[f"{key}:usage"] = fmt.money(board, point.usage)
+        display[f"{key}:events"] = fmt.count(point.events)
+        history.append({"period": str(point.period), "source": point.source, "charges": amount(point.charges),
+                        "usage": amount(point.usage), "events": point.events, "number": point.number})
+    return history
+
+
+def site_display(board: Dashboard, site, fmt: Formats) -> dict[str, str]:
+    """The formatted figures of one site's detail, by the keys its cells carry (`d:` …)."""
+    display = {}
+    for usage in site.usage:
+        key = f"d:cat:{usage.category}"
+        display[f"{key}:quantity"] = fmt.quantity(usage.quantity)
+        display[f"{key}:events"] = fmt.count(usage.events)
+        display[f"{key}:amount"] = fmt.money(board, usage.amount)
+    for index, minimum in enumerate(site.minimums):
+        key = f"d:min:{index}"
+        if minimum.unit == "spend":
+            display[f"{key}:commitment"] = fmt.money(board, minimum.commitment)
+            display[f"{key}:counted"] = fmt.money(board, minimum.counted)
+        else:
+            display[f"{key}:commitment"] = f"{fmt.quantity(minimum.commitment)} units"
+            display[f"{key}:counted"] = f"{fmt.quantity(minimum.counted)} units"
+        display[f"{key}:shortfall"] = "met" if minimum.met else fmt.money(board, minimum.shortfall)
+    for index, cap in enumerate(site.caps):
+        key = f"d:cap:{index}"
+        for name, value in (("limit", cap.limit), ("before", cap.counted_before), ("now", cap.counted_now),
+                            ("reduction", -cap.reduction), ("remaining", cap.remaining)):
+            display[f"{key}:{name}"] = fmt.money(board, value)
+    return display
+
+
+def _fraction(part: Decimal, whole: Decimal) -> float:
+    """For drawing only: part ÷ whole between 0 and 1, to four places."""
+    if whole <= 0:
+        return 0.0
+    return float(round(min(Decimal(1), max(Decimal(0), part / whole)), 4))
+
+
+def _exact(value: Decimal, unit: str, amount) -> str:
+    return amount(value) if unit == "spend" else format_quantity(value)
