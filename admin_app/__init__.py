@@ -5,10 +5,24 @@
 Holds the HTTP layer only: each view calls a service that the command line calls
 too, and knows nothing of how a figure is computed or stored. The environment is
 read here, once (settings/environment.py), and kept in app.config; the database is
-installed before any area (admin_app/database.py), so the order of BLUEPRINTS
-does not matter. Blueprints, one per area, are listed in BLUEPRINTS; each route
-declares who may reach it (admin_app/access.py), and anything undeclared is refused.
-Must not import `billing` (the command line sits above it).
+installed before any area (database.py), so the order of BLUEPRINTS does not
+matter. Each route declares who may reach it (access.py); anything undeclared is
+refused. Must not import `billing` (the command line sits above it).
+
+The areas (BLUEPRINTS), one blueprint each:
+    auth.py            sign-in, TOTP, sign-out, password change (with sessions.py, forms.py)
+    portal.py          the frame: home page, environment colours, error pages
+    invoices.py        invoices: list, view, approve, issue, void, credit
+    contracts.py       the contract editor, plan and versions
+    whatif.py          what-if pricing of a draft contract
+    dashboard.py       the finance dashboard (its view model in dashboard_view.py)
+    reconciliation.py  reconciliation reports and the events behind them
+    admin.py           user administration
+    audit_view.py      the audit log viewer
+    api.py             the event API (its OpenAPI document in openapi.py)
+and what they share: database.py (engines, sessions), access.py, auditing.py (the
+audit log's web side), security.py (cookies, secret key, headers), refusals.py (a
+refusal as a page says it).
 """
 
 from __future__ import annotations

@@ -1,1 +1,12 @@
-"""Invoicing: what the customer sees. One invoice object; JSON, text (and later PDF, CSV) render it."""
+"""Invoicing: what the customer sees. One invoice object and its renderings.
+
+    invoice.py      the invoice object built from a period's result, and its JSON form
+    render.py       one entry for every format: the file mode, the database mode and the portal share it
+    text.py         plain text, every line with why it is there
+    csv_view.py     CSV for finance spreadsheets
+    pdf.py          PDF (templates/invoice.html, WeasyPrint); TEMPLATES: where the installed templates are
+    credit_note.py  a credit note as a PDF
+    stored.py       an issued invoice read back from its stored JSON
+
+Knows nothing of how lines were computed (the engine's), of the database or of the web.
+"""

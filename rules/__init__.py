@@ -4,6 +4,10 @@
     registry.py     the primitives, found by name: the compiler's one place to look
     written.py      what rules are written with: amounts, dates, category mentions, scopes
     diagnostics.py  spans and diagnostics: what is wrong, and where
+    pricing.py      what the three price primitives share: amounts, tiers, the rate step
+    scoped.py       what primitives whose rule names a scope (`on all`, `on a, b`) share
+
+and one module per primitive, listed in registry.MODULES.
 
 Builds on the engine's plan and lines; knows nothing of the parser (dsl/) or of storage.
 """
