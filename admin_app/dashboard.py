@@ -120,15 +120,9 @@ def index():
 @blueprint.get("/dashboard/<customer>")
 @allow("finance", "customer_finance")
 def show(customer: str):
-    contract = _contract_or_404(customer, "dashboard.view")
-    period, problem = _period(contract)
-    if problem:
-        return problem
-    _end_reads()
     try:
-        board = figures_of(contract.id, period)
-    except (OutsideContract, StoredVersionInvalid) as exc:
-        db_session().rollback()
+        contract, period, board = _asked(customer, "dashboard.view")
+    except Unavailable as exc:
         return error_page(400, "Period not available", str(exc))
     auditing.record("dashboard.view", resource(contract.id, period),
                     details={"total": str(board.figures.total), "currency": board.money.currency})
@@ -141,15 +135,9 @@ def show(customer: str):
 @blueprint.get("/dashboard/<customer>/data")
 @allow("finance", "customer_finance")
 def data(customer: str):
-    contract = _contract_or_404(customer, "dashboard.refresh")
-    period, problem = _period(contract, as_json=True)
-    if problem:
-        return problem
-    _end_reads()
     try:
-        board = figures_of(contract.id, period)
-    except (OutsideContract, StoredVersionInvalid) as exc:
-        db_session().rollback()
+        contract, period, board = _asked(customer, "dashboard.refresh")
+    except Unavailable as exc:
         return {"error": str(exc)}, 400
     _audit_refresh_once(contract, period)
     body = board_json(board, formats(), _site(board))
@@ -184,22 +172,31 @@ def _contract_or_404(customer: str, action: str) -> Contract:
     return contract
 
 
-def _period(contract: Contract, *, as_json: bool = False):
-    """(the period asked for or the current one, None) or (None, the answer that says what is wrong)."""
+class Unavailable(Exception):
+    """The figures asked for cannot be shown (a period that is not one, or outside the contract); says why."""
+
+
+def _asked(customer: str, action: str) -> tuple[Contract, Period, Dashboard]:
+    """The contract (or 404), the period and the figures the request asks for; Unavailable otherwise."""
+    contract = _contract_or_404(customer, action)
+    period = _period(contract)
+    _end_reads()
+    try:
+        return contract, period, figures_of(contract.id, period)
+    except (OutsideContract, StoredVersionInvalid) as exc:
+        db_session().rollback()
+        raise Unavailable(str(exc)) from None
+
+
+def _period(contract: Contract) -> Period:
+    """The period asked for (?period=), or the current one."""
     asked = request.args.get("period")
-    if asked is None:
-        try:
-            return current_period(contract), None
-        except StoredVersionInvalid as exc:
-            message = str(exc)
-    else:
-        try:
-            return Period.parse(asked), None
-        except ValueError as exc:
-            message = f"{exc}."
-    if as_json:
-        return None, ({"error": message}, 400)
-    return None, error_page(400, "Period not available", message)
+    try:
+        return current_period(contract) if asked is None else Period.parse(asked)
+    except StoredVersionInvalid as exc:
+        raise Unavailable(str(exc)) from None
+    except ValueError as exc:
+        raise Unavailable(f"{exc}.") from None
 
 
 def current_period(contract: Contract) -> Period:

@@ -64,17 +64,12 @@ def build_timeline(compiled: list[tuple[VersionSpec, Compiled]]) -> Timeline:
     for spec, result in compiled:
         terms = result.plan.terms
         effective = spec.effective or Period.of(base.starts)
-        for what, mine, theirs in (
-            ("contract id", terms.contract_id, base.contract_id),
-            ("starts", terms.starts, base.starts),
-            ("timezone", terms.timezone, base.timezone),
-            ("currency", terms.money.currency, base.money.currency),
-        ):
-            if mine != theirs:
-                raise InputError(
-                    f"{spec.path}: a new version must keep the contract's {what} "
-                    f"({theirs} in {bases[0].filename}, {mine} here)"
-                )
+        changed = [("contract id", base.contract_id, terms.contract_id)] if terms.contract_id != base.contract_id \
+            else terms.changed_from(base.kept())
+        if changed:
+            what, theirs, mine = changed[0]
+            raise InputError(f"{spec.path}: a new version must keep the contract's {what} "
+                             f"({theirs} in {bases[0].filename}, {mine} here)")
         if spec.effective is not None and spec.effective <= Period.of(base.starts):
             raise InputError(
                 f"{spec.path}@{spec.effective}: an amendment takes effect after the contract's first period "

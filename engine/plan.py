@@ -83,6 +83,15 @@ class Terms:
     def category_ids(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.categories)
 
+    def kept(self) -> dict[str, object]:
+        """What every version of one contract keeps: contract years, local days and the money caps count run
+        across versions (evaluate.Timeline)."""
+        return {"starts": self.starts, "timezone": self.timezone, "currency": self.money.currency}
+
+    def changed_from(self, kept: dict[str, object]) -> list[tuple[str, object, object]]:
+        """(term, the contract's value, this version's value) for each kept term this version would change."""
+        return [(term, kept[term], mine) for term, mine in self.kept().items() if kept[term] != mine]
+
 
 @dataclass(frozen=True)
 class SitePlan:

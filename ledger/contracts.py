@@ -151,8 +151,6 @@ class StoredContract:
     versions: tuple[ContractVersion, ...]   # in effective order
     timeline: Timeline
 
-    def version_for(self, period: Period) -> ContractVersion:
-        return _version_in_effect(list(self.versions), period) or self.versions[0]
 
 
 class StoredVersionInvalid(Exception):
