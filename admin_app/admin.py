@@ -19,9 +19,11 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm, RoleForm, UserForm
+from admin_app.refusals import beside_field, not_done
 from admin_app.sessions import now
 from identity import accounts
-from identity.accounts import CUSTOMER_ROLE, AccountRefused, User
+from engine.refusal import Refused
+from identity.accounts import CUSTOMER_ROLE, User
 from identity.signin import recovery_codes_left
 from ledger.models import Contract
 
@@ -55,9 +57,9 @@ def new_user():
         try:
             user, password = accounts.add_user(db_session(), auditing.actor(), form.email.data, form.role.data,
                                                customer=_customer(form), now=now())
-        except AccountRefused as refused:
+        except Refused as refused:
             db_session().rollback()
-            form[refused.field].errors.append(str(refused))
+            _beside_field_or_flash(form, refused)
         else:
             db_session().commit()
             return render_template("portal/admin/user_created.html", user=user, password=password)
@@ -88,14 +90,19 @@ def change_role(user_id: int):
     if form.validate_on_submit():
         try:
             accounts.change_role(db_session(), auditing.actor(), user, form.role.data, _customer(form), now=now())
-        except AccountRefused as refused:
+        except Refused as refused:
             db_session().rollback()
-            form[refused.field].errors.append(str(refused))
+            _beside_field_or_flash(form, refused)
         else:
             db_session().commit()
             flash(f"{user.email} now has the role {user.role.replace('_', ' ')}.", "done")
             return redirect(url_for("admin.user", user_id=user.id))
     return _user_page(user, form, 400)
+
+
+def _beside_field_or_flash(form, refused: Refused) -> None:
+    if not beside_field(form, refused.refusal):   # a refusal of no field of this form: said above it
+        flash(not_done(refused.refusal), "error")
 
 
 def _customer(form) -> str | None:
@@ -107,9 +114,9 @@ def _change(user_id: int, change, done: str):
     user = _user(user_id)
     try:
         change(db_session(), auditing.actor(), user, now=now())
-    except AccountRefused as refused:
+    except Refused as refused:
         db_session().rollback()
-        flash(f"Not done: {refused}.", "error")
+        flash(not_done(refused.refusal), "error")
     else:
         db_session().commit()
         flash(done.format(email=user.email), "done")

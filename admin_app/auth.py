@@ -24,11 +24,12 @@ from admin_app import access, auditing, sessions
 from admin_app.access import public, signed_in
 from admin_app.database import db_session
 from admin_app.forms import CodeForm, LoginForm, PasswordChangeForm
+from admin_app.refusals import beside_field, refusal_text
 from admin_app.sessions import now, safe_next, sign_in, sign_out
+from engine.refusal import Refusal
 from identity.accounts import User, UserSession, normalised_email
 from identity.signin import (
     Lockout,
-    Refused,
     change_password,
     check_password,
     check_second_factor,
@@ -79,8 +80,8 @@ def login():
         email = auditing.printable(normalised_email(form.email.data))
         step = check_password(db_session(), auditing.actor(email), email, form.password.data, lockout(), now())
         db_session().commit()
-        if isinstance(step, Refused):
-            form[step.field].errors.append(step.message)
+        if isinstance(step, Refusal):
+            beside_field(form, step)
         else:
             target = safe_next(request.args.get("next"))
             session.clear()
@@ -115,9 +116,9 @@ def enrol():
     form = CodeForm()
     if form.validate_on_submit():
         codes = finish_enrolment(db_session(), auditing.actor(user.email), user, form.code.data, lockout(), now())
-        if isinstance(codes, Refused):
+        if isinstance(codes, Refusal):
             db_session().commit()
-            form.code.errors.append(codes.message)
+            beside_field(form, codes)
             form.code.data = ""   # a one-time credential is never shown back
         else:
             target = session["signin"]["next"]
@@ -145,9 +146,9 @@ def code():
     if form.validate_on_submit():
         method = check_second_factor(db_session(), auditing.actor(user.email), user, form.code.data, lockout(),
                                      now())
-        if isinstance(method, Refused):
+        if isinstance(method, Refusal):
             db_session().commit()
-            form.code.errors.append(method.message)
+            beside_field(form, method)
             form.code.data = ""
         else:
             target = session["signin"]["next"]
@@ -181,13 +182,13 @@ def password():
         ended = change_password(db_session(), auditing.actor(), user, form.current_password.data,
                                 form.new_password.data, lockout(), now(), keep=this_session)
         db_session().commit()
-        if isinstance(ended, Refused):
+        if isinstance(ended, Refusal):
             if user.locked(now()):   # the lock ended this session too
                 logout_user()
                 session.clear()
-                flash(ended.message, "error")
+                flash(refusal_text(ended), "error")
                 return redirect(url_for("auth.login"))
-            form[ended.field].errors.append(ended.message)
+            beside_field(form, ended)
         else:
             others = f" Your {ended} other session{'s' if ended != 1 else ''} ended." if ended else ""
             flash(f"Your password is changed.{others}", "done")

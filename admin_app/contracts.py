@@ -37,12 +37,14 @@ from wtforms.validators import DataRequired, Length, Optional
 from admin_app import auditing, portal
 from admin_app.access import allow
 from admin_app.database import db_session
+from admin_app.refusals import refusal_text
 from admin_app.sessions import now
 from audit.log import FAILURE, contract_resource
 from dsl.compile import Compiled, compile_source
 from engine.periods import Period
 from engine.plan_view import plan_text
-from ledger.contracts import ContractRefused, last_issued_period, save_contract
+from engine.refusal import Refused
+from ledger.contracts import last_issued_period, save_contract
 from ledger.history import History, SavedVersion, contract_history
 from ledger.models import Contract
 from rules.diagnostics import Diagnostic, Span, error, ordered
@@ -281,10 +283,10 @@ def _save(customer: str | None):
     try:
         saved = save_contract(db_session(), compiled, effective=effective, comment=form.comment.data.strip(),
                               author=current_user.email, now=now())
-    except ContractRefused as refused:
+    except Refused as refused:
         db_session().rollback()
-        reason = _web_reason(str(refused), effective)
-        field = form.effective if "take effect" in reason or "before the contract starts" in reason else form.source
+        reason = refusal_text(refused.refusal)
+        field = form.effective if refused.refusal.field == "effective" else form.source
         field.errors.append(reason)
         return _refused(form, contract, history, (compiled, diagnostics), customer, [reason])
     auditing.record("contract.save", contract_resource(saved.contract_id, saved.sha256),
@@ -310,14 +312,6 @@ def _refused(form, contract, history, result, customer, reasons):
     auditing.record("contract.save", resource, outcome=FAILURE, details={"reason": " ".join(reasons)})
     db_session().commit()
     return _editor_page(form, contract, history, None, status=400, result=result)
-
-
-def _web_reason(reason: str, effective: Period | None) -> str:
-    """store/contracts.py words its refusals for the command line (`--effective P`); the form's field is named."""
-    if effective is not None:
-        reason = reason.replace(f"--effective {effective}", f"From {effective}")
-    reason = reason.replace("; save it without --effective", ": leave the period empty")
-    return reason[0].upper() + reason[1:] + ("" if reason.endswith(".") else ".")
 
 
 def _next_period(contract: Contract) -> Period:

@@ -8,7 +8,9 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-from identity.accounts import MIN_PASSWORD_LENGTH, ROLES, AccountRefused, check_password_rules
+from admin_app.refusals import refusal_text
+from engine.refusal import Refused
+from identity.accounts import MIN_PASSWORD_LENGTH, ROLES, check_password_rules
 
 ROLE_CHOICES = [SelectChoice("", "Choose a role…")] + [SelectChoice(role, role.replace("_", " ")) for role in ROLES]
 
@@ -42,8 +44,8 @@ class PasswordChangeForm(FlaskForm):
         """The store's rules (store/accounts.py), here too so that every reason shows at once."""
         try:
             check_password_rules(field.data or "", current_user.email)
-        except AccountRefused as exc:
-            raise ValidationError(f"{str(exc).capitalize()}.") from None
+        except Refused as exc:
+            raise ValidationError(refusal_text(exc.refusal)) from None
 
 
 class UserForm(FlaskForm):

@@ -37,18 +37,21 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm
+from admin_app.refusals import beside_field, not_done, refusal_text
 from admin_app.sessions import SignedIn, now
 from audit.log import DENIED, FAILURE, invoice_resource
 from engine.periods import Period
+from engine.refusal import Refusal, Refused
 from identity.accounts import CUSTOMER_ROLE
 from invoicing.pdf import invoice_view
 from invoicing.render import render_document
 from invoicing.stored import invoice_from_document
 from ledger.invoices import Selector, find, status_of
 from ledger.models import Contract, Invoice, InvoiceVoid, in_force
-from lifecycle.credit_notes import CreditRefused, credit, creditable, notes_of
+from lifecycle.credit_notes import credit, creditable, notes_of
 from lifecycle.models import CreditNote
-from lifecycle.transitions import Refused, approve, issue, stored_pdf, void
+from lifecycle.transitions import approve, issue, stored_pdf, void
+from review.reconcile import Threshold
 
 blueprint = Blueprint("invoices", __name__)
 
@@ -192,16 +195,19 @@ def credit_invoice(invoice_id: int):
     try:
         note = credit(db_session(), invoice, auditing.actor(), form.reason.data, amounts,
                       prefix=env.invoice_prefix, locale=env.locale, now=now())
-    except CreditRefused as refused:
+    except Refused as refused:
         db_session().rollback()
-        _record_refusal("credit_note.issue", invoice, refused)
-        if refused.field == "reason":
-            form.reason.errors = [str(refused)]
-        elif refused.field is not None:
+        refusal = refused.refusal
+        _record_refusal("credit_note.issue", invoice, refusal)
+        if refusal.field == "amount":   # beside the site's amount, or beside the choice when no site is named
             form.scope.data = "sites"
-            return _page(invoice, "credit", forms, 400, site_errors={refused.field: str(refused)})
-        else:
-            flash(f"Not done: {refused}.", "error")
+            site = refusal.params.get("site")
+            if site is None:
+                form.scope.errors = [refusal_text(refusal)]
+                return _page(invoice, "credit", forms, 400)
+            return _page(invoice, "credit", forms, 400, site_errors={site: refusal_text(refusal)})
+        if not beside_field(form, refusal):
+            flash(not_done(refusal), "error")
         return _page(invoice, "credit", forms, 400)
     db_session().commit()
     flash(f"Credit note {note.number} issued: {note.total:f} {note.currency} credited.", "done")
@@ -244,7 +250,9 @@ def _selector(invoice: Invoice) -> Selector:
     which = Selector(invoice.customer, invoice.period)
     found = find(db_session(), which)
     if found is None or found.id != invoice.id:
-        raise Refused(f"invoice #{invoice.id} is {status_of(db_session(), invoice)}: it cannot take this step")
+        status = status_of(db_session(), invoice)
+        raise Refused(Refusal("not-this-invoice", f"invoice #{invoice.id} is {status}: it cannot take this step",
+                              params={"status": status}))
     return which
 
 
@@ -258,18 +266,21 @@ def _step(invoice_id: int, action: str, run, done: str, form: FlaskForm | None =
         row = run(invoice, auditing.actor())
     except Refused as refused:
         db_session().rollback()
-        _record_refusal(f"invoice.{action}", invoice, refused)
-        flash(f"Not done: {refused}.", "error")
+        _record_refusal(f"invoice.{action}", invoice, refused.refusal)
+        if beside_field(form, refused.refusal):   # the form again, with what was typed
+            forms = {"void": VoidForm(formdata=None), "credit": CreditForm(formdata=None), action: form}
+            return _page(_visible_or_404(invoice_id, f"invoice.{action}"), action, forms, 400)
+        flash(not_done(refused.refusal), "error")
         return redirect(url_for("invoices.show", invoice_id=invoice_id))
     db_session().commit()
     flash(done.format(number=row.number), "done")
     return redirect(url_for("invoices.show", invoice_id=invoice_id))
 
 
-def _record_refusal(action: str, invoice: Invoice, refused: Exception) -> None:
+def _record_refusal(action: str, invoice: Invoice, refusal: Refusal) -> None:
     invoice = db_session().get(Invoice, invoice.id)
     auditing.record(action, invoice_resource(invoice.customer, invoice.period, invoice.id), outcome=FAILURE,
-                    details={"reason": str(refused)})
+                    details={"reason": refusal.message, "code": refusal.code})
     db_session().commit()
 
 

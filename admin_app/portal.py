@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFError
 from admin_app import access, auditing
 from admin_app.access import public, signed_in
 from admin_app.database import db_session
+from admin_app.refusals import refusal_text
 from audit.log import DENIED
 
 blueprint = Blueprint("portal", __name__)
@@ -44,6 +45,7 @@ AREAS = (
 
 def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"areas": areas_for_current_user()})
+    app.add_template_filter(refusal_text, "refusal_text")
 
     @app.after_request
     def no_store(response):

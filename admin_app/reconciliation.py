@@ -25,9 +25,10 @@ from wtforms.validators import DataRequired, Length
 from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
+from admin_app.refusals import refusal_text
 from engine.evaluate import OutsideContract
 from engine.periods import Period
-from ledger.contracts import StoredVersionInvalid, UnknownContract
+from engine.refusal import Refused
 from ledger.invoices import Selector, find
 from lifecycle.transitions import customers_billed_in
 from review.models import Reconciliation, ReconciliationExplanation
@@ -121,7 +122,11 @@ def run(period: str):
         try:
             report = reconcile(session, customer, billed, threshold, invoice=find(session, Selector(customer, billed)),
                                now=current_app.config["PORTAL_CLOCK"]())
-        except (UnknownContract, OutsideContract, StoredVersionInvalid) as exc:
+        except Refused as refused:   # no such contract, or a stored version that no longer compiles
+            session.rollback()
+            flash(f"{customer}: not reconciled: {refusal_text(refused.refusal)}", "error")
+            continue
+        except OutsideContract as exc:
             session.rollback()
             flash(f"{customer}: not reconciled: {exc}", "error")
             continue

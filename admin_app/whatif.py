@@ -31,8 +31,10 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
+from admin_app.refusals import beside_field, sentence
 from audit.log import FAILURE, contract_resource
 from engine.periods import Period
+from engine.refusal import Refusal
 from ledger.contracts import last_issued_period
 from ledger.history import SavedVersion
 from ledger.models import Contract
@@ -42,11 +44,6 @@ blueprint = Blueprint("whatif", __name__)
 
 WHATIF_ROLES = ("deal_desk", "finance")
 MAX_SOURCE = 512 * 1024
-
-
-def sentence(reason: str) -> str:
-    """A reason from the store (`period '13' is not …`) as the message beside a field."""
-    return reason[:1].upper() + reason[1:] + ("" if reason.endswith(".") else ".")
 
 
 def valid_period(form, field) -> None:
@@ -94,8 +91,9 @@ def _contract(customer: str, action: str) -> Contract:
     return contract
 
 
-def _refusal_details(refusal: whatif.Refusal) -> dict:
-    return {"field": refusal.field, "reason": refusal.reason, "diagnostics": len(refusal.diagnostics)}
+def _refusal_details(refusal: Refusal) -> dict:
+    return {"code": refusal.code, "field": refusal.field, "reason": refusal.message,
+            "diagnostics": len(refusal.diagnostics)}
 
 
 def _form_errors(form: FlaskForm) -> dict:
@@ -131,7 +129,7 @@ def preview(customer: str):
         return render_template("portal/whatif/_preview.html", contract=contract, form=form, shown=None)
     period = Period.parse(form.period.data.strip())
     shown = whatif.preview(db_session(), customer, form.source.data, period)
-    if isinstance(shown, whatif.Refusal):
+    if isinstance(shown, Refusal):
         auditing.record("contract.preview", contract_resource(customer), outcome=FAILURE,
                         details={"period": str(period), **_refusal_details(shown)})
         db_session().commit()
@@ -209,8 +207,8 @@ def compare(customer: str):
         if len(numbers) == 2:
             compared = whatif.compare_versions(db_session(), customer, numbers["a"], numbers["b"],
                                                Period.parse(form.period.data.strip()))
-            if isinstance(compared, whatif.Refusal):
-                getattr(form, compared.field).errors.append(sentence(compared.reason))
+            if isinstance(compared, Refusal):
+                beside_field(form, compared)
                 compared = None
     if compared is None:
         auditing.record("contract.compare", contract_resource(customer), outcome=FAILURE, details=_form_errors(form))
@@ -218,7 +216,7 @@ def compare(customer: str):
         refusal = compared.refusal
         details = {"a": compared.a.number, "b": compared.b.number, "period": str(compared.period)}
         if refusal is not None:
-            details["refused"] = refusal.reason
+            details["refused"] = refusal.message
         auditing.record("contract.compare", contract_resource(customer), details=details)
     db_session().commit()
     return render_template("portal/whatif/compare.html", contract=contract, form=form, versions=versions,
@@ -244,8 +242,8 @@ def backtest(customer: str):
         db_session().commit()
         return _backtest_page(contract, form, None, None)
     tested = whatif.backtest(db_session(), customer, form.source.data, form.periods.data)
-    if isinstance(tested, whatif.Refusal):
-        getattr(form, tested.field).errors.append(sentence(tested.reason))
+    if isinstance(tested, Refusal):
+        beside_field(form, tested)
         auditing.record("contract.backtest", contract_resource(customer), outcome=FAILURE,
                         details=_refusal_details(tested))
         db_session().commit()

@@ -2,7 +2,8 @@
 
 Each area adds its commands from its own module in billing/commands/ (a
 `register(subparsers)` function); a user's mistake is one clear line naming the
-file, the line and the reason, never a traceback.
+file, the line and the reason, never a traceback. A refusal of the layers below
+(engine/refusal.py) is said as billing/refusals.py words it, and exits 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 from billing.commands import credit, db, file_mode, lifecycle, portal, reconcile, web
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
+from billing.refusals import refusal_text
 from engine.evaluate import OutsideContract
+from engine.refusal import Refused
 
 COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile)
 
@@ -34,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return MISUSE
     except (InputError, OutsideContract) as exc:
         say(f"billing {args.command}: {exc}")
+        return WRONG_INPUT
+    except Refused as exc:
+        say(f"billing {args.command}: {refusal_text(exc.refusal)}")
         return WRONG_INPUT
     except KeyboardInterrupt:
         say("billing: interrupted")

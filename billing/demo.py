@@ -28,8 +28,10 @@ from zoneinfo import ZoneInfo
 import pyotp
 
 from audit.log import Actor, contract_resource, record
+from billing.refusals import refusal_text
 from dsl.compile import Compiled, compile_file, compile_source
 from engine.periods import Period
+from engine.refusal import Refused
 from identity import accounts
 from identity.apikeys import create_api_key
 from identity.signin import new_recovery_codes
@@ -123,8 +125,8 @@ def build_demo(url: str, contracts_dir: Path, today: dt.date) -> DemoSummary:
             try:
                 with sessions.begin() as session:
                     step.run(session, who, environment)
-            except lifecycle.Refused as refused:
-                refusals.setdefault((step.customer, step.period), str(refused))
+            except Refused as refused:
+                refusals.setdefault((step.customer, step.period), refusal_text(refused.refusal))
         with sessions() as session:
             contracts = tuple(_outcome(session, contract, events, steps, refusals) for contract in compiled)
         with sessions.begin() as session:

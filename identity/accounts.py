@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import generate_password_hash
 
 from audit.log import Actor, record
+from engine.refusal import Refusal, Refused
 from ledger.models import Contract
 from storage.base import Base, RowId
 
@@ -94,12 +95,9 @@ class UserSession(Base):
     ip: Mapped[str | None] = mapped_column(String(45))
 
 
-class AccountRefused(Exception):
+def _refused(code: str, field: str, message: str) -> Refused:
     """The change cannot be made; `field` names the form field the reason belongs to."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+    return Refused(Refusal(code, message, field=field))
 
 
 def normalised_email(email: str) -> str:
@@ -129,25 +127,26 @@ def user_resource(user: User) -> str:
 
 
 def check_role(session: Session, role: str, customer: str | None) -> str | None:
-    """The customer to store for `role`; AccountRefused when the pair is not allowed."""
+    """The customer to store for `role`; Refused when the pair is not allowed."""
     if role not in ROLES:
-        raise AccountRefused("role", f"the role must be one of {', '.join(ROLES)}")
+        raise _refused("unknown-role", "role", f"the role must be one of {', '.join(ROLES)}")
     if role != CUSTOMER_ROLE:
         if customer:
-            raise AccountRefused("customer", f"only a {CUSTOMER_ROLE} user is bound to a customer")
+            raise _refused("customer-not-allowed", "customer", f"only a {CUSTOMER_ROLE} user is bound to a customer")
         return None
     if not customer:
-        raise AccountRefused("customer", f"a {CUSTOMER_ROLE} user needs the customer (contract id) it may see")
+        raise _refused("customer-needed", "customer",
+                       f"a {CUSTOMER_ROLE} user needs the customer (contract id) it may see")
     if session.get(Contract, customer) is None:
-        raise AccountRefused("customer", f"there is no contract '{customer}'")
+        raise _refused("unknown-customer", "customer", f"there is no contract '{customer}'")
     return customer
 
 
 def check_password_rules(password: str, email: str | None = None) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountRefused("password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise _refused("password-too-short", "password", f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if email and password.strip().lower() in (email.lower(), email.lower().split("@")[0]):
-        raise AccountRefused("password", "a password must not be your email address")
+        raise _refused("password-is-email", "password", "a password must not be your email address")
 
 
 def add_user(session: Session, who: Actor, email: str, role: str, *, customer: str | None = None,
@@ -155,9 +154,9 @@ def add_user(session: Session, who: Actor, email: str, role: str, *, customer: s
     """The new user and its password (the one given, or a new one to hand over once)."""
     email = normalised_email(email)
     if not EMAIL.fullmatch(email) or len(email) > 254:
-        raise AccountRefused("email", "this is not an email address")
+        raise _refused("not-an-email", "email", "this is not an email address")
     if find_user(session, email) is not None:
-        raise AccountRefused("email", "a user with this email already exists")
+        raise _refused("email-taken", "email", "a user with this email already exists")
     customer = check_role(session, role, customer)
     password = password if password is not None else new_password()
     check_password_rules(password, email)
@@ -225,4 +224,4 @@ def _keep_an_admin(session: Session, user: User, verb: str) -> None:
     others = session.scalar(select(func.count()).select_from(User).where(
         User.role == "admin", User.disabled.is_(False), User.id != user.id))
     if not others:
-        raise AccountRefused("role", f"cannot {verb} the last active admin")
+        raise _refused("last-admin", "role", f"cannot {verb} the last active admin")

@@ -1,7 +1,7 @@
 """Signing in to the portal: a password, then a TOTP code (or a one-time recovery code), then a session.
 
     step = check_password(session, who, "ana@example.com", password, policy, now)
-    if isinstance(step, Refused): …           # step.field, step.message: what the form says, and where
+    if isinstance(step, Refusal): …          # step.field, step.message: what the form says, and where
     secret = start_enrolment(session, user)   # first sign-in: show it (and its QR code), then
     codes = finish_enrolment(session, who, user, "492039", policy, now)   # the recovery codes, shown once
     step = check_second_factor(session, who, user, "492039", policy, now)
@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyotp
 from sqlalchemy import delete, func, or_, select, update
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from audit.log import FAILURE, Actor, AuditEntry, record
+from engine.refusal import Refusal, Refused
 from identity import accounts
 from identity.accounts import RecoveryCode, User, UserSession, find_user, hash_password, user_resource
 
@@ -65,12 +66,6 @@ class Lockout:
 
 
 @dataclass(frozen=True)
-class Refused:
-    field: str            # the form field the message belongs next to
-    message: str
-
-
-@dataclass(frozen=True)
 class SessionLimits:
     idle: dt.timedelta
     lifetime: dt.timedelta
@@ -84,29 +79,29 @@ class Resumed:
 
 
 def check_password(session: Session, who: Actor, email: str, password: str, policy: Lockout,
-                   now: dt.datetime) -> User | Refused:
+                   now: dt.datetime) -> User | Refusal:
     """The first step: the user whose password this is, or why not."""
     if _address_failures(session, who.ip, policy, now) >= policy.address_max_failures:
         record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
                details={"reason": "too many failures from this address"}, at=now)
-        return Refused("password", TOO_MANY)
+        return Refusal("too-many-attempts", TOO_MANY, field="password")
     user = find_user(session, email)
     if user is None:
         check_password_hash(_unknown_user_hash(accounts.PASSWORD_METHOD), password)   # as long as a real check
         record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
                details={"reason": "unknown email"}, at=now)
-        return Refused("password", WRONG_CREDENTIALS)
+        return Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password")
     if user.locked(now):
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
                details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
-        return Refused("email", LOCKED)
+        return Refusal("locked", LOCKED, field="email")
     if not check_password_hash(user.password_hash, password):
         return _failed(session, who, user, "login.password", "wrong password", policy, now,
-                       Refused("password", WRONG_CREDENTIALS))
+                       Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password"))
     if user.disabled:
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
                details={"reason": "disabled"}, at=now)
-        return Refused("email", DISABLED)
+        return Refusal("disabled", DISABLED, field="email")
     record(session, who, "login.password", user_resource(user), at=now)
     return user
 
@@ -125,7 +120,7 @@ def provisioning_uri(user: User, issuer: str) -> str:
 
 
 def finish_enrolment(session: Session, who: Actor, user: User, code: str, policy: Lockout,
-                     now: dt.datetime) -> list[str] | Refused:
+                     now: dt.datetime) -> list[str] | Refusal:
     """The recovery codes (to show once) once `code` proves the authenticator holds the secret."""
     refused = _refuse_locked_or_disabled(session, who, user, "mfa.enrol", now)
     if refused:
@@ -133,7 +128,7 @@ def finish_enrolment(session: Session, who: Actor, user: User, code: str, policy
     problem = _accept_totp(session, user, code.strip(), now)
     if problem:
         return _failed(session, who, user, "mfa.enrol", problem, policy, now,
-                       Refused("code", USED_CODE if problem == "code already used" else WRONG_CODE))
+                       _wrong_code(problem))
     user.enrolled = True
     codes = new_recovery_codes(session, user)
     _signed_in(user)
@@ -142,7 +137,7 @@ def finish_enrolment(session: Session, who: Actor, user: User, code: str, policy
 
 
 def check_second_factor(session: Session, who: Actor, user: User, code: str, policy: Lockout,
-                        now: dt.datetime) -> str | Refused:
+                        now: dt.datetime) -> str | Refusal:
     """The method that passed ("totp" or "recovery code"), or why not."""
     refused = _refuse_locked_or_disabled(session, who, user, "login.mfa", now)
     if refused:
@@ -155,7 +150,7 @@ def check_second_factor(session: Session, who: Actor, user: User, code: str, pol
             "wrong or used recovery code"
     if problem:
         return _failed(session, who, user, "login.mfa", problem, policy, now,
-                       Refused("code", USED_CODE if problem == "code already used" else WRONG_CODE))
+                       _wrong_code(problem))
     _signed_in(user)
     details = {"method": method}
     if method == "recovery code":
@@ -165,7 +160,7 @@ def check_second_factor(session: Session, who: Actor, user: User, code: str, pol
 
 
 def change_password(session: Session, who: Actor, user: User, current: str, new: str, policy: Lockout,
-                    now: dt.datetime, *, keep: UserSession | None = None) -> int | Refused:
+                    now: dt.datetime, *, keep: UserSession | None = None) -> int | Refusal:
     """A signed-in user's own change: the number of their other sessions it ended, or why not.
 
     The new password is checked first (that changes nothing); a wrong current password then counts
@@ -173,20 +168,20 @@ def change_password(session: Session, who: Actor, user: User, current: str, new:
     included: whoever holds a session that keeps guessing is not taken for its user."""
     try:
         accounts.check_password_rules(new, user.email)
-    except accounts.AccountRefused as exc:
-        return Refused("new_password", f"{str(exc).capitalize()}.")
+    except Refused as exc:
+        return replace(exc.refusal, field="new_password")
     if user.locked(now):
         record(session, who, "user.password", user_resource(user), outcome=FAILURE,
                details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
-        return Refused("current_password", LOCKED)
+        return Refusal("locked", LOCKED, field="current_password")
     if not check_password_hash(user.password_hash, current):
         refused = _failed(session, who, user, "user.password", "wrong current password", policy, now,
-                          Refused("current_password", WRONG_CURRENT_PASSWORD))
+                          Refusal("wrong-current-password", WRONG_CURRENT_PASSWORD, field="current_password"))
         if user.locked(now):
             accounts.end_sessions(session, user, "locked", now=now)
         return refused
     if new == current:
-        return Refused("new_password", SAME_PASSWORD)
+        return Refusal("same-password", SAME_PASSWORD, field="new_password")
     user.password_hash = hash_password(new)
     _signed_in(user)
     others = update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
@@ -299,16 +294,23 @@ def _use_recovery_code(session: Session, user: User, code: str, now: dt.datetime
 
 
 def _refuse_locked_or_disabled(session: Session, who: Actor, user: User, action: str,
-                               now: dt.datetime) -> Refused | None:
+                               now: dt.datetime) -> Refusal | None:
     if user.disabled or user.locked(now):
         reason = "disabled" if user.disabled else "locked"
         record(session, who, action, user_resource(user), outcome=FAILURE, details={"reason": reason}, at=now)
-        return Refused("code", DISABLED if user.disabled else LOCKED)
+        return Refusal("disabled", DISABLED, field="code") if user.disabled else \
+            Refusal("locked", LOCKED, field="code")
     return None
 
 
+def _wrong_code(problem: str) -> Refusal:
+    if problem == "code already used":
+        return Refusal("used-code", USED_CODE, field="code")
+    return Refusal("wrong-code", WRONG_CODE, field="code")
+
+
 def _failed(session: Session, who: Actor, user: User, action: str, reason: str, policy: Lockout,
-            now: dt.datetime, refused: Refused) -> Refused:
+            now: dt.datetime, refused: Refusal) -> Refusal:
     """Counts the failure against the account, locks it at the limit, records both."""
     if user.locked_until is not None and user.locked_until <= now:   # a lock that ran out starts a new count
         user.failed_attempts, user.locked_until = 0, None
@@ -320,7 +322,7 @@ def _failed(session: Session, who: Actor, user: User, action: str, reason: str, 
         record(session, who, "login.locked", user_resource(user), outcome=FAILURE,
                details={"failed_attempts": user.failed_attempts, "locked_until": user.locked_until.isoformat()},
                at=now)
-        return Refused(refused.field, LOCKED)
+        return Refusal("locked", LOCKED, field=refused.field)
     return refused
 
 

@@ -27,18 +27,16 @@ from sqlalchemy.orm import Session
 from dsl.compile import Compiled, compile_source
 from engine.evaluate import Timeline
 from engine.periods import Period
+from engine.refusal import Refusal, Refused
 from ledger.models import Contract, ContractVersion, Invoice, in_force
 
 UTC = dt.timezone.utc
 
 
-class ContractRefused(Exception):
-    """The version cannot be saved as asked; nothing was saved."""
-
-
-class UnknownContract(LookupError):
+class UnknownContract(Refused, LookupError):
     def __init__(self, contract_id: str):
-        super().__init__(f"no contract '{contract_id}' in the database (save it with `billing contract save FILE`)")
+        super().__init__(Refusal("unknown-contract", f"no contract '{contract_id}' in the database",
+                                 params={"customer": contract_id}, action="save-contract"))
         self.contract_id = contract_id
 
 
@@ -85,7 +83,7 @@ def save_contract(
     author: str | None = None,
     now: dt.datetime | None = None,
 ) -> Saved:
-    """Raises ContractRefused with the reason; `compiled` must have compiled without errors."""
+    """Raises Refused (nothing saved) with the reason; `compiled` must have compiled without errors."""
     terms = compiled.plan.terms
     now = now or dt.datetime.now(UTC)
     first = Period.of(terms.starts)
@@ -94,10 +92,10 @@ def save_contract(
     contract = session.get(Contract, terms.contract_id, with_for_update=True)
     if contract is None:
         if effective not in (None, first):
-            raise ContractRefused(
-                f"--effective {effective}: the first version of '{terms.contract_id}' is in effect from its start "
-                f"({terms.starts.isoformat()}, period {first}); save it without --effective"
-            )
+            raise Refused(Refusal(
+                "first-version-effective", f"the first version of '{terms.contract_id}' is in effect from its start "
+                f"({terms.starts.isoformat()}, period {first})", field="effective",
+                params={"effective": effective}, action="omit-effective"))
         contract = Contract(id=terms.contract_id, customer=terms.customer, timezone=terms.timezone,
                             starts=terms.starts, currency=terms.money.currency, created_at=now)
         session.add(contract)
@@ -110,18 +108,23 @@ def save_contract(
         ("currency", terms.money.currency, contract.currency),
     ):
         if mine != theirs:
-            raise ContractRefused(f"a new version must keep the contract's {what} ({theirs} in the database, {mine} here)")
+            raise Refused(Refusal("kept-term", f"a new version must keep the contract's {what} "
+                                               f"({theirs} in the database, {mine} here)", field="source",
+                                  params={"term": what, "stored": theirs, "given": mine}))
     today = now.astimezone(ZoneInfo(contract.timezone)).date()
     target = effective or max(Period.of(today).shift(1), first)
-    where = f"--effective {target}" if effective else f"the next period boundary after today ({target})"
+    asked = {"effective": effective} if effective else {}
     if target < first:
-        raise ContractRefused(f"{where} is before the contract starts ({terms.starts.isoformat()})")
+        raise Refused(Refusal("before-start", "a version cannot take effect before the contract starts "
+                              f"({terms.starts.isoformat()})",
+                              field="effective", params=asked))
     issued = last_issued_period(session, contract.id)
     if issued is not None and target <= issued:
-        raise ContractRefused(
-            f"{where}: the invoice for {issued} is already issued, so a new version can take effect "
-            f"from {issued.shift(1)} at the earliest; nothing saved"
-        )
+        where = "" if effective else f"the next period boundary after today ({target}): "
+        raise Refused(Refusal(
+            "period-issued", f"{where}the invoice for {issued} is already issued, so a new version can take effect "
+            f"from {issued.shift(1)} at the earliest; nothing saved", field="effective",
+            params={**asked, "issued": issued, "earliest": issued.shift(1)}))
 
     in_effect = _version_in_effect(contract.versions, target)
     if in_effect is not None and in_effect.sha256 == terms.version:
@@ -151,10 +154,15 @@ class StoredContract:
     versions: tuple[ContractVersion, ...]   # in effective order
     timeline: Timeline
 
+    def version_for(self, period: Period) -> ContractVersion:
+        return _version_in_effect(list(self.versions), period) or self.versions[0]
 
 
-class StoredVersionInvalid(Exception):
+class StoredVersionInvalid(Refused):
     """A stored version no longer compiles (the language changed under it)."""
+
+    def __init__(self, message: str):
+        super().__init__(Refusal("stored-version-invalid", message))
 
 
 @lru_cache(maxsize=64)

@@ -34,24 +34,17 @@ from sqlalchemy.orm import Session
 
 from audit.log import Actor, invoice_resource, record
 from engine.money import Money
+from engine.refusal import Refusal, Refused
 from invoicing.credit_note import CreditLine, CreditNoteDocument, render_credit_note_pdf
+from ledger.contracts import UnknownContract
 from ledger.invoices import status_of
 from ledger.models import Contract, Invoice
 from lifecycle.models import CreditNote
-from lifecycle.transitions import Refused, next_number
+from lifecycle.transitions import next_number
 
 UTC = dt.timezone.utc
 SERIES = "credit-notes"
 ZERO = Decimal(0)
-
-
-class CreditRefused(Refused):
-    """A credit note that cannot be made; nothing was changed. `field` is the input it is about (a site id,
-    "reason", or None for the invoice as a whole)."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 def notes_of(session: Session, invoice_ids: Iterable[int]) -> dict[int, list[CreditNote]]:
@@ -77,18 +70,20 @@ def credit(session: Session, invoice: Invoice, who: Actor, reason: str, amounts:
            *, prefix: str, locale: str = "en_GB", now: dt.datetime | None = None,
            render: Callable[[CreditNoteDocument, str], bytes] = render_credit_note_pdf) -> CreditNote:
     """Makes, numbers and stores a credit note of `invoice`: `amounts` as (site, amount as typed), or None for
-    everything that remains creditable. Refused (CreditRefused, nothing changed) when it may not be made."""
+    everything that remains creditable. Refused (nothing changed) when it may not be made: its field is
+    "reason", "amount" (with the site in its params), or None for the invoice as a whole."""
     now = now or dt.datetime.now(UTC)
     if not reason.strip():
-        raise CreditRefused("a credit note needs a reason", "reason")
+        raise Refused(Refusal("reason-missing", "a credit note needs a reason", field="reason"))
     if session.get(Contract, invoice.customer, with_for_update=True, populate_existing=True) is None:
-        raise CreditRefused(f"there is no contract '{invoice.customer}'")
+        raise UnknownContract(invoice.customer)
     session.refresh(invoice)
     name = invoice.number or f"invoice #{invoice.id}"
     status = status_of(session, invoice)
     if status != "issued" or invoice.number is None:
-        raise CreditRefused(f"{name} is {status}: only an issued invoice in force can be credited"
-                            + (" (it was corrected by its void)" if status == "void" else ""))
+        raise Refused(Refusal("not-creditable", f"{name} is {status}: only an issued invoice in force can be credited"
+                              + (" (it was corrected by its void)" if status == "void" else ""),
+                              params={"status": status}))
     document = invoice.document
     money = Money.of(document["currency"])
     remaining = creditable(session, invoice)
@@ -96,7 +91,8 @@ def credit(session: Session, invoice: Invoice, who: Actor, reason: str, amounts:
     if amounts is None:
         lines = [CreditLine(site, names[site], amount) for site, amount in remaining.items() if amount > ZERO]
         if not lines:
-            raise CreditRefused(f"nothing remains to credit on {name}: its credit notes credit all of it")
+            raise Refused(Refusal("nothing-remains", f"nothing remains to credit on {name}: its credit notes "
+                                                     "credit all of it"))
     else:
         lines = _stated_lines(amounts, remaining, names, money, name)
     note = CreditNoteDocument(
@@ -107,7 +103,8 @@ def credit(session: Session, invoice: Invoice, who: Actor, reason: str, amounts:
     try:
         pdf = render(note, locale)
     except Exception as exc:   # whatever the renderer's failure, nothing is stored and the number is not used
-        raise CreditRefused(f"the credit note's PDF cannot be made, so nothing was issued: {exc}") from exc
+        raise Refused(Refusal("pdf-failed", f"the credit note's PDF cannot be made, so nothing was issued: {exc}")) \
+            from exc
     sha256 = hashlib.sha256(pdf).hexdigest()
     lines_json = [{"site": line.site, "name": line.name, "amount": money.format(line.amount)} for line in note.lines]
     row = CreditNote(number=note.number, invoice_id=invoice.id, customer=invoice.customer, currency=note.currency,
@@ -126,12 +123,14 @@ def _stated_lines(amounts: Sequence[tuple[str, str]], remaining: dict[str, Decim
     stated: dict[str, Decimal] = {}
     for site, text in amounts:
         if site not in remaining:
-            raise CreditRefused(f"{name} has no site '{site}' (its sites: {', '.join(remaining) or 'none'})", site)
+            raise _refused_amount("no-such-site", site, f"{name} has no site '{site}' "
+                                                        f"(its sites: {', '.join(remaining) or 'none'})")
         if site in stated:
-            raise CreditRefused(f"site {site} is stated twice; give one amount per site", site)
+            raise _refused_amount("site-twice", site, f"site {site} is stated twice; give one amount per site")
         stated[site] = _amount(site, text, money, remaining[site])
     if not stated:
-        raise CreditRefused("state an amount for at least one site, or credit everything that remains")
+        raise Refused(Refusal("no-amount", "state an amount for at least one site, or credit everything that "
+                                           "remains", field="amount"))
     return [CreditLine(site, names[site], stated[site]) for site in remaining if site in stated]
 
 
@@ -139,13 +138,19 @@ def _amount(site: str, text: str, money: Money, remaining: Decimal) -> Decimal:
     try:
         amount = Decimal(text.strip())
     except InvalidOperation:
-        raise CreditRefused(f"site {site}: '{text}' is not an amount (write it like 120.50)", site) from None
+        raise _refused_amount("not-an-amount", site, f"site {site}: '{text}' is not an amount "
+                                                     "(write it like 120.50)") from None
     if not amount.is_finite() or amount <= ZERO:
-        raise CreditRefused(f"site {site}: a credited amount is more than zero", site)
+        raise _refused_amount("amount-not-positive", site, f"site {site}: a credited amount is more than zero")
     if money.round(amount) != amount:
-        raise CreditRefused(f"site {site}: {text.strip()} has more than the {money.places} decimal places of "
-                            f"{money.currency}", site)
+        raise _refused_amount("too-many-places", site, f"site {site}: {text.strip()} has more than the "
+                                                       f"{money.places} decimal places of {money.currency}")
     if amount > remaining:
-        raise CreditRefused(f"site {site}: {money.format(amount)} is more than the {money.format(remaining)} "
-                            "that remains creditable on it", site)
+        raise _refused_amount("more-than-remains", site, f"site {site}: {money.format(amount)} is more than the "
+                                                         f"{money.format(remaining)} that remains creditable on it")
     return amount
+
+
+def _refused_amount(code: str, site: str, message: str) -> Refused:
+    """A refusal of the amount stated for one site: a form shows it beside that site's amount."""
+    return Refused(Refusal(code, message, field="amount", params={"site": site}))

@@ -1,8 +1,8 @@
 """The invoice lifecycle: draft (recomputed freely) → approved → issued → void.
 
     close(session, "acme-health", Period(2026, 5))              # a draft, created or recomputed
-    approve(session, Selector("acme-health", Period(2026, 5)), who)   # APPROVAL_GATES first
-    issue(session, Selector(number=None, ...), who, environment)      # UK-2026-000042, its PDF stored
+    approve(session, Selector("acme-health", Period(2026, 5)), who, threshold=threshold)   # APPROVAL_GATES first
+    issue(session, Selector(...), who, threshold=threshold, prefix="UK", locale="en_GB")   # UK-2026-000042, its PDF
     void(session, Selector(number="UK-2026-000042"), who, "wrong site list")
     close(session, "acme-health", Period(2026, 5))              # the re-issue's draft replaces the void one
 
@@ -18,7 +18,8 @@ why); the status shown is derived (`status_of`). A voided period is open again:
 `billing close` makes a new draft that `replaces` the voided invoice, and it gets
 its own number when issued.
 
-Every refusal raises `Refused` before anything is written; approve, issue and
+Every refusal raises `Refused` (engine/refusal.py: a code, a message, the next
+step when there is one) before anything is written; approve, issue and
 void are recorded in the audit log in their own transaction. Approving and
 issuing run the period's reconciliation again (`reconciliation_passed`): a
 discrepancy above the threshold refuses them until it is resolved or explained.
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from audit.log import Actor, invoice_resource, record
 from engine.periods import Period
+from engine.refusal import Refusal, Refused
 from invoicing.invoice import Invoice as InvoiceDocument
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
@@ -43,41 +45,39 @@ from ledger.invoices import Selector, find, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
 from lifecycle.models import InvoiceCounter
-from review.reconcile import take_snapshot
+from review.reconcile import Threshold, take_snapshot
 from storage.db import dialect_insert
 
 UTC = dt.timezone.utc
 NUMBER_DIGITS = 6
 
 
-class Refused(Exception):
-    """A lifecycle step that cannot be taken; nothing was changed. The message says why and what to do."""
-
-
 # Checks that a draft must pass to be approved, in order: each returns None, or why it may not be approved.
-# The reconciliation adds its own here.
-Gate = Callable[[Session, Invoice, ComputedInvoice], "str | None"]
+# The reconciliation adds its own here; the threshold is the environment's, handed in by the caller.
+Gate = Callable[[Session, Invoice, ComputedInvoice, Threshold], "Refusal | None"]
 
 
-def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice) -> str | None:
-    """What is approved is what was reviewed: usage or contract changes since `billing close` need a new close."""
+def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice,
+                     threshold: Threshold) -> Refusal | None:
+    """What is approved is what was reviewed: usage or contract changes since the close need a new close."""
     if draft.usage_hash != computed.usage_hash or draft.document != computed.document:
-        return "the usage or the contract changed since the draft was made; run `billing close` again and review it"
+        return Refusal("draft-outdated", "the usage or the contract changed since the draft was made; "
+                                         "close the period again and review the new draft",
+                       params=_period_of(draft), action="close")
     return None
 
 
-def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedInvoice) -> str | None:
-    """The reconciliation of the period (store/reconcile.py), run now, finds no discrepancy above the
+def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedInvoice,
+                          threshold: Threshold) -> Refusal | None:
+    """The reconciliation of the period (review/reconcile.py), run now, finds no discrepancy above the
     environment's threshold, or finance recorded an explanation of exactly the discrepancies it finds."""
-    from review.reconcile import configured_threshold, explanation_of, headline, reconcile
+    from review.reconcile import explanation_of, headline, reconcile
 
-    report = reconcile(session, draft.customer, draft.period, configured_threshold(), computed=computed,
+    report = reconcile(session, draft.customer, draft.period, threshold, computed=computed,
                        invoice=draft)
     if report.passed or explanation_of(session, draft, report) is not None:
         return None
-    return (f"its {headline(report)}; see `billing reconcile --customer {draft.customer} --period {draft.period}`, "
-            "resolve them and run `billing close` again, or have finance record why they may stand "
-            "(`billing reconcile … --explain TEXT`)")
+    return Refusal("reconciliation-failed", f"its {headline(report)}", params=_period_of(draft), action="reconcile")
 
 
 APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, reconciliation_passed)
@@ -100,8 +100,8 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     _lock_contract(session, customer)
     row = find(session, Selector(customer, period))
     if row is not None and status_of(session, row) == "issued":
-        raise Refused(f"the invoice of '{customer}' for {period} is issued as {_name(row)}; "
-                      "void it to correct it")
+        raise Refused(Refusal("already-issued", f"the invoice of '{customer}' for {period} is issued as {_name(row)}",
+                              params={"number": _name(row)}, action="void"))
     computed = _compute(session, customer, period)
     fields = computed_fields(computed)
     if row is not None and row.status in ("draft", "approved"):
@@ -123,19 +123,22 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     return draft, "created"
 
 
-def approve(session: Session, which: Selector, who: Actor, *, now: dt.datetime | None = None) -> Invoice:
+def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold,
+            now: dt.datetime | None = None) -> Invoice:
     now = now or dt.datetime.now(UTC)
     row = _locked(session, which)
     status = status_of(session, row)
     if status == "approved":
-        raise Refused(f"{which} is already approved (by {row.approved_by} at {row.approved_at:%Y-%m-%d %H:%M} UTC)")
+        raise Refused(Refusal("already-approved", f"{which} is already approved (by {row.approved_by} at "
+                                                  f"{row.approved_at:%Y-%m-%d %H:%M} UTC)", params={"status": status}))
     if status != "draft":
-        raise Refused(f"{which} is {status}: only a draft can be approved")
+        raise Refused(Refusal("not-a-draft", f"{which} is {status}: only a draft can be approved",
+                              params={"status": status}))
     computed = _compute(session, row.customer, row.period)
     for gate in APPROVAL_GATES:
-        reason = gate(session, row, computed)
-        if reason is not None:
-            raise Refused(f"{which} cannot be approved: {reason}")
+        refusal = gate(session, row, computed, threshold)
+        if refusal is not None:
+            raise Refused(refusal.prefixed(f"{which} cannot be approved"))
     row.status, row.approved_at, row.approved_by = "approved", now, who.name
     session.flush()
     record(session, who, "invoice.approve", invoice_resource(row.customer, row.period, row.id),
@@ -149,8 +152,8 @@ class Issued:
     pdf: bytes
 
 
-def issue(session: Session, which: Selector, who: Actor, *, prefix: str, locale: str = "en_GB",
-          now: dt.datetime | None = None,
+def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold, prefix: str,
+          locale: str = "en_GB", now: dt.datetime | None = None,
           render: Callable[[InvoiceDocument, str, dt.date, str], bytes] = render_issued_pdf) -> Issued:
     """Numbers, freezes and stores the approved invoice with its PDF. Refused: not approved, or what would
     be issued differs from what was approved, or the PDF cannot be made."""
@@ -158,20 +161,23 @@ def issue(session: Session, which: Selector, who: Actor, *, prefix: str, locale:
     row = _locked(session, which)
     status = status_of(session, row)
     if status != "approved":
-        raise Refused(f"{which} is {status}: only an approved invoice can be issued"
-                      + (" (run `billing approve` first)" if status == "draft" else ""))
+        raise Refused(Refusal("not-approved", f"{which} is {status}: only an approved invoice can be issued",
+                              params={"status": status, **_period_of(row)},
+                              action="approve" if status == "draft" else None))
     computed = _compute(session, row.customer, row.period)
     if row.usage_hash != computed.usage_hash or row.document != computed.document:
-        raise Refused(f"{which} changed since it was approved (usage or contract); "
-                      "run `billing close` again, review and approve it")
-    reason = reconciliation_passed(session, row, computed)
-    if reason is not None:
-        raise Refused(f"{which} cannot be issued: {reason}")
+        raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract); "
+                                                        "close the period again, review and approve the new draft",
+                              params=_period_of(row), action="close"))
+    refusal = reconciliation_passed(session, row, computed, threshold)
+    if refusal is not None:
+        raise Refused(refusal.prefixed(f"{which} cannot be issued"))
     number = next_number(session, who.environment, prefix, now.year)
     try:
         pdf = render(computed.invoice, number, now.date(), locale)
     except Exception as exc:   # whatever the renderer's failure, nothing is issued and the number is not used
-        raise Refused(f"{which}: the PDF cannot be made, so nothing was issued: {exc}") from exc
+        raise Refused(Refusal("pdf-failed", f"{which}: the PDF cannot be made, so nothing was issued: {exc}")) \
+            from exc
     row.number, row.issued_by = number, who.name
     freeze(session, row, computed, now)
     sha256 = hashlib.sha256(pdf).hexdigest()
@@ -187,19 +193,21 @@ def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.
     """Records the void of an issued invoice; the invoice row is not touched."""
     now = now or dt.datetime.now(UTC)
     if not reason.strip():
-        raise Refused("a void needs a reason")
+        raise Refused(Refusal("reason-missing", "a void needs a reason", field="reason"))
     row = _locked(session, which)
     status = status_of(session, row)
     if status != "issued":
-        raise Refused(f"{which} is {status}: only an issued invoice can be voided"
-                      + (" (a draft is simply recomputed by `billing close`)" if status in ("draft", "approved")
-                         else ""))
+        open_draft = status in ("draft", "approved")
+        raise Refused(Refusal("not-issued", f"{which} is {status}: only an issued invoice can be voided"
+                              + (" (a draft is simply recomputed by closing the period again)" if open_draft else ""),
+                              params={"status": status, **_period_of(row)}, action="close" if open_draft else None))
     from lifecycle.credit_notes import notes_of
 
     credited = notes_of(session, [row.id]).get(row.id)
     if credited:
-        raise Refused(f"{which} has credit notes ({', '.join(note.number for note in credited)}): voiding it would "
-                      "credit the customer twice; credit what remains with `billing credit` instead")
+        raise Refused(Refusal("credited", f"{which} has credit notes ({', '.join(note.number for note in credited)}): "
+                                          "voiding it would credit the customer twice; credit what remains instead",
+                              params={"number": row.number}, action="credit"))
     session.add(InvoiceVoid(invoice_id=row.id, voided_at=now, voided_by=who.name, reason=reason.strip()))
     session.flush()
     record(session, who, "invoice.void", invoice_resource(row.customer, row.period, row.id),
@@ -242,36 +250,44 @@ def next_number(session: Session, environment: str, prefix: str, year: int) -> s
 
 def _locked(session: Session, which: Selector) -> Invoice:
     """The invoice, read again once its contract is locked (a concurrent step may have moved it on)."""
-    row = _existing(session, which)
+    row = existing(session, which)
     _lock_contract(session, row.customer)
     session.refresh(row)
     return row
 
 
-def _existing(session: Session, which: Selector) -> Invoice:
+def existing(session: Session, which: Selector) -> Invoice:
+    """The invoice `which` names; Refused (no-invoice) when there is none."""
     row = find(session, which)
     if row is None:
         if which.number is None:
-            raise Refused(f"there is no invoice of '{which.customer}' for {which.period}; "
-                          "run `billing close` to make its draft")
-        raise Refused(f"there is no invoice numbered {which.number}")
+            raise Refused(Refusal("no-invoice", f"there is no invoice of '{which.customer}' for {which.period}; "
+                                                "closing the period makes its draft",
+                                  params={"customer": which.customer, "period": which.period}, action="close"))
+        raise Refused(Refusal("no-invoice", f"there is no invoice numbered {which.number}",
+                              params={"number": which.number}))
     return row
 
 
 def _lock_contract(session: Session, customer: str) -> None:
     """Locks the contract row, as ingest and issuing do, so no event slips into a period being decided."""
     if session.get(Contract, customer, with_for_update=True, populate_existing=True) is None:
-        raise Refused(str(UnknownContract(customer)))
+        raise UnknownContract(customer)
 
 
 def _compute(session: Session, customer: str, period: Period) -> ComputedInvoice:
+    """UnknownContract and StoredVersionInvalid are refusals already; a period outside the contract becomes one."""
     from engine.evaluate import OutsideContract
-    from ledger.contracts import StoredVersionInvalid
 
     try:
         return invoice_from_db(session, customer, period)
-    except (UnknownContract, OutsideContract, StoredVersionInvalid) as exc:
-        raise Refused(str(exc)) from None
+    except OutsideContract as exc:
+        raise Refused(Refusal("outside-contract", str(exc), field="period", params={"period": period})) from None
+
+
+def _period_of(row: Invoice) -> dict[str, str]:
+    """What the actions `close`, `approve` and `reconcile` need: the invoice's customer and period."""
+    return {"customer": row.customer, "period": str(row.period)}
 
 
 def _name(row: Invoice) -> str:

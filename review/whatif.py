@@ -2,7 +2,7 @@
 
     draft = acme_text.replace("rate 0.85", "rate 0.80")
     shown = preview(session, "acme-health", draft, Period(2026, 5))
-    shown.invoice.totals["total"]        # or a Refusal: shown.field, shown.reason, shown.diagnostics
+    shown.invoice.totals["total"]        # or a Refusal: shown.code, shown.field, shown.message, shown.diagnostics
 
     compared = compare_versions(session, "acme-health", 1, 2, Period(2026, 5))
     compared.diff                        # unified text diff (store/history.py)
@@ -19,8 +19,9 @@ for on. Earlier periods keep their stored versions, so the caps start from the
 counts that the issued invoices of the contract year froze, as the real
 invoice's do. A draft that does not compile, that is another contract, or that
 changes what a new version may not change (start, time zone, currency) is a
-`Refusal` naming the field at fault and why; nothing is raised for a user's
-mistake. docs/portal-whatif.md says what each choice means for a deal desk.
+`Refusal` (engine/refusal.py) naming the field at fault and why; nothing is
+raised for a user's mistake. docs/portal-whatif.md says what each choice means
+for a deal desk.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from engine.evaluate import OutsideContract, SiteResult, Timeline
 from engine.lines import kind_of, totals_titles
 from engine.periods import Period
 from engine.plan import Plan
+from engine.refusal import Refusal
 from invoicing.invoice import Invoice as InvoiceDocument
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db, invoice_of_contract
 from ledger.contracts import StoredContract, StoredVersionInvalid, load_contract
@@ -47,19 +49,6 @@ from rules.diagnostics import Diagnostic, Severity
 ZERO = Decimal(0)
 DEFAULT_PERIODS, MAX_PERIODS = 6, 36
 DRAFT_NAME = "draft"
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why nothing was computed, about one field of the request (source, period, periods, a, b)."""
-
-    field: str
-    reason: str
-    diagnostics: tuple[Diagnostic, ...] = ()
-
-    def messages(self) -> list[str]:
-        """The diagnostics as the compiler prints them: `draft:12:5: error: … [code]`."""
-        return [d.render(DRAFT_NAME) for d in self.diagnostics]
 
 
 @dataclass(frozen=True)
@@ -92,21 +81,22 @@ def compile_draft(session: Session, customer: str, source_text: str) -> Draft | 
     if isinstance(contract, Refusal):
         return contract
     if not source_text.strip():
-        return Refusal("source", "the contract text is empty")
+        return Refusal("empty-draft", "the contract text is empty", field="source")
     compiled = compile_source(source_text.encode("utf-8"), DRAFT_NAME)
     if not compiled.ok:
         errors = sum(d.severity is Severity.ERROR for d in compiled.diagnostics)
-        return Refusal("source", f"the draft has {errors} error{'s' * (errors != 1)}; nothing was computed",
-                       compiled.diagnostics)
+        return Refusal("draft-has-errors", f"the draft has {errors} error{'s' * (errors != 1)}; nothing was computed",
+                       field="source", params={"errors": errors}, diagnostics=compiled.diagnostics)
     terms, stored = compiled.plan.terms, contract.timeline.first.terms
     if terms.contract_id != customer:
-        return Refusal("source", f"the draft is the contract '{terms.contract_id}', not '{customer}': "
-                                 f"keep `contract \"{customer}\"`")
+        return Refusal("other-contract", f"the draft is the contract '{terms.contract_id}', not '{customer}': "
+                                         f"keep `contract \"{customer}\"`", field="source")
     for what, mine, theirs in (("starts", terms.starts, stored.starts), ("timezone", terms.timezone, stored.timezone),
                                ("currency", terms.money.currency, stored.money.currency)):
         if mine != theirs:
-            return Refusal("source", f"a new version must keep the contract's {what} "
-                                     f"({theirs} in the database, {mine} in the draft)")
+            return Refusal("kept-term", f"a new version must keep the contract's {what} "
+                                        f"({theirs} in the database, {mine} in the draft)", field="source",
+                           params={"term": what, "stored": theirs, "given": mine})
     return Draft(contract, compiled.plan, compiled.diagnostics)
 
 
@@ -114,7 +104,7 @@ def load_contract_or_refusal(session: Session, customer: str) -> StoredContract 
     try:
         return load_contract(session, customer)
     except StoredVersionInvalid as exc:
-        return Refusal("source", str(exc))
+        return replace(exc.refusal, field="source")
 
 
 def with_draft(timeline: Timeline, plan: Plan, period: Period) -> Timeline:
@@ -128,7 +118,7 @@ def preview_draft(session: Session, draft: Draft, period: Period) -> Preview | R
     try:
         computed = invoice_of_contract(session, contract, period)
     except OutsideContract as exc:
-        return Refusal("period", str(exc))
+        return Refusal("outside-contract", str(exc), field="period", params={"period": period})
     return Preview(period, computed, draft.warnings)
 
 
@@ -199,8 +189,9 @@ def compare_versions(session: Session, customer: str, a: int, b: int, period: Pe
     versions = {version.number: version for version in saved_versions(session, customer)}
     for field, number in (("a", a), ("b", b)):
         if number not in versions:
-            return Refusal(field, f"there is no version {number} of '{customer}' "
-                                  f"(versions 1 to {max(versions)})")
+            return Refusal("no-such-version", f"there is no version {number} of '{customer}' "
+                                              f"(versions 1 to {max(versions)})", field=field,
+                           params={"version": number})
     first, second = versions[a], versions[b]
     diff = text_diff(first.text, second.text, f"version {a}", f"version {b}")
     shown = []
@@ -307,7 +298,8 @@ def backtest(session: Session, customer: str, source_text: str, periods: int = D
     `preview` computes it, on its own: its caps start from the counts of the invoices really issued before it.
     Raises ledger.contracts.UnknownContract."""
     if not 1 <= periods <= MAX_PERIODS:
-        return Refusal("periods", f"choose between 1 and {MAX_PERIODS} periods")
+        return Refusal("periods-out-of-range", f"choose between 1 and {MAX_PERIODS} periods", field="periods",
+                       params={"periods": periods})
     draft = compile_draft(session, customer, source_text.replace("\r\n", "\n"))
     if isinstance(draft, Refusal):
         return draft
@@ -317,8 +309,9 @@ def backtest(session: Session, customer: str, source_text: str, periods: int = D
     for period in closed:
         shown = preview_draft(session, draft, period)
         if isinstance(shown, Refusal):
-            return Refusal("source", f"the draft cannot bill {period}, a closed period of the backtest: "
-                                     f"{shown.reason}")
+            return Refusal("backtest-period-refused", f"the draft cannot bill {period}, a closed period of the "
+                                                      f"backtest: {shown.message}", field="source",
+                           params={"period": period})
         results.append(BacktestPeriod(period, issued[period].number,
                                       _backtest_rows(period, issued[period].document, shown.invoice)))
     return Backtest(customer, draft.plan.terms.money.currency, draft.plan.terms.version, periods, tuple(results),

@@ -4,7 +4,7 @@
     billing credit --number UK-2026-000042 --site lds-02 --amount 1250.00 --reason "billed before go-live"
     billing credit --number … --site lon-01 --amount 80 --site lds-02 --amount 20.50 --reason … [--pdf PATH]
 
-One transaction; a refusal changes nothing and exits 1; a --pdf path that cannot
+One transaction; a refusal changes nothing and exits 1 (billing/cli.py says it); a --pdf path that cannot
 be written is exit 2 and issues nothing. The actor in the audit log is `cli:` and
 the user running the command.
 """
@@ -14,14 +14,14 @@ from __future__ import annotations
 from billing.commands.db import database
 from billing.commands.lifecycle import require_writable, write_pdf
 from billing.commands.portal import cli_actor, cli_environment
-from billing.contracts import InputError, UsageError
+from billing.contracts import UsageError
 from billing.output import OK
 
 
 def cmd_credit(args) -> int:
-    from ledger.invoices import Selector, find
+    from ledger.invoices import Selector
     from lifecycle.credit_notes import credit
-    from lifecycle.transitions import Refused
+    from lifecycle.transitions import existing
 
     sites, amounts = args.site or [], args.amount or []
     if len(sites) != len(amounts):
@@ -32,19 +32,14 @@ def cmd_credit(args) -> int:
     environment, who = cli_environment(), cli_actor()
     require_writable(args.pdf)
     with database() as (_, sessions):
-        try:
-            with sessions.begin() as session:
-                invoice = find(session, Selector(number=args.number))
-                if invoice is None:
-                    raise Refused(f"there is no invoice numbered {args.number}")
-                note = credit(session, invoice, who, args.reason, list(zip(sites, amounts)) or None,
-                              prefix=environment.invoice_prefix, locale=environment.locale)
-                if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
-                    write_pdf(args.pdf, note.pdf)
-                line = (f"{invoice.customer} {invoice.period}: credit note {note.number} of {args.number} "
-                        f"(credited {note.total:f} {note.currency})")
-        except Refused as exc:
-            raise InputError(str(exc)) from None
+        with sessions.begin() as session:
+            invoice = existing(session, Selector(number=args.number))
+            note = credit(session, invoice, who, args.reason, list(zip(sites, amounts)) or None,
+                          prefix=environment.invoice_prefix, locale=environment.locale)
+            if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
+                write_pdf(args.pdf, note.pdf)
+            line = (f"{invoice.customer} {invoice.period}: credit note {note.number} of {args.number} "
+                    f"(credited {note.total:f} {note.currency})")
     print(line)
     return OK
 

@@ -75,7 +75,9 @@ def cmd_contract_save(args) -> int:
     included, as a failure with its reason; a misused command (an unreadable file, a bad option) is not one."""
     from billing.commands.portal import cli_actor
     from dsl.compile import compile_file
-    from ledger.contracts import ContractRefused, author_name, save_contract
+    from billing.refusals import refusal_text
+    from engine.refusal import Refused
+    from ledger.contracts import author_name, save_contract
 
     effective = _period("--effective", args.effective)
     who = cli_actor()
@@ -97,9 +99,9 @@ def cmd_contract_save(args) -> int:
                 saved = save_contract(session, compiled, effective=effective, comment=args.comment or "",
                                       author=args.author)
                 _record_save(session, who, saved, asked)
-        except ContractRefused as exc:
-            _refused_save(sessions, who, compiled, asked, str(exc))
-            raise InputError(f"{args.file}: {exc}") from None
+        except Refused as exc:
+            _refused_save(sessions, who, compiled, asked, exc.refusal.message)
+            raise InputError(f"{args.file}: {refusal_text(exc.refusal)}") from None
     short = saved.sha256[:12]
     if saved.outcome == "unchanged":
         was = saved.same_as
@@ -140,15 +142,11 @@ def _refused_save(sessions, who, compiled, asked: dict, reason: str) -> None:
 
 def cmd_contract_history(args) -> int:
     from audit.log import contract_resource
-    from ledger.contracts import UnknownContract
     from ledger.history import contract_history, render_history
 
     with database() as (_, sessions):
         with sessions() as session:
-            try:
-                history = contract_history(session, args.contract_id)
-            except UnknownContract as exc:
-                raise InputError(str(exc)) from None
+            history = contract_history(session, args.contract_id)   # UnknownContract: a refusal, said by cli.py
         _record_read(sessions, "contract.history", contract_resource(args.contract_id), {})
     emit(render_history(history), None)
     return OK
@@ -230,17 +228,13 @@ def cmd_invoice_from_db(args) -> int:
     from audit.log import invoice_resource
     from invoicing.render import render_document
     from ledger.billing_from_db import invoice_from_db
-    from ledger.contracts import StoredVersionInvalid, UnknownContract
 
     if args.contract or args.events:
         raise UsageError("--customer computes from the database: leave out --contract and --events")
     period = _period("--period", args.period)
     with database() as (_, sessions):
         with sessions() as session:
-            try:
-                computed = invoice_from_db(session, args.customer, period)
-            except (UnknownContract, StoredVersionInvalid) as exc:
-                raise InputError(str(exc)) from None
+            computed = invoice_from_db(session, args.customer, period)   # refusals are said by billing/cli.py
         _record_read(sessions, "invoice.view", invoice_resource(args.customer, period),
                      {"computed": True, "format": args.format, "output": args.output or "standard output"})
     emit(render_document(computed.invoice, args.format, document=computed.document), args.output)

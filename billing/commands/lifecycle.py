@@ -5,10 +5,12 @@
     billing issue --number …  |  --customer ID --period P  [--pdf PATH]
     billing void --number UK-2026-000042 --reason "wrong site list"
 
-Each step is one transaction (store/lifecycle.py); a refusal changes nothing and
-exits 1. `close` records the dashboard's figures and runs the reconciliation in
-the transaction of each draft (billing/commands/reconcile.py); a draft whose
-reconciliation failed is kept, and close exits 1 saying why. The actor in the audit log is `cli:` and the user running the command.
+Each step is one transaction (lifecycle/transitions.py); a refusal changes nothing,
+is said as billing/refusals.py words it, and exits 1. `close` records the
+dashboard's figures and runs the reconciliation in the transaction of each draft
+(billing/commands/reconcile.py); a draft whose reconciliation failed is kept, and
+close exits 1 saying why. The actor in the audit log is `cli:` and the user
+running the command.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from billing.commands.db import _period, database
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
 from billing.output import OK, WRONG_INPUT, say
+from billing.refusals import refusal_text
 
 
 def _selector(args):
@@ -53,7 +56,8 @@ def customers_to(sessions, customer: str | None, period) -> list[str]:
 
 def cmd_close(args) -> int:
     from billing.commands.reconcile import reconcile_and_store, threshold
-    from lifecycle.transitions import Refused, close
+    from engine.refusal import Refused
+    from lifecycle.transitions import close
     from review.reconcile import render_text
 
     period = _period("--period", args.period)
@@ -69,8 +73,8 @@ def cmd_close(args) -> int:
                     report, explained = reconcile_and_store(session, customer, period, limit, who, row)
             except Refused as exc:
                 if args.customer:
-                    raise InputError(str(exc)) from None
-                say(f"{customer} {period}: skipped: {exc}")
+                    raise
+                say(f"{customer} {period}: skipped: {refusal_text(exc.refusal)}")
                 refusals += 1
                 continue
             print(line)
@@ -89,35 +93,32 @@ def cmd_close(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from lifecycle.transitions import Refused, approve
+    from lifecycle.transitions import approve
+    from review.reconcile import Threshold
 
-    which, who = _selector(args), cli_actor()
+    which, who, environment = _selector(args), cli_actor(), cli_environment()
     with database() as (_, sessions):
-        try:
-            with sessions.begin() as session:
-                row = approve(session, which, who)
-                line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
-        except Refused as exc:
-            raise InputError(str(exc)) from None
+        with sessions.begin() as session:
+            row = approve(session, which, who, threshold=Threshold.of(environment))
+            line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
     print(line)
     return OK
 
 
 def cmd_issue(args) -> int:
-    from lifecycle.transitions import Refused, issue
+    from lifecycle.transitions import issue
+    from review.reconcile import Threshold
 
     which, who, environment = _selector(args), cli_actor(), cli_environment()
     require_writable(args.pdf)
     with database() as (_, sessions):
-        try:
-            with sessions.begin() as session:
-                issued = issue(session, which, who, prefix=environment.invoice_prefix, locale=environment.locale)
-                row = issued.invoice
-                if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
-                    write_pdf(args.pdf, issued.pdf)
-                line = f"{row.customer} {row.period}: issued as {row.number} (total {_total(row)})"
-        except Refused as exc:
-            raise InputError(str(exc)) from None
+        with sessions.begin() as session:
+            issued = issue(session, which, who, threshold=Threshold.of(environment),
+                           prefix=environment.invoice_prefix, locale=environment.locale)
+            row = issued.invoice
+            if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
+                write_pdf(args.pdf, issued.pdf)
+            line = f"{row.customer} {row.period}: issued as {row.number} (total {_total(row)})"
     print(line)
     return OK
 
@@ -136,17 +137,14 @@ def write_pdf(path: str, pdf: bytes) -> None:
 
 
 def cmd_void(args) -> int:
-    from lifecycle.transitions import Refused, void
+    from lifecycle.transitions import void
 
     which, who = _selector(args), cli_actor()
     with database() as (_, sessions):
-        try:
-            with sessions.begin() as session:
-                row = void(session, which, who, args.reason)
-                line = (f"{row.customer} {row.period}: {row.number or f'invoice #{row.id}'} voided; "
-                        f"`billing close --customer {row.customer} --period {row.period}` makes its replacement")
-        except Refused as exc:
-            raise InputError(str(exc)) from None
+        with sessions.begin() as session:
+            row = void(session, which, who, args.reason)
+            line = (f"{row.customer} {row.period}: {row.number or f'invoice #{row.id}'} voided; "
+                    f"`billing close --customer {row.customer} --period {row.period}` makes its replacement")
     print(line)
     return OK
 

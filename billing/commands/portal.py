@@ -52,7 +52,8 @@ def _password(args) -> str | None:
 
 
 def cmd_user_add(args) -> int:
-    from identity.accounts import AccountRefused, add_user
+    from engine.refusal import Refused
+    from identity.accounts import add_user
 
     who = cli_actor()
     password = _password(args)
@@ -62,7 +63,7 @@ def cmd_user_add(args) -> int:
                 user, password = add_user(session, who, args.email, args.role, customer=args.customer,
                                           password=password)
                 email, role, customer = user.email, user.role, user.customer
-        except AccountRefused as exc:
+        except Refused as exc:
             raise InputError(f"{args.email}: not added: {exc}") from None
     bound = f" for customer '{customer}'" if customer else ""
     say(f"{email}: added with the role {role}{bound}; the first sign-in sets up an authenticator app")
@@ -101,6 +102,7 @@ CHANGES = {
 
 
 def cmd_user_change(args) -> int:
+    from engine.refusal import Refused
     from identity import accounts
 
     function, done = CHANGES[args.user_command]
@@ -112,7 +114,7 @@ def cmd_user_change(args) -> int:
                 if user is None:
                     raise InputError(f"no user {args.email}")
                 getattr(accounts, function)(session, who, user)
-        except accounts.AccountRefused as exc:
+        except Refused as exc:
             raise InputError(f"{args.email}: {exc}") from None
     print(f"{args.email}: {done}")
     return OK

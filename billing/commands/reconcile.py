@@ -44,7 +44,8 @@ def reconcile_and_store(session, customer, period, limit, who, invoice=None):
 
 def cmd_reconcile(args) -> int:
     from engine.evaluate import OutsideContract
-    from ledger.contracts import StoredVersionInvalid, UnknownContract
+    from billing.refusals import refusal_text
+    from engine.refusal import Refused
     from ledger.invoices import Selector, find
     from review.reconcile import NothingToExplain, explain, latest, render_text
 
@@ -63,7 +64,9 @@ def cmd_reconcile(args) -> int:
                     if args.explain is not None:
                         explained = explain(session, latest(session, customer, period), who, args.explain)
                     text = render_text(report, explained)
-            except (UnknownContract, OutsideContract, StoredVersionInvalid, NothingToExplain) as exc:
+            except Refused as exc:
+                raise InputError(f"{customer} {period}: {refusal_text(exc.refusal)}") from None
+            except (OutsideContract, NothingToExplain) as exc:
                 raise InputError(f"{customer} {period}: {exc}") from None
             if not report.passed and explained is None:
                 failed += 1

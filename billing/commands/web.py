@@ -14,6 +14,7 @@ from billing.output import OK, say
 def cmd_apikey_create(args) -> int:
     from audit.log import record
     from billing.commands.portal import cli_actor
+    from billing.refusals import refusal_text
     from identity.apikeys import create_api_key
     from ledger.contracts import UnknownContract
 
@@ -25,7 +26,7 @@ def cmd_apikey_create(args) -> int:
                 record(session, who, "apikey.create", f"apikey:{issued.row.prefix}",
                        details={"customer": issued.row.customer, "source": issued.row.source})
         except UnknownContract as exc:
-            raise InputError(f"no API key created: {exc}") from None
+            raise InputError(f"no API key created: {refusal_text(exc.refusal)}") from None
         except ValueError as exc:
             raise UsageError(f"--source: {exc}") from None
     print(issued.key)

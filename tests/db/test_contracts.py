@@ -10,7 +10,8 @@ from sqlalchemy_continuum import version_class
 
 from dsl.compile import compile_source
 from engine.periods import Period
-from ledger.contracts import ContractRefused, load_contract, save_contract
+from engine.refusal import Refused
+from ledger.contracts import load_contract, save_contract
 from ledger.history import contract_history, render_history
 from ledger.issuing import record_issued_invoice
 from ledger.models import ContractVersion
@@ -66,13 +67,14 @@ def test_saving_the_version_in_effect_again_is_a_no_op(sessions, cli, tmp_path):
 
 
 def test_a_first_version_cannot_start_elsewhere(sessions):
-    with pytest.raises(ContractRefused, match="in effect from its start"):
+    with pytest.raises(Refused, match="in effect from its start") as refused:
         save(sessions, TINY, effective=Period(2026, 3))
+    assert (refused.value.refusal.code, refused.value.refusal.field) == ("first-version-effective", "effective")
 
 
 def test_a_version_keeps_start_and_time_zone(sessions):
     save(sessions, TINY)
-    with pytest.raises(ContractRefused, match="keep the contract's timezone"):
+    with pytest.raises(Refused, match="keep the contract's timezone"):
         save(sessions, TINY.replace("Europe/London", "Europe/Paris"), effective=Period(2026, 3))
 
 

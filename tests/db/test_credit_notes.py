@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from audit.log import AuditEntry
 from ledger.invoices import Selector, find
 from ledger.models import Invoice
-from lifecycle.credit_notes import CreditRefused, credit, creditable
+from engine.refusal import Refused
+from lifecycle.credit_notes import credit, creditable
 from lifecycle.models import CreditNote
 from lifecycle.transitions import void
 from storage.base import FrozenRecord
@@ -149,7 +150,7 @@ def _in_process(sessions, which, **options) -> tuple[int, str, str]:
     try:
         with sessions.begin() as session:
             credit(session, find(session, which), WHO, "r", None, prefix="TEST", **options)
-    except CreditRefused as exc:
+    except Refused as exc:
         return 1, "", str(exc)
     return 0, "", ""
 

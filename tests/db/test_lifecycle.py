@@ -22,7 +22,9 @@ from engine.periods import Period, contract_year_start
 from ledger.billing_from_db import invoice_from_db
 from ledger.invoices import Selector, carried_into, counts_from_json, issued_invoices, status_of
 from ledger.models import Invoice, InvoicePdf, InvoiceVoid
-from lifecycle.transitions import APPROVAL_GATES, Refused, approve, close, issue, void
+from engine.refusal import Refused
+from lifecycle.transitions import APPROVAL_GATES, approve, close, issue, void
+from review.reconcile import Threshold
 from storage.base import Base, FrozenRecord
 
 from .support import TINY, event, write_lines

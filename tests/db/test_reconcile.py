@@ -17,7 +17,8 @@ from audit.log import Actor, AuditEntry
 from engine.periods import Period
 from ledger.invoices import Selector
 from ledger.models import Invoice
-from lifecycle.transitions import APPROVAL_GATES, Refused, approve, issue
+from engine.refusal import Refused
+from lifecycle.transitions import APPROVAL_GATES, approve, issue
 from metering.models import Rollup, UsageEvent
 from review.models import DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
 from review.reconcile import DISCREPANCY, NOTE, OK, WITHIN, Threshold, latest, reconcile

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from audit.log import Actor
 from dsl.compile import compile_source
 from engine.periods import Period
+from engine.refusal import Refusal
 from ingest.pipeline import ingest_events
 from ledger.contracts import save_contract
 from ledger.invoices import Selector
@@ -22,7 +23,7 @@ from ledger.issuing import record_issued_invoice
 from ledger.models import Invoice
 from lifecycle.transitions import close, void
 from metering.events import read_events
-from review.whatif import Refusal, backtest, compare_versions, preview
+from review.whatif import DRAFT_NAME, backtest, compare_versions, preview
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 ACME = (CONTRACTS / "acme-health.pricing").read_text(encoding="utf-8")
@@ -95,16 +96,17 @@ def test_a_draft_that_does_not_compile_is_a_refusal_with_its_diagnostics(acme):
     with acme() as session:
         refused = preview(session, "acme-health", broken, MAY)
         assert isinstance(refused, Refusal) and refused.field == "source"
-        assert "error" in refused.reason and refused.diagnostics
+        assert "error" in refused.message and refused.diagnostics
         line = next(n for n, text in enumerate(ACME.splitlines(), 1) if "rate 0.85" in text)
-        assert refused.messages()[0].startswith(f"draft:{line}:") and "[syntax]" in refused.messages()[0]
+        first = refused.diagnostics[0].render(DRAFT_NAME)
+        assert refused.code == "draft-has-errors" and first.startswith(f"draft:{line}:") and "[syntax]" in first
 
         other = preview(session, "acme-health", ACME.replace('contract "acme-health"', 'contract "acme-2"'), MAY)
-        assert isinstance(other, Refusal) and "'acme-2', not 'acme-health'" in other.reason
+        assert isinstance(other, Refusal) and "'acme-2', not 'acme-health'" in other.message
         currency = preview(session, "acme-health", ACME.replace("currency GBP", "currency EUR"), MAY)
-        assert isinstance(currency, Refusal) and "keep the contract's currency" in currency.reason
+        assert isinstance(currency, Refusal) and "keep the contract's currency" in currency.message
         outside = preview(session, "acme-health", ACME, Period(2026, 3))
-        assert isinstance(outside, Refusal) and outside.field == "period" and "outside the contract" in outside.reason
+        assert isinstance(outside, Refusal) and outside.field == "period" and "outside the contract" in outside.message
         assert isinstance(preview(session, "acme-health", "  \n", MAY), Refusal)
 
 
@@ -125,7 +127,7 @@ def test_comparing_two_versions_gives_the_text_diff_and_the_difference_per_site_
     assert total == (compared.invoice_a.invoice.totals["total"], compared.invoice_b.invoice.totals["total"],
                      Decimal("250.00"))
     assert kinds["usage"][2] == Decimal("250.00")
-    assert isinstance(missing, Refusal) and missing.field == "b" and "no version 3" in missing.reason
+    assert isinstance(missing, Refusal) and missing.field == "b" and "no version 3" in missing.message
 
 
 def test_a_backtest_shows_each_closed_period_per_site_and_its_totals_are_the_sums_of_the_rows(acme):
@@ -159,7 +161,7 @@ def test_a_backtest_refuses_what_it_cannot_run(acme):
         assert backtest(session, "acme-health", ACME.replace("GBP", "GBX"), periods=2).field == "source"
         ended = ACME.replace("starts   2026-04-01", "starts   2026-04-01\n    ends 2026-04-30")
         refused = backtest(session, "acme-health", ended, periods=2)
-        assert isinstance(refused, Refusal) and "cannot bill 2026-05" in refused.reason
+        assert isinstance(refused, Refusal) and "cannot bill 2026-05" in refused.message
 
 
 def test_a_voided_period_is_not_closed_until_it_is_issued_again(acme):

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from audit.log import AuditEntry, verify
+from engine.refusal import Refused
 from identity import accounts
 from identity.accounts import User
 
@@ -124,5 +125,5 @@ def test_a_change_needs_the_forms_token(signed_in_client):
 def test_a_new_user_may_not_have_their_email_as_password_either(portal_sessions):
     email = "long.name.here@example.com"
     with portal_sessions.begin() as session:
-        with pytest.raises(accounts.AccountRefused, match="must not be your email address"):
+        with pytest.raises(Refused, match="must not be your email address"):
             accounts.add_user(session, TEST_ACTOR, email, "finance", password=email)

@@ -27,7 +27,7 @@ def test_an_admin_adds_a_user_who_then_enrols(signed_in_client, portal_client, p
                                                     "customer": ""})
     page = refused.get_data(as_text=True)
     assert 'value="Kim@Example.com"' in page
-    assert re.search(r'id="customer-error">a customer_finance user needs the customer', page)
+    assert re.search(r'id="customer-error">A customer_finance user needs the customer', page)
     added = form_post(admin, "/admin/users/new", {"email": "Kim@Example.com", "role": "customer_finance",
                                                   "customer": "acme-health"})
     password = re.search(r'id="first-password">([^<]+)<', added.get_data(as_text=True)).group(1)
@@ -72,7 +72,7 @@ def test_the_last_active_admin_stays(signed_in_client, users, portal_sessions):
     refused = form_post(admin, f"{page}/disable", {}, page=page, follow_redirects=True)
     assert "cannot disable the last active admin" in refused.get_data(as_text=True)
     demoted = form_post(admin, f"{page}/role", {"role": "finance", "customer": ""}, page=page)
-    assert demoted.status_code == 400 and "cannot take the admin role from the last active admin" in demoted.get_data(
+    assert demoted.status_code == 400 and "Cannot take the admin role from the last active admin." in demoted.get_data(
         as_text=True)
     with portal_sessions() as session:
         assert session.get(User, users["admin"].id).role == "admin"

@@ -16,6 +16,7 @@ from admin_app import create_app
 from audit.log import AuditEntry, verify
 from billing.cli import main
 from billing.demo import build_demo
+from engine.refusal import Refusal
 from identity.accounts import User
 from ledger.models import ContractVersion, Invoice, InvoicePdf
 from lifecycle import transitions as lifecycle
@@ -132,8 +133,11 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
 
 
 def test_a_refused_approval_is_printed_and_leaves_the_draft(tmp_path, capsys, monkeypatch):
-    def unreconciled(session, draft, computed):
-        return "its reconciliation finds 1 discrepancy" if str(draft.period) in ("2026-09", "2026-10") else None
+    def unreconciled(session, draft, computed, threshold):
+        if str(draft.period) not in ("2026-09", "2026-10"):
+            return None
+        return Refusal("reconciliation-failed", "its reconciliation finds 1 discrepancy", action="reconcile",
+                       params={"customer": draft.customer, "period": draft.period})
 
     monkeypatch.setattr(lifecycle, "APPROVAL_GATES", (unreconciled,))
     path = tmp_path / "demo.db"
