@@ -5,6 +5,7 @@
     evaluate.py   the evaluator: walks a plan's steps over one period's usage, carrying caps across periods
     sheet.py      the worksheet of one site for one period: what steps read and write
     lines.py      invoice lines and the registry of their kinds; totals are sums of lines
+    late.py       late usage: the difference an issued period's late events make, billed on the next invoice
     usage.py      aggregated usage: what metering hands over
     money.py      exact money: minor units, per-line rounding
     periods.py    billing periods and contract years

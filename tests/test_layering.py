@@ -95,6 +95,14 @@ def test_every_package_is_in_the_table_and_the_table_has_no_cycle():
     assert cycles({package: [(name, "table") for name in allowed] for package, allowed in ALLOWED.items()}) == []
 
 
+def test_the_architecture_document_shows_this_table():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layering = text[text.index("## Layering"):]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]*?) \|$", layering, re.MULTILINE))
+    assert {package: set() if allowed == "—" else set(allowed.split(", ")) for package, allowed in rows.items()} \
+        == ALLOWED
+
+
 def test_each_package_imports_only_what_its_row_allows():
     assert violations(project_imports()) == []
 
