@@ -1,4 +1,4 @@
-"""Signing in and out: a password, then a TOTP code, then a session (store/signin.py does the checking).
+"""Signing in and out: a password, then a TOTP code, then a session (identity/signin.py does the checking).
 
     GET/POST /login          the password
     GET/POST /login/enrol    first sign-in: scan the QR code, confirm with a code; recovery codes are shown once

@@ -1,4 +1,4 @@
-"""API keys for the event API (store/apikeys.py): one per customer and event source, kept as a hash.
+"""API keys for the event API (identity/apikeys.py): one per customer and event source, kept as a hash.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,5 +1,5 @@
-"""Portal accounts (store/accounts.py: users with continuum's history, recovery codes, sessions) and the
-hash-chained audit log (store/audit.py), which the database keeps append-only.
+"""Portal accounts (identity/accounts.py: users with continuum's history, recovery codes, sessions) and the
+hash-chained audit log (audit/log.py), which the database keeps append-only.
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""The invoice lifecycle (store/lifecycle.py): numbers, approval and issue by whom, the issued PDF, voids
+"""The invoice lifecycle (lifecycle/transitions.py): numbers, approval and issue by whom, the issued PDF, voids
 recorded beside the invoice, numbering counters; the database refuses to change an issued invoice.
 
 An issued invoice row, its PDF and a void are never updated or deleted: triggers

@@ -1,4 +1,4 @@
-"""Reconciliation (store/reconcile.py): the dashboard's figures recorded when a period closes, each
+"""Reconciliation (review/reconcile.py): the dashboard's figures recorded when a period closes, each
 reconciliation run with its findings, and finance's explanations of failed ones (append-only).
 
 Revision ID: 0005

@@ -1,4 +1,4 @@
-"""Credit notes (store/credit_notes.py): a credit note against an issued invoice, with its own number, lines
+"""Credit notes (lifecycle/credit_notes.py): a credit note against an issued invoice, with its own number, lines
 per site, reason, who and when, and its PDF with the SHA-256. Like an issued invoice, a credit note is never
 changed or deleted: triggers on both databases refuse it.
 
