@@ -102,15 +102,13 @@ def save_contract(
         session.add(ContractVersion(contract=contract, effective=first, **row))
         return Saved("created", contract.id, first, terms.version, None)
 
-    for what, mine, theirs in (
-        ("starts", terms.starts, contract.starts),
-        ("timezone", terms.timezone, contract.timezone),
-        ("currency", terms.money.currency, contract.currency),
-    ):
-        if mine != theirs:
-            raise Refused(Refusal("kept-term", f"a new version must keep the contract's {what} "
-                                               f"({theirs} in the database, {mine} here)", field="source",
-                                  params={"term": what, "stored": theirs, "given": mine}))
+    changed = terms.changed_from({"starts": contract.starts, "timezone": contract.timezone,
+                                  "currency": contract.currency})
+    if changed:
+        what, theirs, mine = changed[0]
+        raise Refused(Refusal("kept-term", f"a new version must keep the contract's {what} "
+                                           f"({theirs} in the database, {mine} here)", field="source",
+                              params={"term": what, "stored": theirs, "given": mine}))
     today = now.astimezone(ZoneInfo(contract.timezone)).date()
     target = effective or max(Period.of(today).shift(1), first)
     asked = {"effective": effective} if effective else {}
@@ -153,9 +151,6 @@ class StoredContract:
     zone: ZoneInfo
     versions: tuple[ContractVersion, ...]   # in effective order
     timeline: Timeline
-
-    def version_for(self, period: Period) -> ContractVersion:
-        return _version_in_effect(list(self.versions), period) or self.versions[0]
 
 
 class StoredVersionInvalid(Refused):
