@@ -40,7 +40,7 @@ from decimal import Decimal
 from functools import reduce
 from itertools import compress, count, repeat
 from operator import attrgetter, itemgetter, not_
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from engine.money import EXACT
 from metering.bulk import Rows, Same
@@ -81,8 +81,12 @@ class RunTexts:
                 parts.append(list(values))
                 self.loose, clean = True, False
         if self.backend == "postgresql":
-            rows = zip(*columns, repeat(FLAG["postgresql"][False]), repeat(self.received))
-            self.copy_parts.append("\n".join(map("\t".join, rows)) if clean else copy_text(rows)[:-1])
+            if clean:
+                rows = zip(*columns, repeat(FLAG["postgresql"][False]), repeat(self.received))
+                self.copy_parts.append("\n".join(map("\t".join, rows)))
+            else:
+                self.copy_parts.append(copy_text([*columns, [FLAG["postgresql"][False]] * size,
+                                                  [self.received] * size])[:-1])
         self.count += size
 
     def rows(self) -> Rows:
@@ -127,6 +131,7 @@ class Prepared:
 
 _SOURCE, _ID, _TIME, _DATA = (attrgetter(name) for name in ("source", "id", "time", "data"))
 _CUSTOMER, _SITE, _CATEGORY, _QUANTITY = (attrgetter(name) for name in ("customer", "site", "category", "quantity"))
+_DAY = itemgetter(3)
 _MINUTE = itemgetter(slice(0, 16))   # "YYYY-MM-DD HH:MM" of either backend's UTC text
 _day_of = dict.__getitem__   # a zone's `by_utc_minute` fills what it misses
 
@@ -147,7 +152,7 @@ class Batcher:
     def __init__(self, backend: str, zones: dict[str, str], clock: Callable[[], dt.datetime], earlier=None):
         self.backend, self.clock, self.earlier = backend, clock, earlier
         self.minute_days = {customer: local_days(zone).by_utc_minute for customer, zone in zones.items()}
-        self.dates: dict[str, dt.date] = {}   # a day's ISO text → the date
+        self.dates = _Dates()
         self.start()
 
     def start(self) -> None:
@@ -202,7 +207,8 @@ class Batcher:
         batch = self.batch
         batch.lines.extend(range(first, first + len(events)))
         batch.size += len(events)
-        sites, categories, quantities = list(map(_SITE, datas)), list(map(_CATEGORY, datas)), list(map(_QUANTITY, datas))
+        sites, categories = list(map(_SITE, datas)), list(map(_CATEGORY, datas))
+        quantities = list(map(_QUANTITY, datas))
         times = utc_texts(self.backend, list(map(_TIME, events)))
         minutes = map(_MINUTE, times)
         if customers.count(customers[0]) == len(customers):   # most runs are one customer's
@@ -235,7 +241,7 @@ class Batcher:
         for event in events:
             data = event.data
             identity = (event.source, event.id)
-            if data.customer not in self.minute_days:   # the database decides: unknown customer, or a contract saved meanwhile
+            if data.customer not in self.minute_days:   # the database decides: unknown, or a contract saved meanwhile
                 batch.pending.append((position, event))
                 pending_seen.add(identity)
             elif identity in seen or identity in pending_seen:
@@ -251,22 +257,29 @@ class Batcher:
             position += 1
 
     def take(self) -> Prepared:
+        """The batch made so far; the next one starts. Each step over the sums is a pass in C."""
         batch = self.batch
         batch.rows = self.texts.rows()
-        batch.sums = {self._dated(key): [reduce(EXACT.add, quantities), len(quantities)]
-                      for key, quantities in self.quantities.items()}
-        batch.suspects = [(row, self._dated(key), quantity) for row, key, quantity in batch.suspects]
-        batch.months = {(customer, day.year, day.month)
-                        for customer, _, _, day in [*batch.sums, *(key for _, key, _ in batch.suspects)]}
+        keys, cells = list(self.quantities), list(self.quantities.values())
+        batch.sums = dict(zip(self._dated(keys), map(list, zip(map(reduce, repeat(EXACT.add), cells),
+                                                               map(len, cells)))))
+        if batch.suspects:
+            rows, suspect_keys, quantities = zip(*batch.suspects)
+            batch.suspects = list(zip(rows, self._dated(suspect_keys), quantities))
+        days = {(key[0], key[3]) for key in [*batch.sums, *(suspect[1] for suspect in batch.suspects)]}
+        batch.months = {(customer, day.year, day.month) for customer, day in days}
         batch.customers = {customer for customer, _, _ in batch.months}
         self.start()
         return batch
 
-    def _dated(self, key: tuple[str, str, str, str]) -> tuple[str, str, str, dt.date]:
-        """A sums key with its day as a date (rows keep the day's text)."""
-        customer, site, category, day = key
-        date = self.dates.get(day)
-        if date is None:
-            date = self.dates[day] = dt.date.fromisoformat(day)
-        return customer, site, category, date
+    def _dated(self, keys: Sequence[tuple[str, str, str, str]]) -> Iterator[tuple[str, str, str, dt.date]]:
+        """Sums keys with their days as dates (rows keep the day's text)."""
+        return zip(*(map(itemgetter(i), keys) for i in range(3)), map(self.dates.__getitem__, map(_DAY, keys)))
 
+
+class _Dates(dict):
+    """A day's ISO text → the date."""
+
+    def __missing__(self, day: str) -> dt.date:
+        date = self[day] = dt.date.fromisoformat(day)
+        return date

@@ -176,15 +176,16 @@ class _Ingestion:
     def _customers(self, session: Session, names: set[str]) -> dict[str, set[tuple[int, int]]]:
         """Per known customer in `names`, the (year, month) of its issued invoices; locks them against issuing,
         and learns their time zones."""
-        contracts = session.execute(select(Contract.id, Contract.timezone).where(Contract.id.in_(sorted(names)))
-                                    .order_by(Contract.id).with_for_update(read=True)).all()
+        connection = session.connection()   # Core statements: a request's few rows need no ORM
+        contracts = connection.execute(select(Contract.id, Contract.timezone).where(Contract.id.in_(sorted(names)))
+                                       .order_by(Contract.id).with_for_update(read=True)).all()
         issued: dict[str, set[tuple[int, int]]] = {}
         for name, zone in contracts:
             self.zones[name] = zone
             issued[name] = set()
         if issued:
             query = select(Invoice.customer, Invoice.period).where(Invoice.customer.in_(sorted(issued)), in_force())
-            for name, period in session.execute(query):
+            for name, period in connection.execute(query):
                 issued[name].add((period.year, period.month))
         return issued
 

@@ -9,9 +9,10 @@ savepoint. When repeats are expected (the previous batch had some), the keys
 already stored are looked up first (one index lookup each) and left out of the
 `COPY`. Should the `COPY` still meet a stored key (another writer stored it
 meanwhile), it is rolled back to the savepoint and the rows go the careful way:
-`COPY` into a temporary table, then one `INSERT … SELECT … ON CONFLICT DO
-NOTHING` in key order, so that concurrent writers lock rows in the same order.
-Sums go through a temporary table too, into one `INSERT … ON CONFLICT DO UPDATE`.
+one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` the keys it stored, in
+key order, so that concurrent writers lock rows in the same order. Sums go in
+one `INSERT … ON CONFLICT DO UPDATE`. Both take the rows as one array parameter
+a column (`storage.encoding.array_text`), zipped by `unnest`.
 
 SQLite: one `executemany` of `INSERT … ON CONFLICT`. The writer holds SQLite's
 write lock (store/db.py begins with BEGIN IMMEDIATE), so the rows it stored are
@@ -33,12 +34,12 @@ from itertools import repeat
 from typing import Iterator
 
 import msgspec
-from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, table, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from storage.encoding import copy_text
+from storage.encoding import array_text, copy_text
 from storage.types import ExactDecimal, UTCDateTime
 
 
@@ -91,7 +92,7 @@ class Rows:
 
     def copy_text(self) -> str:
         if self.copy is None:
-            self.copy = copy_text(self)
+            self.copy = copy_text([self.column(i) for i in range(len(self.columns))])
         return self.copy
 
     def without(self, positions: set[int]) -> "Rows":
@@ -135,15 +136,14 @@ def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], 
         return stored
     except IntegrityError:   # stored meanwhile by another writer: take the careful way
         pass
-    stage = _stage(connection, target, columns, rows)
-    key = [stage.c[name] for name in unique]
-    inserted = postgresql.insert(target).from_select(
-        list(columns), select(*(stage.c[name] for name in columns)).order_by(*key)
-    ).on_conflict_do_nothing(index_elements=list(unique)).returning(*(target.c[name] for name in unique)).cte()
-    left_out = select(*key).select_from(
-        stage.outerjoin(inserted, and_(*(stage.c[name] == inserted.c[name] for name in unique)))
-    ).where(inserted.c[unique[0]].is_(None))
-    return {tuple(row) for row in connection.execute(left_out)}
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(_postgresql_insert_sql(connection.dialect, target, tuple(columns), tuple(unique)),
+                       [array_text(rows.column(i)) for i in range(len(columns))])
+        inserted = set(cursor.fetchall())
+    finally:
+        cursor.close()
+    return set(zip(*_key_columns(rows, positions))) - inserted
 
 
 def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: Rows, *, where=None) -> None:
@@ -155,15 +155,43 @@ def add_sums(connection: Connection, target: Table, key: tuple[str, ...], rows: 
     if connection.dialect.name == "sqlite":
         _executemany(connection, rows, _sqlite_sql(connection.dialect, target, columns, tuple(key), where, add=True))
         return
-    stage = _stage(connection, target, columns, rows)
-    insert_ = postgresql.insert(target)
-    ordered = select(*(stage.c[name] for name in columns)).order_by(*(stage.c[name] for name in key))
-    statement = insert_.from_select(list(columns), ordered).on_conflict_do_update(
-        index_elements=list(key), index_where=where,
-        set_={"quantity": target.c.quantity + insert_.excluded.quantity,
-              "events": target.c.events + insert_.excluded.events},
-    )
-    connection.execute(statement)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(_postgresql_add_sql(connection.dialect, target, columns, tuple(key), where),
+                       [array_text(rows.column(i)) for i in range(len(columns))])
+    finally:
+        cursor.close()
+
+
+def _given(dialect, target: Table, columns: tuple[str, ...]) -> str:
+    """`SELECT` of rows given as one array a column (`array_text`: their texts, cast to the columns' types by
+    the server), zipped by `unnest`: a batch in one parameter a column, without a temporary table."""
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(f"CAST(%s AS {target.c[name].type.compile(dialect)}[])" for name in columns)
+    names = ", ".join(map(quote, columns))
+    return f"SELECT {names} FROM unnest({arrays}) AS given({names})"
+
+
+@lru_cache(maxsize=32)
+def _postgresql_insert_sql(dialect, target: Table, columns: tuple[str, ...], unique: tuple[str, ...]) -> str:
+    """Inserts the rows whose key is not stored, in key order (concurrent writers lock keys in the same order),
+    returning the keys it inserted."""
+    quote = dialect.identifier_preparer.quote
+    keys = ", ".join(map(quote, unique))
+    return (f"INSERT INTO {quote(target.name)} ({', '.join(map(quote, columns))}) {_given(dialect, target, columns)} "
+            f"ORDER BY {keys} ON CONFLICT ({keys}) DO NOTHING RETURNING {keys}")
+
+
+@lru_cache(maxsize=32)
+def _postgresql_add_sql(dialect, target: Table, columns: tuple[str, ...], key: tuple[str, ...], where=None) -> str:
+    """Adds the rows' quantity and events to the stored ones, inserting the keys not stored, in key order."""
+    quote = dialect.identifier_preparer.quote
+    keys, table_name = ", ".join(map(quote, key)), quote(target.name)
+    index_where = "" if where is None else \
+        f" WHERE {where.compile(dialect=dialect, compile_kwargs={'literal_binds': True, 'include_table': False})}"
+    return (f"INSERT INTO {table_name} ({', '.join(map(quote, columns))}) {_given(dialect, target, columns)} "
+            f"ORDER BY {keys} ON CONFLICT ({keys}){index_where} DO UPDATE SET "
+            f"quantity = {table_name}.quantity + excluded.quantity, events = {table_name}.events + excluded.events")
 
 
 def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...], values: list[list]) -> set[tuple]:
@@ -264,16 +292,3 @@ def _copy(connection: Connection, name: str, columns, rows: Rows) -> None:
         raise DBAPIError.instance("COPY", None, exc, connection.dialect.dbapi.Error) from exc
     finally:
         cursor.close()
-
-
-def _stage(connection: Connection, target: Table, columns, rows: Rows):
-    """A temporary table of `target`'s `columns`, emptied at commit, holding `rows`."""
-    name = f"{target.name}_stage"
-    quote = connection.dialect.identifier_preparer.quote
-    connection.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(name)} ON COMMIT DELETE ROWS AS "
-        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(target.name)} WITH NO DATA"
-    )
-    connection.exec_driver_sql(f"TRUNCATE {quote(name)}")
-    _copy(connection, name, columns, rows)
-    return table(name, *(column(c) for c in columns))

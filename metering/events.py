@@ -77,6 +77,7 @@ class Rejection:
 
 
 _DECODER = msgspec.json.Decoder(Event)
+_ARRAY_DECODER = msgspec.json.Decoder(list[Event])
 _AS_WRITTEN = msgspec.json.Decoder(_AsWritten)
 
 
@@ -175,17 +176,32 @@ def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
 
 
 def _valid_events(lines: list[bytes]) -> list[Event] | None:
-    """Each line's event, or None unless every line is a valid event.
-
-    The decoder checks all but the quantity and the year, checked here for the
-    whole chunk at once: quantities finite (first: comparing a NaN raises), not
-    negative, below the limit, with at most QUANTITY_PLACES decimals (an exact
-    sum has the smallest exponent of its terms); times within the years.
-    """
+    """Each line's event, or None unless every line is a valid event."""
     try:
         events = list(map(_DECODER.decode, lines))
     except Exception:  # whatever it is, the line-by-line reader meets it at its line, as it always did
         return None
+    return _all_valid(events)
+
+
+def decode_event_array(body: bytes) -> list[Event] | None:
+    """A JSON array of events (the event API's batch), or None unless every element is a valid event: then
+    each goes through `decode_json_event`, which says what is wrong with it."""
+    try:
+        events = _ARRAY_DECODER.decode(body)
+    except Exception:  # the element-by-element decoding says what it is
+        return None
+    return _all_valid(events) if events else events
+
+
+def _all_valid(events: list[Event]) -> list[Event] | None:
+    """The events, or None unless each is valid.
+
+    The decoder checks all but the quantity and the year, checked here for the
+    whole list at once: quantities finite (first: comparing a NaN raises), not
+    negative, below the limit, with at most QUANTITY_PLACES decimals (an exact
+    sum has the smallest exponent of its terms); times within the years.
+    """
     quantities = list(map(_QUANTITY_OF, events))
     if (
         not all(map(Decimal.is_finite, quantities))

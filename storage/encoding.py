@@ -7,6 +7,7 @@
     date(2026, 5, 3)           "2026-05-03"                           "2026-05-03"      day.isoformat()
     True / False               1 / 0                                  "t" / "f"         FLAG
     "a\\tb"                    "a\\tb"                                "a\\\\tb" (escaped)  copy_text
+    ["a", "b"]                 (a row each)                           '{"a","b"}'       array_text
 
 A quantity keeps its digits and scale (1.50 stays 1.50: what NUMERIC keeps, and
 `ExactDecimal` on SQLite), never an exponent. An instant is written in UTC;
@@ -20,7 +21,7 @@ import datetime as dt
 from decimal import Decimal
 from itertools import compress, repeat
 from operator import attrgetter, gt, is_not
-from typing import Iterable
+from typing import Sequence
 
 import msgspec
 
@@ -97,11 +98,38 @@ def utc_texts(backend: str, times: list[dt.datetime]) -> list[str]:
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-COPY_SPECIAL = "\t\n\r\\"   # characters a COPY text value must escape
+COPY_SPECIAL = "\t\r\\"   # what a value must not hold to go into COPY text as it is (newlines: see `copy_text`)
 
 
-def copy_text(rows: Iterable[tuple]) -> str:
-    """Rows as PostgreSQL's `COPY … FROM STDIN` text: tab-separated values, one line each, escaped. The values
-    are texts already (this module's), or integers."""
-    return "".join("\t".join(value.translate(_COPY_ESCAPES) if isinstance(value, str) else str(value)
-                             for value in row) + "\n" for row in rows)
+def copy_text(columns: Sequence[Sequence]) -> str:
+    """Rows, given column by column, as PostgreSQL's `COPY … FROM STDIN` text: tab-separated values, a line
+    each. The values are texts already (this module's), or integers; a column is escaped only when one of its
+    values holds a tab, a newline, a carriage return or a backslash (each column is one pass that loops in C)."""
+    texts = []
+    for values in columns:
+        try:
+            joined = "".join(values)
+        except TypeError:   # integers
+            values = list(map(str, values))
+            joined = "".join(values)
+        if "\n" in joined or any(c in joined for c in COPY_SPECIAL):
+            values = [value.translate(_COPY_ESCAPES) for value in values]
+        texts.append(values)
+    if not texts or not texts[0]:
+        return ""
+    return "\n".join(map("\t".join, zip(*texts))) + "\n"
+
+
+_ARRAY_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def array_text(values: Sequence) -> str:
+    """Values (texts of this module's, or integers) as one PostgreSQL array literal, every element quoted: a
+    column passed as a single parameter (`CAST(%s AS DATE[])`) where the driver would write each element."""
+    try:
+        joined = '","'.join(values)
+    except TypeError:   # integers
+        return "{" + ",".join(map(str, values)) + "}"
+    if "\\" in joined or joined.count('"') != 2 * (len(values) - 1):
+        joined = '","'.join(value.translate(_ARRAY_ESCAPES) for value in values)
+    return '{"' + joined + '"}' if values else "{}"
