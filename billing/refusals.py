@@ -16,7 +16,7 @@ COMMANDS = {
     "close": "run `billing close --customer {customer} --period {period}`",
     "approve": "run `billing approve --customer {customer} --period {period}` first",
     "void": "void it to correct it (`billing void --number {number} --reason TEXT`)",
-    "credit": "use `billing credit --number {number} --reason TEXT`",
+    "credit": "credit what remains instead (`billing credit --number {number} --reason TEXT`)",
     "reconcile": "see `billing reconcile --customer {customer} --period {period}`, resolve them and run "
                  "`billing close --customer {customer} --period {period}` again, or have finance record why they "
                  "may stand (`billing reconcile --customer {customer} --period {period} --explain TEXT`)",

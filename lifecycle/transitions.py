@@ -61,8 +61,7 @@ def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice
                      threshold: Threshold) -> Refusal | None:
     """What is approved is what was reviewed: usage or contract changes since the close need a new close."""
     if draft.usage_hash != computed.usage_hash or draft.document != computed.document:
-        return Refusal("draft-outdated", "the usage or the contract changed since the draft was made; "
-                                         "close the period again and review the new draft",
+        return Refusal("draft-outdated", "the usage or the contract changed since the draft was made",
                        params=_period_of(draft), action="close")
     return None
 
@@ -166,8 +165,8 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
                               action="approve" if status == "draft" else None))
     computed = _compute(session, row.customer, row.period)
     if row.usage_hash != computed.usage_hash or row.document != computed.document:
-        raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract); "
-                                                        "close the period again, review and approve the new draft",
+        raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract), "
+                                                        "so it must be reviewed and approved again",
                               params=_period_of(row), action="close"))
     refusal = reconciliation_passed(session, row, computed, threshold)
     if refusal is not None:
@@ -199,14 +198,14 @@ def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.
     if status != "issued":
         open_draft = status in ("draft", "approved")
         raise Refused(Refusal("not-issued", f"{which} is {status}: only an issued invoice can be voided"
-                              + (" (a draft is simply recomputed by closing the period again)" if open_draft else ""),
+                              + (" (a draft is simply recomputed)" if open_draft else ""),
                               params={"status": status, **_period_of(row)}, action="close" if open_draft else None))
     from lifecycle.credit_notes import notes_of
 
     credited = notes_of(session, [row.id]).get(row.id)
     if credited:
         raise Refused(Refusal("credited", f"{which} has credit notes ({', '.join(note.number for note in credited)}): "
-                                          "voiding it would credit the customer twice; credit what remains instead",
+                                          "voiding it would credit the customer twice",
                               params={"number": row.number}, action="credit"))
     session.add(InvoiceVoid(invoice_id=row.id, voided_at=now, voided_by=who.name, reason=reason.strip()))
     session.flush()
@@ -261,8 +260,7 @@ def existing(session: Session, which: Selector) -> Invoice:
     row = find(session, which)
     if row is None:
         if which.number is None:
-            raise Refused(Refusal("no-invoice", f"there is no invoice of '{which.customer}' for {which.period}; "
-                                                "closing the period makes its draft",
+            raise Refused(Refusal("no-invoice", f"there is no invoice of '{which.customer}' for {which.period}",
                                   params={"customer": which.customer, "period": which.period}, action="close"))
         raise Refused(Refusal("no-invoice", f"there is no invoice numbered {which.number}",
                               params={"number": which.number}))

@@ -19,10 +19,10 @@ from sqlalchemy.exc import DBAPIError
 
 from audit.log import Actor, AuditEntry
 from engine.periods import Period, contract_year_start
+from engine.refusal import Refused
 from ledger.billing_from_db import invoice_from_db
 from ledger.invoices import Selector, carried_into, counts_from_json, issued_invoices, status_of
 from ledger.models import Invoice, InvoicePdf, InvoiceVoid
-from engine.refusal import Refused
 from lifecycle.transitions import APPROVAL_GATES, approve, close, issue, void
 from review.reconcile import Threshold
 from storage.base import Base, FrozenRecord

@@ -15,9 +15,9 @@ from sqlalchemy.exc import DBAPIError
 
 from audit.log import Actor, AuditEntry
 from engine.periods import Period
+from engine.refusal import Refused
 from ledger.invoices import Selector
 from ledger.models import Invoice
-from engine.refusal import Refused
 from lifecycle.transitions import APPROVAL_GATES, approve, issue
 from metering.models import Rollup, UsageEvent
 from review.models import DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
@@ -130,6 +130,8 @@ def test_each_drift_is_caught_and_blocks_approval_until_explained(drift, tiny, c
     assert status == 1 and "reconciliation FAILED" in err and "the reconciliation of 1 draft failed" in err
     status, _, err = cli("approve", *which())
     assert status == 1 and "cannot be approved: its reconciliation FAILED" in err
+    assert "; see `billing reconcile --customer tiny --period 2026-05`, resolve them and run `billing close " \
+           "--customer tiny --period 2026-05` again" in err and "--period 2026-05 --explain TEXT`)" in err
 
     status, out, err = cli("reconcile", *which(), "--explain", "rollup of 7 May checked by hand: FIN-12")
     assert status == 0, err

@@ -107,7 +107,7 @@ def test_a_draft_that_does_not_compile_is_a_refusal_with_its_diagnostics(acme):
         assert isinstance(currency, Refusal) and "keep the contract's currency" in currency.message
         outside = preview(session, "acme-health", ACME, Period(2026, 3))
         assert isinstance(outside, Refusal) and outside.field == "period" and "outside the contract" in outside.message
-        assert isinstance(preview(session, "acme-health", "  \n", MAY), Refusal)
+        assert preview(session, "acme-health", "  \n", MAY).code == "empty-draft"
 
 
 def test_comparing_two_versions_gives_the_text_diff_and_the_difference_per_site_and_kind(acme):
@@ -156,12 +156,13 @@ def test_a_backtest_shows_each_closed_period_per_site_and_its_totals_are_the_sum
 
 def test_a_backtest_refuses_what_it_cannot_run(acme):
     with acme() as session:
-        assert backtest(session, "acme-health", ACME, periods=0).field == "periods"
+        assert backtest(session, "acme-health", ACME, periods=0).code == "periods-out-of-range"
         assert backtest(session, "acme-health", ACME, periods=37).field == "periods"
         assert backtest(session, "acme-health", ACME.replace("GBP", "GBX"), periods=2).field == "source"
         ended = ACME.replace("starts   2026-04-01", "starts   2026-04-01\n    ends 2026-04-30")
         refused = backtest(session, "acme-health", ended, periods=2)
         assert isinstance(refused, Refusal) and "cannot bill 2026-05" in refused.message
+        assert refused.code == "backtest-period-refused" and refused.field == "source"
 
 
 def test_a_voided_period_is_not_closed_until_it_is_issued_again(acme):
