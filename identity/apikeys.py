@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from engine.refusal import Refusal, Refused
 from ledger.contracts import UnknownContract
 from ledger.models import Contract
 from storage.base import Base, RowId
@@ -48,10 +49,6 @@ class ApiKey(Base):
 class IssuedKey:
     row: ApiKey
     key: str
-
-
-class UnknownApiKey(LookupError):
-    pass
 
 
 def key_hash(key: str) -> str:
@@ -94,7 +91,7 @@ def revoke_api_key(session: Session, prefix: str, *, now: dt.datetime | None = N
     """Revokes the key with this prefix (revoking a revoked key keeps its first revocation time)."""
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update())
     if row is None:
-        raise UnknownApiKey(f"no API key with prefix '{prefix}'")
+        raise Refused(Refusal("unknown-api-key", f"no API key with prefix '{prefix}'", params={"prefix": prefix}))
     if row.revoked_at is None:
         row.revoked_at = now or dt.datetime.now(UTC)
     return row

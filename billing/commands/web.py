@@ -52,17 +52,14 @@ def cmd_apikey_list(args) -> int:
 def cmd_apikey_revoke(args) -> int:
     from audit.log import record
     from billing.commands.portal import cli_actor
-    from identity.apikeys import UnknownApiKey, revoke_api_key
+    from identity.apikeys import revoke_api_key
 
     who = cli_actor()
     with database() as (_, sessions):
-        try:
-            with sessions.begin() as session:
-                key = revoke_api_key(session, args.prefix)
-                record(session, who, "apikey.revoke", f"apikey:{key.prefix}",
-                       details={"customer": key.customer, "source": key.source})
-        except UnknownApiKey as exc:
-            raise InputError(str(exc)) from None
+        with sessions.begin() as session:   # an unknown prefix is a refusal, said by billing/cli.py
+            key = revoke_api_key(session, args.prefix)
+            record(session, who, "apikey.revoke", f"apikey:{key.prefix}",
+                   details={"customer": key.customer, "source": key.source})
     print(f"{key.prefix}: revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC ({key.customer}, {key.source})")
     return OK
 

@@ -90,6 +90,7 @@ CASES = {
                          ["there is no contract 'nobody'"]),
     "customer-not-allowed": ((), ("user", "add", "kim@example.com", "--role", "finance", "--customer", "tiny"),
                              ["only a customer_finance user is bound to a customer"]),
+    "unknown-api-key": ((), ("apikey", "revoke", "000000000000"), ["no API key with prefix '000000000000'"]),
     "last-admin": ((("user", "add", "root@example.com", "--role", "admin"),), ("user", "disable", "root@example.com"),
                    ["root@example.com: cannot disable the last active admin"]),
 }
