@@ -1,8 +1,13 @@
 """The evaluator: walks a plan, step by step, over one period's usage.
 
-It knows no rule. Each step carries what runs it (a rule primitive's runner, attached
-by the compiler, or a core step's in engine/steps.py); the order is the plan's. Across the periods of a contract
-year the cap ledger carries what each cap has counted.
+It knows no rule. Each step carries what runs it (a rule primitive's runner,
+attached by the compiler, or a core step's in engine/steps.py); the order is the
+plan's. Across the periods of a contract year the cap ledger carries what each
+cap has counted.
+
+    bill(timeline, usage, period)            # the file mode: one period from usage
+    bill_invoice(BillingInputs(...))         # the database mode: the same, with what issued invoices
+                                             # froze and the late usage of issued periods (engine/late.py)
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from engine.late import LateDifference, LateUsage, late_difference
 from engine.periods import Period, contract_year_start, periods_between
 from engine.plan import Phase, Plan
 from engine.sheet import CapLedger, Sheet
 from engine.steps import SITE_INACTIVE
-from engine.usage import Tally, Usage
+from engine.usage import Tally, UnbilledKey, Usage
+
+ZERO = Decimal(0)
 
 
 class OutsideContract(ValueError):
@@ -27,6 +35,10 @@ class SiteResult:
     name: str
     lines: tuple
     total: Decimal
+    late_for: tuple[Period | None, ...] = ()   # per line: the issued period whose late usage it bills, if any
+
+    def late_period(self, index: int) -> Period | None:
+        return self.late_for[index] if index < len(self.late_for) else None
 
 
 @dataclass
@@ -36,6 +48,9 @@ class PeriodResult:
     sites: list[SiteResult]
     unbilled: dict[tuple[str, str, str], Tally]
     cap_counts: dict[tuple[str, str], Decimal]  # after this period: (site, cap scope key) → counted in the year
+    cap_counts_before: dict[tuple[str, str], Decimal] = field(default_factory=dict)   # … when it began
+    # Unbilled usage of issued periods reported now: (that period, (reason, site, category), tally), oldest first.
+    late_unbilled: tuple[tuple[Period, UnbilledKey, Tally], ...] = ()
 
 
 @dataclass
@@ -134,7 +149,76 @@ def bill(timeline: Timeline, usage: Usage, period: Period, carried: Carried | No
     if carried is not None and year_start <= carried.period < period:
         ledger.counted.update(carried.cap_counts)
         first = carried.period.shift(1)
-    result = None
-    for current in periods_between(first, period):
-        result = run_period(timeline.plan_for(current), current, usage.period(current), ledger)
+    for current in periods_between(first, period.shift(-1)):
+        run_period(timeline.plan_for(current), current, usage.period(current), ledger)
+    before = dict(ledger.counted)
+    result = run_period(timeline.plan_for(period), period, usage.period(period), ledger)
+    result.cap_counts_before = before
     return result
+
+
+@dataclass(frozen=True)
+class BillingInputs:
+    """Everything one period's invoice is computed from, gathered once by whoever reads the data."""
+
+    timeline: Timeline
+    period: Period
+    usage: Usage                          # on-time usage, from the period after `carried` (or the year's start) on
+    carried: Carried | None = None        # the counts the last issued invoice of the contract year froze
+    late: tuple[LateUsage, ...] = ()      # issued periods' late usage billed by this invoice, oldest first
+
+
+def bill_invoice(inputs: BillingInputs) -> PeriodResult:
+    """The period's result with every line its invoice shows: its own, then each late period's differences.
+
+    What late usage adds to the caps of an earlier period of the same contract
+    year is counted on top of what that period's issued invoice froze.
+    """
+    timeline, period = inputs.timeline, inputs.period
+    differences = [_late(timeline, late) for late in inputs.late]
+    carried = inputs.carried
+    if carried is not None:
+        year_start = contract_year_start(timeline.first.terms.starts, period)
+        counts = dict(carried.cap_counts)
+        for difference in differences:
+            if contract_year_start(timeline.first.terms.starts, difference.period) == year_start:
+                for key, amount in difference.cap_counts.items():
+                    counts[key] = counts.get(key, ZERO) + amount
+        carried = Carried(carried.period, counts)
+    return _with_late_lines(bill(timeline, inputs.usage, period, carried), differences)
+
+
+def _late(timeline: Timeline, late: LateUsage) -> LateDifference:
+    carried = Carried(late.period.shift(-1), late.counts_before)
+    before = bill(timeline, late.billed, late.period, carried)
+    after = bill(timeline, _combined(late.billed, late.added), late.period, carried) if late.added.by_period else before
+    return late_difference(before, after, late)
+
+
+def _combined(*usages: Usage) -> Usage:
+    combined = Usage()
+    for usage in usages:
+        for cells in usage.by_period.values():
+            for (day, site, category), tally in cells.items():
+                combined.add(day, site, category, tally.quantity, tally.events)
+    return combined
+
+
+def _with_late_lines(result: PeriodResult, differences: list[LateDifference]) -> PeriodResult:
+    """The result with each late period's lines added to its sites (a site inactive now gets its own entry, after
+    the others), each marked with its period, and each late period's unbilled usage."""
+    sites = {site.site: site for site in result.sites}
+    order = [site.site for site in result.sites]
+    for difference in differences:
+        for site_id, lines in difference.lines.items():
+            site = sites.get(site_id)
+            if site is None:
+                site = SiteResult(site_id, difference.names[site_id], (), ZERO)
+                order.append(site_id)
+            late_for = (site.late_for or (None,) * len(site.lines)) + (difference.period,) * len(lines)
+            sites[site_id] = SiteResult(site.site, site.name, site.lines + tuple(lines),
+                                        site.total + sum((line.amount for line in lines), ZERO), late_for)
+    late_unbilled = tuple((difference.period, key, tally)
+                          for difference in differences for key, tally in sorted(difference.unbilled.items()))
+    return PeriodResult(result.period, result.plan, [sites[s] for s in order], result.unbilled, result.cap_counts,
+                        result.cap_counts_before, late_unbilled)

@@ -28,6 +28,7 @@ class UnbilledGroup:
     category: str
     events: int
     quantity: Decimal
+    late_for: Period | None = None     # the issued period whose late usage it is (database mode)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str
     unbilled = tuple(
         UnbilledGroup(reason, site, category, tally.events, tally.quantity)
         for (reason, site, category), tally in sorted(groups.items())
+    ) + tuple(
+        UnbilledGroup(reason, site, category, tally.events, tally.quantity, late_for)
+        for late_for, (reason, site, category), tally in result.late_unbilled
     )
     return Invoice(
         contract=terms.contract_id,
@@ -77,10 +81,27 @@ def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str
     )
 
 
-def line_json(line, money: Money) -> dict:
-    """A line's JSON (interfaces §3) as its kind declares it; raises UnknownLineKind for a kind nobody declared."""
+def line_json(line, money: Money, late_for: Period | None = None) -> dict:
+    """A line's JSON (interfaces §3) as its kind declares it, with the issued period whose late usage it bills
+    (`late_for`, database mode); raises UnknownLineKind for a kind nobody declared."""
     kind = kind_of(line)
-    return {"kind": kind.name, **kind.to_json(line, money)}
+    data = {"kind": kind.name, **kind.to_json(line, money)}
+    if late_for is not None:
+        data["late_for"] = str(late_for)
+    return data
+
+
+def _unbilled_json(group: UnbilledGroup) -> dict:
+    data = {
+        "reason": group.reason,
+        "site": group.site,
+        "category": group.category,
+        "events": group.events,
+        "quantity": format_quantity(group.quantity),
+    }
+    if group.late_for is not None:
+        data["late_for"] = str(group.late_for)
+    return data
 
 
 def invoice_json(invoice: Invoice) -> dict:
@@ -99,20 +120,11 @@ def invoice_json(invoice: Invoice) -> dict:
             {
                 "site": site.site,
                 "name": site.name,
-                "lines": [line_json(line, money) for line in site.lines],
+                "lines": [line_json(line, money, site.late_period(i)) for i, line in enumerate(site.lines)],
                 "total": money.format(site.total),
             }
             for site in invoice.sites
         ],
         "totals": {kind: money.format(amount) for kind, amount in invoice.totals.items()},
-        "unbilled": [
-            {
-                "reason": group.reason,
-                "site": group.site,
-                "category": group.category,
-                "events": group.events,
-                "quantity": format_quantity(group.quantity),
-            }
-            for group in invoice.unbilled
-        ],
+        "unbilled": [_unbilled_json(group) for group in invoice.unbilled],
     }

@@ -14,19 +14,19 @@ summary counts them); a conflict is listed once per distinct conflicting event.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.evaluate import Carried, PeriodResult, bill
+from engine.evaluate import BillingInputs, PeriodResult, bill_invoice
 from engine.periods import Period, contract_year_start
-from engine.usage import Tally, Usage
-from invoicing.invoice import Invoice, UnbilledGroup, build_invoice, invoice_json
+from engine.usage import Tally
+from invoicing.invoice import Invoice, build_invoice, invoice_json
 from ledger.contracts import StoredContract, load_contract
 from ledger.invoices import carried_into, issued_invoices
-from ledger.late import LateBilling, Reopened, late_billings, reopened_usage, with_late_lines
+from ledger.late import LateRows, Reopened, late_usage, reopened_usage
 from metering.models import ConflictingEvent
 from metering.rollups import as_usage, usage_cells
 from storage.types import decimal_text
@@ -37,13 +37,12 @@ ZERO = Decimal(0)
 @dataclass(frozen=True)
 class ComputedInvoice:
     contract: StoredContract
+    inputs: BillingInputs          # what the engine computed it from, gathered once
+    result: PeriodResult           # every line of the invoice, late differences included
     invoice: Invoice
     document: dict
-    result: PeriodResult
-    usage: Usage                   # on-time usage from the period after `carried` (or the year's start) on
-    carried: Carried | None        # where its caps started from, when an issued invoice froze that
-    cells: list                    # the rollup rows behind `usage`
-    late: tuple[LateBilling, ...]  # earlier periods' late usage billed here
+    cells: list                    # the rollup rows behind `inputs.usage`
+    late: tuple[LateRows, ...]     # the late rows of earlier periods billed here
     reopened: Reopened             # late rows that their own periods bill (after a void)
 
     @property
@@ -53,9 +52,8 @@ class ComputedInvoice:
         digest = hashlib.sha256()
         for day, site, category, quantity, events in sorted(c for c in self.cells if Period.of(c[0]) == period):
             digest.update(f"{day}|{site}|{category}|{decimal_text(quantity)}|{events}\n".encode())
-        for billing in self.late:
-            digest.update(f"late {billing.period}: {sorted(billing.rollup_ids)} {sorted(billing.conflict_ids)}\n"
-                          .encode())
+        for rows in self.late:
+            digest.update(f"late {rows.period}: {sorted(rows.rollup_ids)} {sorted(rows.conflict_ids)}\n".encode())
         return digest.hexdigest()
 
 
@@ -66,37 +64,33 @@ def invoice_from_db(session: Session, customer: str, period: Period) -> Computed
 
 def invoice_of_contract(session: Session, contract: StoredContract, period: Period) -> ComputedInvoice:
     """The invoice of `period` under `contract`'s timeline, on the stored usage and issued invoices of
-    `contract.id`: a what-if (store/whatif.py) passes the stored contract with another timeline.
+    `contract.id`: a what-if (review/whatif.py) passes the stored contract with another timeline.
     Raises engine.evaluate.OutsideContract."""
-    customer = contract.id
     timeline = contract.timeline
     timeline.require_billed(period)
+    inputs, cells, late, reopened, conflicts = gather(session, contract, period)
+    result = bill_invoice(inputs)
+    invoice = build_invoice(result, conflicts)
+    return ComputedInvoice(contract, inputs, result, invoice, invoice_json(invoice), cells, late, reopened)
+
+
+def gather(session: Session, contract: StoredContract, period: Period
+           ) -> tuple[BillingInputs, list, tuple[LateRows, ...], Reopened, dict]:
+    """Everything the invoice of `period` is computed from, read once: the on-time usage from the last issued
+    invoice of the contract year (or the year's start) on, what that invoice froze, the late usage of issued
+    periods that this invoice bills, with the rows behind them, and the period's conflicts."""
+    customer, timeline = contract.id, contract.timeline
     connection = session.connection()
     issued = issued_invoices(session, customer)
-    late = late_billings(connection, contract, issued, period)
+    late = late_usage(connection, contract, issued, period)
     year_start = contract_year_start(timeline.first.terms.starts, period)
     carried = carried_into(issued, year_start, period)
-    if carried is not None:
-        counts = dict(carried.cap_counts)
-        for billing in late:
-            if contract_year_start(timeline.first.terms.starts, billing.period) == year_start:
-                for key, amount in billing.cap_counts.items():
-                    counts[key] = counts.get(key, ZERO) + amount
-        carried = Carried(carried.period, counts)
     first = carried.period.shift(1) if carried else year_start
     reopened = reopened_usage(connection, customer, issued, first, period)
     cells = usage_cells(connection, customer, first, period) + reopened.cells
-    usage = as_usage(cells)
-    result, late_for = with_late_lines(bill(timeline, usage, period, carried), late)
-    invoice = build_invoice(result, _conflicts(session, customer, period, reopened=period not in issued))
-    late_groups = [
-        (UnbilledGroup(reason, site, category, tally.events, tally.quantity), billing.period)
-        for billing in late for (reason, site, category), tally in sorted(billing.unbilled.items())
-    ]
-    invoice = replace(invoice, unbilled=invoice.unbilled + tuple(group for group, _ in late_groups))
-    late_for.update({id(group): owner for group, owner in late_groups})
-    return ComputedInvoice(contract, invoice, _document(invoice, late_for), result, usage, carried, cells,
-                           tuple(late), reopened)
+    inputs = BillingInputs(timeline, period, as_usage(cells), carried, tuple(usage for usage, _ in late))
+    conflicts = _conflicts(session, customer, period, reopened=period not in issued)
+    return inputs, cells, tuple(rows for _, rows in late), reopened, conflicts
 
 
 def _conflicts(session: Session, customer: str, period: Period, *, reopened: bool) -> dict:
@@ -113,15 +107,3 @@ def _conflicts(session: Session, customer: str, period: Period, *, reopened: boo
     for site, category, quantity in session.execute(query):
         groups.setdefault(("conflict", site, category), Tally()).add(quantity)
     return groups
-
-
-def _document(invoice: Invoice, late_for: dict[int, Period]) -> dict:
-    document = invoice_json(invoice)
-    for site, site_json in zip(invoice.sites, document["sites"]):
-        for line, line_json in zip(site.lines, site_json["lines"]):
-            if id(line) in late_for:
-                line_json["late_for"] = str(late_for[id(line)])
-    for group, group_json in zip(invoice.unbilled, document["unbilled"]):
-        if id(group) in late_for:
-            group_json["late_for"] = str(late_for[id(group)])
-    return document

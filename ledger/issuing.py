@@ -14,11 +14,10 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.evaluate import bill
-from engine.periods import Period, contract_year_start
+from engine.periods import Period
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
-from ledger.invoices import CapCounts, counts_json
+from ledger.invoices import counts_json
 from ledger.models import Contract, Invoice, in_force
 from metering.models import ConflictingEvent, LateRollup
 
@@ -55,7 +54,7 @@ def computed_fields(computed: ComputedInvoice) -> dict:
     return {
         "document": computed.document,
         "contract_sha": computed.result.plan.terms.version,
-        "cap_counts_before": counts_json(counts_before(computed)),
+        "cap_counts_before": counts_json(computed.result.cap_counts_before),
         "cap_counts": counts_json(computed.result.cap_counts),
         "usage_hash": computed.usage_hash,
     }
@@ -69,9 +68,9 @@ def freeze(session: Session, row: Invoice, computed: ComputedInvoice, now: dt.da
     row.status = "issued"
     row.issued_at = now
     period = computed.result.period
-    rollup_ids = [i for billing in computed.late for i in billing.rollup_ids]
+    rollup_ids = [i for rows in computed.late for i in rows.rollup_ids]
     rollup_ids += computed.reopened.rollup_ids.get(period, [])
-    conflict_ids = [i for billing in computed.late for i in billing.conflict_ids]
+    conflict_ids = [i for rows in computed.late for i in rows.conflict_ids]
     conflict_ids += computed.reopened.conflict_ids.get(period, [])
     if rollup_ids:
         session.execute(update(LateRollup).where(LateRollup.id.in_(rollup_ids)).values(billed_on=period))
@@ -79,13 +78,3 @@ def freeze(session: Session, row: Invoice, computed: ComputedInvoice, now: dt.da
         session.execute(update(ConflictingEvent).where(ConflictingEvent.id.in_(conflict_ids)).values(billed_on=period))
     session.flush()
     return row
-
-
-def counts_before(computed: ComputedInvoice) -> CapCounts:
-    """What the caps had counted in the contract year when the period began."""
-    timeline, period, carried = computed.contract.timeline, computed.result.period, computed.carried
-    if period == contract_year_start(timeline.first.terms.starts, period):
-        return {}
-    if carried is not None and carried.period == period.shift(-1):
-        return dict(carried.cap_counts)
-    return bill(timeline, computed.usage, period.shift(-1), carried).cap_counts

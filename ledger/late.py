@@ -1,20 +1,9 @@
-"""Late usage: what arrived after its period's invoice was issued, billed on the next open invoice.
+"""Late usage in the database: which late rows an invoice bills, and what their periods had billed before.
 
-The issued invoice never changes. The late usage of its period P is billed once,
-on the next invoice of the contract that is not issued yet, as the difference it
-makes to P: P is computed again under P's own contract version, from the cap
-counts P started from, once with the usage P has billed so far and once with the
-late usage added; every line that changes gives a line of the difference, marked
-"late usage for P":
-
-    Standard processing, late usage for 2026-05: 120 units             102.00
-    minimum: late usage for 2026-05: true-up 0.00 instead of 102.00   -102.00
-
-so graduated tiers continue where P stopped, a minimum already trued up is not
-charged twice, and a cap already reached stays reached. Late events that P would
-not have billed (site inactive, unknown category, …) and conflicts that arrived
-after P was issued are listed under `unbilled` of that invoice, marked with P.
-docs/late-events.md says why.
+The engine computes the difference they make (engine/late.py, which says how);
+this module only reads the rows it needs (`late_usage`), and the rows of periods
+whose issued invoice was voided, which their own invoice bills again
+(`reopened_usage`). Issuing marks the rows billed (ledger/issuing.py).
 """
 
 from __future__ import annotations
@@ -26,12 +15,11 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from engine.evaluate import Carried, PeriodResult, SiteResult, bill
-from engine.lines import kind_of
+from engine.late import LateUsage
 from engine.periods import Period
 from engine.usage import Tally
 from ledger.contracts import StoredContract
-from ledger.invoices import CapCounts, counts_from_json, next_open
+from ledger.invoices import counts_from_json, next_open
 from ledger.models import Invoice
 from metering.models import ConflictingEvent, LateRollup
 from metering.rollups import Cell, as_usage, usage_cells
@@ -40,21 +28,18 @@ ZERO = Decimal(0)
 
 
 @dataclass
-class LateBilling:
-    """What one late period adds to an invoice."""
+class LateRows:
+    """The late rows of one issued period that an invoice bills: what issuing marks as billed."""
 
     period: Period
-    lines: dict[str, list] = field(default_factory=dict)            # site → lines of differences
-    names: dict[str, str] = field(default_factory=dict)             # site → its name in `period`
-    unbilled: dict[tuple[str, str, str], Tally] = field(default_factory=dict)
-    cap_counts: CapCounts = field(default_factory=dict)             # what the caps count in addition
     rollup_ids: list[int] = field(default_factory=list)
     conflict_ids: list[int] = field(default_factory=list)
 
 
-def late_billings(connection: Connection, contract: StoredContract, issued: dict[Period, Invoice],
-                  period: Period) -> list[LateBilling]:
-    """The late periods that the invoice of `period` bills, oldest first."""
+def late_usage(connection: Connection, contract: StoredContract, issued: dict[Period, Invoice],
+               period: Period) -> list[tuple[LateUsage, LateRows]]:
+    """The late periods that the invoice of `period` bills, oldest first: what the engine needs of each, and
+    which rows they are."""
     last = contract.timeline.versions[-1][1].terms.ends
     last_period = Period.of(last) if last else None
 
@@ -64,8 +49,9 @@ def late_billings(connection: Connection, contract: StoredContract, issued: dict
             return False
         return billed_on == period or (billed_on is None and next_open(issued, owner, last_period) == period)
 
-    billings: dict[Period, LateBilling] = {}
+    rows: dict[Period, LateRows] = {}
     additions: dict[Period, list[Cell]] = defaultdict(list)
+    reported: dict[Period, dict] = defaultdict(dict)   # late conflicts, per period
     late = LateRollup.__table__
     query = select(late.c.id, late.c.day, late.c.site, late.c.category, late.c.quantity, late.c.events,
                    late.c.billed_on).where(late.c.customer == contract.id,
@@ -73,7 +59,7 @@ def late_billings(connection: Connection, contract: StoredContract, issued: dict
     for row_id, day, site, category, quantity, events, billed_on in connection.execute(query):
         if billed_here(day, billed_on):
             owner = Period.of(day)
-            billings.setdefault(owner, LateBilling(owner)).rollup_ids.append(row_id)
+            rows.setdefault(owner, LateRows(owner)).rollup_ids.append(row_id)
             additions[owner].append((day, site, category, quantity, events))
 
     conflicts = ConflictingEvent.__table__
@@ -83,13 +69,11 @@ def late_billings(connection: Connection, contract: StoredContract, issued: dict
     for row_id, day, site, category, quantity, billed_on in connection.execute(query):
         if billed_here(day, billed_on):
             owner = Period.of(day)
-            billing = billings.setdefault(owner, LateBilling(owner))
-            billing.conflict_ids.append(row_id)
-            billing.unbilled.setdefault(("conflict", site, category), Tally()).add(quantity)
+            rows.setdefault(owner, LateRows(owner)).conflict_ids.append(row_id)
+            reported[owner].setdefault(("conflict", site, category), Tally()).add(quantity)
 
-    for owner, cells in additions.items():
-        _recompute(connection, contract, issued[owner], billings[owner], cells, period)
-    return [billings[p] for p in sorted(billings)]
+    return [(_late_usage(connection, contract, issued[owner], additions[owner], reported[owner], period), rows[owner])
+            for owner in sorted(rows)]
 
 
 @dataclass
@@ -128,8 +112,10 @@ def reopened_usage(connection: Connection, customer: str, issued: dict[Period, I
     return reopened
 
 
-def _recompute(connection: Connection, contract: StoredContract, owner: Invoice, billing: LateBilling,
-               added: list[Cell], period: Period) -> None:
+def _late_usage(connection: Connection, contract: StoredContract, owner: Invoice, added: list[Cell],
+                conflicts: dict, period: Period) -> LateUsage:
+    """What `owner`'s period has billed so far (its rollups, and late rows billed by other invoices than the one
+    of `period`), the counts it started from, and what is added now."""
     late = LateRollup.__table__
     query = select(late.c.day, late.c.site, late.c.category, late.c.quantity, late.c.events).where(
         late.c.customer == contract.id, late.c.billed_on.is_not(None), late.c.billed_on != period,
@@ -137,58 +123,5 @@ def _recompute(connection: Connection, contract: StoredContract, owner: Invoice,
     )
     billed_before = usage_cells(connection, contract.id, owner.period, owner.period)
     billed_before += [tuple(row) for row in connection.execute(query)]
-    carried = Carried(owner.period.shift(-1), counts_from_json(owner.cap_counts_before))
-    before = bill(contract.timeline, as_usage(billed_before), owner.period, carried)
-    after = bill(contract.timeline, as_usage(billed_before, added), owner.period, carried)
-    _differences(before, after, billing)
-
-
-def _differences(before: PeriodResult, after: PeriodResult, billing: LateBilling) -> None:
-    money = after.plan.terms.money
-    old_sites = {site.site: site for site in before.sites}
-    for site in after.sites:
-        old_lines = {_key(line): line for line in old_sites[site.site].lines}
-        lines = []
-        for line in site.lines:
-            lines += _difference(old_lines.pop(_key(line), None), line, billing.period, money)
-        for gone in old_lines.values():
-            lines += _difference(gone, None, billing.period, money)
-        if lines:
-            billing.lines[site.site] = lines
-            billing.names[site.site] = site.name
-    for key, tally in after.unbilled.items():
-        was = before.unbilled.get(key, Tally())
-        if tally.events != was.events:
-            billing.unbilled.setdefault(key, Tally()).add(tally.quantity - was.quantity, tally.events - was.events)
-    for key, counted in after.cap_counts.items():
-        if counted != before.cap_counts.get(key, ZERO):
-            billing.cap_counts[key] = counted - before.cap_counts.get(key, ZERO)
-
-
-def _key(line) -> tuple:
-    return line.kind, kind_of(line).match_key(line)
-
-
-def _difference(old, new, period: Period, money) -> list:
-    """The lines that take `old` to `new` (either may be None), as their kind builds them; none when equal."""
-    return kind_of(new or old).difference(old, new, period, money)
-
-
-def with_late_lines(result: PeriodResult, billings: list[LateBilling]) -> tuple[PeriodResult, dict[int, Period]]:
-    """The period's result with each late period's lines added to its sites (a site inactive now gets its own
-    entry, after the others), and which lines are late for which period."""
-    late_for: dict[int, Period] = {}
-    sites = {site.site: site for site in result.sites}
-    order = [site.site for site in result.sites]
-    for billing in billings:
-        for site_id, lines in billing.lines.items():
-            site = sites.get(site_id)
-            if site is None:
-                site = SiteResult(site_id, billing.names[site_id], (), ZERO)
-                order.append(site_id)
-            sites[site_id] = SiteResult(site.site, site.name, site.lines + tuple(lines),
-                                        site.total + sum((line.amount for line in lines), ZERO))
-            late_for.update({id(line): billing.period for line in lines})
-    merged = PeriodResult(result.period, result.plan, [sites[s] for s in order], result.unbilled,
-                          result.cap_counts)
-    return merged, late_for
+    return LateUsage(owner.period, counts_from_json(owner.cap_counts_before), as_usage(billed_before),
+                     as_usage(added), conflicts)

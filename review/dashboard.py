@@ -44,7 +44,6 @@ from engine.sheet import CapLedger
 from invoicing.invoice import Invoice as InvoiceView
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.invoices import issued_invoices
-from ledger.issuing import counts_before
 
 ZERO = Decimal(0)
 HISTORY_PERIODS = 12
@@ -206,7 +205,7 @@ def dashboard(session: Session, customer: str, period: Period, *, history: int =
     computed = current.computed
     invoice = computed.invoice
     plan = computed.result.plan
-    before = counts_before(computed)
+    before = computed.result.cap_counts_before
     commitments = _commitments(computed)
     sites = tuple(
         _site(site, invoice, plan, commitments.get(site.site, ()), before, computed.result.cap_counts)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from sqlalchemy import Select, String, func, select, type_coerce
@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from audit.log import Actor, record
-from engine.evaluate import bill
+from engine.evaluate import bill_invoice
 from engine.lines import line_kind
 from engine.money import EXACT
 from engine.periods import Period
@@ -317,15 +317,12 @@ def _rollups_summed(context: _Context) -> Sums:
 
 def _charges_from_recount(context: _Context, events: Sums) -> list[Finding]:
     """What each site would be charged if the period's on-time usage were the recount, not the rollups."""
-    from ledger.late import with_late_lines
-
     computed, period = context.computed, context.period
     others = [c for c in computed.cells if Period.of(c[0]) != period]
     reopened = [c for c in computed.reopened.cells if Period.of(c[0]) == period]
     counted = [(day, site, category, quantity, count)
                for (late, site, category, day), (quantity, count) in events.items() if not late]
-    result = bill(computed.contract.timeline, as_usage(others, reopened, counted), period, computed.carried)
-    result, _ = with_late_lines(result, list(computed.late))
+    result = bill_invoice(replace(computed.inputs, usage=as_usage(others, reopened, counted)))
     expected = {site.site: site.total for site in result.sites}
     found = {site.site: site.total for site in computed.result.sites}
     return [Finding("recount", "charges from the rollups against charges from the events", site, "", AMOUNT,
