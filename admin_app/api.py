@@ -68,7 +68,7 @@ def post_events():
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return _unauthorized("send the API key as `Authorization: Bearer KEY`")
-    sessions = database.sessions()
+    sessions = database.session_factory()
     try:
         with sessions() as session:
             key = find_api_key(session, presented.strip())

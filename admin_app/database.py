@@ -7,7 +7,7 @@
 
 One engine per app (app.config["DATABASE_URL"], from the environment's settings),
 one SQLAlchemy session per request; the event API (admin_app/api.py) takes its
-own transactions from the same session factory (`sessions()`).
+own transactions from the same session factory (`session_factory()`).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close)
 
 
-def sessions() -> sessionmaker:
+def session_factory() -> sessionmaker:
     """The app's session factory, for a view that runs transactions of its own."""
     return current_app.extensions[SESSIONS]
 
 
 def db_session() -> Session:
     if "db_session" not in g:
-        g.db_session = sessions()()
+        g.db_session = session_factory()()
     return g.db_session
 
 
