@@ -135,8 +135,8 @@ class SharedSlots:
 
 def _make_batches(items: Iterator, backend: str, zones: dict[str, str], batch_size: int,
                   clock: Callable[[], dt.datetime]) -> Iterator[Prepared]:
-    """The batches of a file's items (`metering.events.read_batches`): the first of FIRST_BATCH_EVENTS, so that the database starts early, each next one
-    twice as large, up to `batch_size`."""
+    """The batches of a file's items (`metering.events.read_batches`): the first of FIRST_BATCH_EVENTS, so that
+    the database starts early, each next one twice as large, up to `batch_size`."""
     batcher = Batcher(backend, zones, clock, EarlierIdentities())
     size = min(FIRST_BATCH_EVENTS, batch_size)
     for first, item in items:

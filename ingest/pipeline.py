@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from engine.money import EXACT
 from ingest.batches import Batcher, Prepared
@@ -143,21 +143,21 @@ class _Ingestion:
         """One transaction: items in hand are batched in it (the contracts' time zones read with their locks)."""
         for attempt in range(RETRIES):
             try:
-                with session_factory.begin() as session:
+                with _engine(session_factory).begin() as connection:
                     if isinstance(batch, Prepared):
-                        return self._store_batch(session, batch)
+                        return self._store_batch(connection, batch)
                     customers = {item.data.customer for _, item in batch if type(item) is Event}
-                    issued = self._customers(session, customers)
-                    return self._store_batch(session, self._batch_of(session, batch, customers), issued)
+                    issued = self._customers(connection, customers)
+                    return self._store_batch(connection, self._batch_of(connection, batch, customers), issued)
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001") or attempt == RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _batch_of(self, session: Session, items: Sequence[Item], customers: set[str]) -> Prepared:
+    def _batch_of(self, connection: Connection, items: Sequence[Item], customers: set[str]) -> Prepared:
         """Items in hand through the batcher, each at its position: runs of events, and rejections."""
         zones = {customer: self.zones[customer] for customer in customers if customer in self.zones}
-        batcher = Batcher(session.get_bind().dialect.name, zones, self.clock)
+        batcher = Batcher(connection.dialect.name, zones, self.clock)
         first, run = 0, []
         for position, (_, item) in enumerate(items):
             if type(item) is Event:
@@ -173,10 +173,9 @@ class _Ingestion:
             batcher.add_events(first, run)
         return batcher.take()
 
-    def _customers(self, session: Session, names: set[str]) -> dict[str, set[tuple[int, int]]]:
+    def _customers(self, connection: Connection, names: set[str]) -> dict[str, set[tuple[int, int]]]:
         """Per known customer in `names`, the (year, month) of its issued invoices; locks them against issuing,
         and learns their time zones."""
-        connection = session.connection()   # Core statements: a request's few rows need no ORM
         contracts = connection.execute(select(Contract.id, Contract.timezone).where(Contract.id.in_(sorted(names)))
                                        .order_by(Contract.id).with_for_update(read=True)).all()
         issued: dict[str, set[tuple[int, int]]] = {}
@@ -249,13 +248,12 @@ class _Ingestion:
                     items[position] = item
                 yield StoredBatch(batch.lines, items, outcomes)
 
-    def _store_batch(self, session: Session, batch: Prepared, issued: dict | None = None) -> list[Outcome]:
+    def _store_batch(self, connection: Connection, batch: Prepared, issued: dict | None = None) -> list[Outcome]:
         """A batch: its rows as they are when nothing is unusual, else corrected here first. `issued`: of the
         batch's customers, read and locked in this transaction already."""
-        connection = session.connection()
         backend = connection.dialect.name
         if issued is None:
-            issued = self._customers(session, batch.customers | {event.data.customer for _, event in batch.pending})
+            issued = self._customers(connection, batch.customers | {event.data.customer for _, event in batch.pending})
         outcomes: list[Outcome] = [_ACCEPTED] * batch.size
         for position, rejection in batch.rejections:
             outcomes[position] = Outcome(REJECTED, reason=rejection.reason, detail=rejection.detail)
@@ -321,6 +319,11 @@ class _Ingestion:
         months = {(customer, day.year, day.month) for customer, _, _, day in sums}
         columns = [list(values) for values in zip(*rows)] if rows else [[] for _ in EVENT_COLUMNS]
         return Rows.of_columns(backend, columns), candidates, sums, months
+
+
+def _engine(session_factory: sessionmaker) -> Engine:
+    """The engine the sessions are bound to: ingest writes with Core statements and needs no ORM session."""
+    return session_factory.kw["bind"]
 
 
 def _unknown(customer: str) -> Outcome:
