@@ -315,3 +315,81 @@ def test_billing_serve_answers_on_loopback(db_url, api_key, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# The event API and `billing ingest` are one pipeline (ingest/pipeline.py, ingest/batches.py): the same events,
+# posted or read from a file, come back with the same outcomes and leave the same rows.
+
+FIRST = [
+    cloud_event(1, MAY, "1.50"),
+    cloud_event(2, MAY, "2", category="review"),
+    cloud_event(1, "2026-05-03T11:00:00+01:00", "1.5"),         # the same instant and quantity: a duplicate
+    cloud_event(2, MAY, "5", category="review"),                # another quantity: a conflict
+    cloud_event(3, "2026-04-20T10:00:00Z", "10"),               # April has an issued invoice: late
+    cloud_event(4, "2026-05-31T23:30:00Z", "0.25", site="s2"),  # June 1st in London
+    cloud_event(5, MAY, "-1"),                                  # bad quantity
+    {**cloud_event(6, MAY), "time": "2026-05-03T10:00:00"},     # bad time: no offset
+    {key: value for key, value in cloud_event(7, MAY).items() if key != "data"},   # missing field
+    7,                                                          # not an object
+    cloud_event(8, MAY, customer="nobody"),                     # no contract (the API: not the key's customer)
+    cloud_event(9, "2026-05-04T09:00:00Z", "0.125"),
+]
+AGAIN = [
+    cloud_event(10, MAY, "3"),
+    cloud_event(9, "2026-05-04T10:00:00+01:00", "0.1250"),      # stored by the first: a duplicate
+    cloud_event(3, "2026-04-20T10:00:00Z", "11"),               # a conflict with a late event: late too
+    cloud_event(2, MAY, "5", category="review"),                # the same conflict again: listed once
+    cloud_event(11, "2026-04-21T10:00:00Z", "4"),               # late
+]
+
+
+def _everything_stored(sessions) -> dict:
+    """Every row ingest wrote, but when it arrived."""
+    from metering.models import ConflictingEvent
+
+    with sessions() as session:
+        events = sorted((e.source, e.event_id, e.customer, e.site, e.category, e.time, e.quantity, e.day, e.late)
+                        for e in session.scalars(select(UsageEvent)))
+        conflicts = sorted((c.source, c.event_id, c.fingerprint, c.time, c.quantity, c.day, c.late)
+                           for c in session.scalars(select(ConflictingEvent)))
+    return {**stored_state(sessions), "event rows": events, "conflict rows": conflicts}
+
+
+def test_the_api_and_a_file_give_the_same_outcomes_and_rows(api_post, api_sessions, tmp_path):
+    from sqlalchemy import text
+
+    from ingest.pipeline import ingest_events
+    from metering.events import read_events
+
+    with api_sessions.begin() as session:
+        record_issued_invoice(session, "tiny", Period(2026, 4))
+    posted = []
+    for batch, status in ((FIRST, 403), (AGAIN, 200)):   # 403: an event of a customer not the key's
+        response = api_post(batch)
+        assert response.status_code == status
+        posted.append([(r["status"], r.get("reason"), r.get("detail")) for r in response.get_json()["results"]])
+    through_the_api = _everything_stored(api_sessions)
+    with api_sessions.begin() as session:
+        for table in ("events", "rollups", "late_rollups", "conflicts"):
+            session.execute(text(f"DELETE FROM {table}"))
+
+    read = []
+    for name, batch in (("first.jsonl", FIRST), ("again.jsonl", AGAIN)):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(item) + "\n" for item in batch), encoding="utf-8")
+        read.append([("late" if outcome.status == "accepted" and outcome.late else outcome.status,
+                      outcome.reason or None, outcome.detail or None)
+                     for _, _, outcome in ingest_events(api_sessions, read_events(path))])
+
+    nobody = FIRST.index(cloud_event(8, MAY, customer="nobody"))
+    assert posted[0][nobody][:2] == ("rejected", "forbidden") and read[0][nobody][:2] == ("rejected",
+                                                                                         "unknown customer")
+    read[0][nobody] = posted[0][nobody]
+    assert read == posted
+    assert [status for status, _, _ in posted[0]] == [
+        "accepted", "accepted", "duplicate", "conflict", "late", "accepted", "rejected", "rejected", "rejected",
+        "rejected", "rejected", "accepted"]
+    assert [status for status, _, _ in posted[1]] == ["accepted", "duplicate", "conflict", "conflict", "late"]
+    assert _everything_stored(api_sessions) == through_the_api
+    assert through_the_api["events"] == 7 and len(through_the_api["late"]) == 2
+    assert through_the_api["conflicts"] == 2
