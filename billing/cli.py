@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from billing import command_log
 from billing.commands import credit, db, file_mode, lifecycle, portal, reconcile, web
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
@@ -30,6 +31,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    started = command_log.start(args)
+    status = _run(args)
+    command_log.finished(args, status, started)
+    return status
+
+
+def _run(args) -> int:
     try:
         return args.run(args)
     except UsageError as exc:
@@ -44,3 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("billing: interrupted")
         return 130
+    except Exception:
+        command_log.failed(args)
+        raise

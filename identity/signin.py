@@ -40,6 +40,7 @@ from audit.log import FAILURE, Actor, AuditEntry, record
 from engine.refusal import Refusal, Refused
 from identity import accounts
 from identity.accounts import RecoveryCode, User, UserSession, find_user, hash_password, user_resource
+from telemetry.metrics import LOCKOUTS, SIGN_IN_FAILED, count_on_commit
 
 UTC = dt.timezone.utc
 RECOVERY_CODES = 10
@@ -82,16 +83,19 @@ def check_password(session: Session, who: Actor, email: str, password: str, poli
                    now: dt.datetime) -> User | Refusal:
     """The first step: the user whose password this is, or why not."""
     if _address_failures(session, who.ip, policy, now) >= policy.address_max_failures:
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "too many attempts").inc)
         record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
                details={"reason": "too many failures from this address"}, at=now)
         return Refusal("too-many-attempts", TOO_MANY, field="password")
     user = find_user(session, email)
     if user is None:
         check_password_hash(_unknown_user_hash(accounts.PASSWORD_METHOD), password)   # as long as a real check
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "unknown email").inc)
         record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
                details={"reason": "unknown email"}, at=now)
         return Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password")
     if user.locked(now):
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "locked").inc)
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
                details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
         return Refusal("locked", LOCKED, field="email")
@@ -99,6 +103,7 @@ def check_password(session: Session, who: Actor, email: str, password: str, poli
         return _failed(session, who, user, "login.password", "wrong password", policy, now,
                        Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password"))
     if user.disabled:
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "disabled").inc)
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
                details={"reason": "disabled"}, at=now)
         return Refusal("disabled", DISABLED, field="email")
@@ -171,6 +176,7 @@ def change_password(session: Session, who: Actor, user: User, current: str, new:
     except Refused as exc:
         return replace(exc.refusal, field="new_password")
     if user.locked(now):
+        count_on_commit(session, SIGN_IN_FAILED.labels("user.password", "locked").inc)
         record(session, who, "user.password", user_resource(user), outcome=FAILURE,
                details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
         return Refusal("locked", LOCKED, field="current_password")
@@ -297,6 +303,7 @@ def _refuse_locked_or_disabled(session: Session, who: Actor, user: User, action:
                                now: dt.datetime) -> Refusal | None:
     if user.disabled or user.locked(now):
         reason = "disabled" if user.disabled else "locked"
+        count_on_commit(session, SIGN_IN_FAILED.labels(action, reason).inc)
         record(session, who, action, user_resource(user), outcome=FAILURE, details={"reason": reason}, at=now)
         return Refusal("disabled", DISABLED, field="code") if user.disabled else \
             Refusal("locked", LOCKED, field="code")
@@ -315,10 +322,12 @@ def _failed(session: Session, who: Actor, user: User, action: str, reason: str, 
     if user.locked_until is not None and user.locked_until <= now:   # a lock that ran out starts a new count
         user.failed_attempts, user.locked_until = 0, None
     user.failed_attempts += 1
+    count_on_commit(session, SIGN_IN_FAILED.labels(action, reason).inc)
     record(session, who, action, user_resource(user), outcome=FAILURE,
            details={"reason": reason, "failed_attempts": user.failed_attempts}, at=now)
     if user.failed_attempts >= policy.max_failures:
         user.locked_until = now + dt.timedelta(minutes=policy.minutes)
+        count_on_commit(session, LOCKOUTS.inc)
         record(session, who, "login.locked", user_resource(user), outcome=FAILURE,
                details={"failed_attempts": user.failed_attempts, "locked_until": user.locked_until.isoformat()},
                at=now)

@@ -61,6 +61,7 @@ from metering.models import ConflictingEvent, UsageEvent
 from metering.rollups import Increments, add_to_rollups
 from storage.db import dialect_insert
 from storage.encoding import FLAG, TIME_TEXT, quantity_text
+from telemetry.metrics import counted_batches
 
 BATCH_EVENTS = 20_000   # per transaction: memory stays flat, rollups are added once per batch
 RETRIES = 5          # PostgreSQL may pick a batch as a deadlock victim; it is then run again
@@ -139,6 +140,7 @@ class _Ingestion:
         self.zones: dict[str, str] = {}
         self.repeats_seen = False
 
+    @counted_batches(lambda batch: "file" if isinstance(batch, Prepared) else "api")
     def store(self, session_factory: sessionmaker, batch: Sequence[Item] | Prepared) -> list[Outcome]:
         """One transaction: items in hand are batched in it (the contracts' time zones read with their locks)."""
         for attempt in range(RETRIES):

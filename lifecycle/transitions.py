@@ -47,6 +47,7 @@ from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
 from lifecycle.models import InvoiceCounter
 from review.reconcile import Threshold, take_snapshot
 from storage.db import dialect_insert
+from telemetry.metrics import INVOICES, count_on_commit
 
 UTC = dt.timezone.utc
 NUMBER_DIGITS = 6
@@ -103,6 +104,7 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
                               params={"number": _name(row)}, action="void"))
     computed = _compute(session, customer, period)
     fields = computed_fields(computed)
+    count_on_commit(session, INVOICES.labels("closed").inc)
     if row is not None and row.status in ("draft", "approved"):
         if all(getattr(row, name) == value for name, value in fields.items()):
             outcome = "unchanged"
@@ -140,6 +142,7 @@ def approve(session: Session, which: Selector, who: Actor, *, threshold: Thresho
             raise Refused(refusal.prefixed(f"{which} cannot be approved"))
     row.status, row.approved_at, row.approved_by = "approved", now, who.name
     session.flush()
+    count_on_commit(session, INVOICES.labels("approved").inc)
     record(session, who, "invoice.approve", invoice_resource(row.customer, row.period, row.id),
            details={"total": row.document["totals"]["total"], "usage_hash": row.usage_hash}, at=now)
     return row
@@ -182,6 +185,7 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
     sha256 = hashlib.sha256(pdf).hexdigest()
     session.add(InvoicePdf(invoice_id=row.id, pdf=pdf, sha256=sha256))
     session.flush()
+    count_on_commit(session, INVOICES.labels("issued").inc)
     record(session, who, "invoice.issue", invoice_resource(row.customer, row.period, row.id),
            details={"number": number, "total": row.document["totals"]["total"], "pdf_sha256": sha256,
                     "replaces": _replaced_number(session, row)}, at=now)
@@ -209,6 +213,7 @@ def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.
                               params={"number": row.number}, action="credit"))
     session.add(InvoiceVoid(invoice_id=row.id, voided_at=now, voided_by=who.name, reason=reason.strip()))
     session.flush()
+    count_on_commit(session, INVOICES.labels("voided").inc)
     record(session, who, "invoice.void", invoice_resource(row.customer, row.period, row.id),
            details={"number": row.number, "reason": reason.strip()}, at=now)
     return row

@@ -4,6 +4,7 @@
     dashboard_cache.py  those figures kept in memory until their data changes
     whatif.py           invoices an unsaved contract text would give
     reconcile.py        events, rollups, dashboard and invoice must agree
+    open_periods.py     how long each contract's oldest period has waited for its issued invoice
     models.py           dashboard snapshots, reconciliation runs and explanations
 
 Never writes an invoice; knows nothing of HTTP or the command line.

@@ -51,6 +51,7 @@ from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
 from metering.rollups import as_usage
 from review.models import DashboardSnapshot, DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
 from storage.types import decimal_text
+from telemetry.metrics import RECONCILIATIONS, count_on_commit
 
 UTC = dt.timezone.utc
 ZERO = Decimal(0)
@@ -500,6 +501,7 @@ def store_report(session: Session, report: Report, who: Actor) -> Reconciliation
                          fingerprint=report.fingerprint, report=report.as_json())
     session.add(row)
     session.flush()
+    count_on_commit(session, RECONCILIATIONS.labels("passed" if report.passed else "failed").inc)
     record(session, who, "reconciliation.run", reconciliation_resource(report.customer, report.period, row.id),
            details={"passed": report.passed, "difference": decimal_text(report.difference),
                     "discrepancies": len(report.discrepancies), "invoice_id": report.invoice_id},

@@ -2,10 +2,13 @@
 
 Each environment has its own database, invoice-number prefix, locale and banner
 colour, shown on every page and written into every audit entry. Files live in
-settings/environments/NAME.toml. Two values come from the process environment
+settings/environments/NAME.toml. Some values come from the process environment
 only, because they are secrets or differ per machine: `BILLING_DATABASE_URL`
 overrides the file's database (that is where a password goes: never into a file
-in this repository), and `BILLING_SECRET_KEY` signs the portal's cookies.
+in this repository), and `BILLING_SECRET_KEY` signs the portal's cookies;
+`BILLING_METRICS_PORT` overrides the metrics port, `BILLING_LOG_FILE` names the
+log file. `serving_problems` says why a
+production environment must not be served as configured.
 
 This is the only module that reads the process environment. The command line and
 the web app call `load()` once and hand each service the value it needs: the
@@ -48,6 +51,41 @@ class Environment:
     trusted_proxies: int = 0
     # BILLING_SECRET_KEY; None outside production lets the portal keep a key in its instance folder.
     secret_key: str | None = None
+    # Metrics (docs/deployment.md): on the app at `metrics_path`, or on a listener of their own at
+    # metrics_host:metrics_port; production keeps them off the public listener (`serving_problems`).
+    metrics_path: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # BILLING_LOG_FILE: where the JSON log lines go (docs/deployment.md); None: `billing serve` writes them to
+    # standard error, the other commands write none (their standard error is for the person at the terminal).
+    log_file: str | None = None
+
+
+# A secret made for a test environment starts with this mark (deploy/environments/test.env), so that production,
+# which never knows the test environment's secret itself, can still tell one apart and refuse it.
+TEST_SECRET_MARK = "test-"
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def serving_problems(env: Environment) -> list[str]:
+    """Why `billing serve` must not start this environment as configured (none outside production): a test
+    secret, a test database, metrics on the public listener. The database's own records are checked by the
+    caller, which can open it."""
+    if not env.production:
+        return []
+    problems = []
+    key = env.secret_key
+    if key and (key.startswith(TEST_SECRET_MARK) or len(key) < SECRET_KEY_MIN_LENGTH):
+        problems.append(f"BILLING_SECRET_KEY is a test secret (it starts with {TEST_SECRET_MARK!r} or is shorter "
+                        f"than {SECRET_KEY_MIN_LENGTH} characters): production needs its own")
+    others = {load(name, {}).database_url: name for name in available() if name != env.name}
+    if env.database_url.startswith("sqlite") or env.database_url in others:
+        problems.append(f"the database is {others.get(env.database_url, 'a SQLite file')}'s: production needs "
+                        "its own PostgreSQL database (BILLING_DATABASE_URL)")
+    if env.metrics_path:
+        problems.append("metrics_path serves the metrics on the public listener: production names a "
+                        "metrics_port (bound to metrics_host, 127.0.0.1) instead")
+    return problems
 
 
 def available() -> list[str]:
@@ -63,4 +101,7 @@ def load(name: str | None = None, environ: Mapping[str, str] = os.environ) -> En
     settings = tomllib.loads(path.read_text(encoding="utf-8"))
     settings["database_url"] = environ.get("BILLING_DATABASE_URL") or settings["database_url"]
     settings["secret_key"] = environ.get("BILLING_SECRET_KEY") or None
+    settings["log_file"] = environ.get("BILLING_LOG_FILE") or None
+    if environ.get("BILLING_METRICS_PORT"):   # two environments on one host (the rehearsal) need two ports
+        settings["metrics_port"] = int(environ["BILLING_METRICS_PORT"])
     return Environment(**settings)

@@ -68,6 +68,7 @@ def cmd_serve(args) -> int:
     from waitress import serve
 
     from admin_app import create_app
+    from billing.serving import refusals, start_metrics
     from settings.environment import UnknownEnvironment
     from storage import db, schema
 
@@ -80,12 +81,17 @@ def cmd_serve(args) -> int:
         engine = db.connect(url)
         try:
             schema.require_current(engine)
+            problems = refusals(app, engine)
         finally:
             engine.dispose()
     except db.DatabaseUnavailable as exc:
         raise UsageError(str(exc)) from None
+    if problems:
+        raise UsageError("refusing to serve: " + "; ".join(problems))
+    metrics = start_metrics(app)
     say(f"billing: serving on http://{args.host}:{args.port} with {args.threads} threads "
-        f"(environment {app.config['BILLING_ENVIRONMENT'].name}, database {db.shown(url)}); Ctrl-C stops")
+        f"(environment {app.config['BILLING_ENVIRONMENT'].name}, database {db.shown(url)}"
+        f"{f', metrics on {metrics}' if metrics else ''}); Ctrl-C stops")
     # waitress reads a whole body before the app sees it: it refuses (413, in plain text) bodies far over the
     # limit, so a client cannot make it spool gigabytes; the app answers the merely oversize ones, in JSON
     limit = app.config["MAX_CONTENT_LENGTH"]
