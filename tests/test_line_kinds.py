@@ -139,7 +139,7 @@ def test_an_unknown_kind_stops_every_renderer_naming_it(with_rebate, format):
 
 def test_an_unknown_kind_stops_the_totals_and_a_stored_invoice_read_back(with_rebate):
     with pytest.raises(UnknownLineKind, match="'rebate'"):
-        with_rebate.totals
+        _ = with_rebate.totals
     document = invoice_json(_invoice("acme-health", "2026-06"))
     document["sites"][0]["lines"].append({"kind": "rebate", "amount": "-5.00"})
     with pytest.raises(UnknownLineKind, match="'rebate'"):
