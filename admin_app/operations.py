@@ -31,7 +31,7 @@ from admin_app import database
 from admin_app.access import public
 from review.open_periods import open_period_ages
 from storage import schema
-from telemetry.logs import REQUEST_ID
+from telemetry.logs import REQUEST_ID, stamp_request_id
 from telemetry.metrics import HTTP_SECONDS, app_registry
 
 blueprint = Blueprint("operations", __name__)
@@ -55,6 +55,9 @@ def init_app(app: Flask) -> None:
     if path:
         app.add_url_rule(path, "metrics", public(metrics))   # on the app, not the blueprint: only this app has it
     app.session_interface = _without_cookie_for_probes(app.session_interface)
+    for logger in (log, app.logger):   # the request lines, and Flask's lines for an error with its traceback
+        if stamp_request_id not in logger.filters:
+            logger.addFilter(stamp_request_id)
     app.before_request(_start)
     app.after_request(_finish)
     app.teardown_request(_forget)

@@ -9,9 +9,10 @@ A field whose name says it holds a secret (password, code, token, key, secret,
 cookie, session, authorization…) is written "[redacted]", whatever its value; and
 every string value, the message and a traceback's text included, is scanned for
 what looks like a secret by its shape (an API key `bk_…`, an `Authorization:`
-header's credentials), which is cut to its public part. `REQUEST_ID` holds the
-request id of the request being served (admin_app sets it), so that any line
-logged while serving it, an error's included, carries it.
+header's credentials, a database URL's password), which is cut to its public
+part. `REQUEST_ID` holds the id of the request being served (admin_app sets it),
+so that any line logged while serving it, an error's included, carries it;
+`stamp_request_id`, a logger's filter, keeps it on the record when it is made.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ SECRET_SHAPES = (
 )
 # The attributes every LogRecord has: anything else on a record came from `extra`, and is a field of the line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+def stamp_request_id(record: logging.LogRecord) -> bool:
+    """A logger's filter: the record keeps the request id of when it was made (a handler may format it later)."""
+    record.request_id = REQUEST_ID.get()
+    return True
 
 
 def scrub(text: str) -> str:
@@ -72,11 +79,11 @@ class JsonFormatter(logging.Formatter):
             "message": scrub(record.getMessage()),
             "environment": self.environment,
         }
-        request_id = REQUEST_ID.get()
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
         if request_id:
             line["request_id"] = request_id
         for name, value in vars(record).items():
-            if name not in _STANDARD and name not in line:
+            if name not in _STANDARD and name not in line and name != "request_id":
                 line[name] = redacted(value, name)
         if record.exc_info:
             line["traceback"] = scrub(self.formatException(record.exc_info))
