@@ -38,6 +38,7 @@ blueprint = Blueprint("operations", __name__)
 log = logging.getLogger("billing.http")
 PROBES = frozenset({"operations.healthz", "operations.readyz", "metrics"})
 REQUEST_ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+API_KEY_PREFIX = re.compile(r"Bearer\s+(bk_[0-9a-f]{12})_", re.IGNORECASE)   # identity/apikeys.py: bk_PREFIX_SECRET
 METRICS, SCHEMA_HEAD = "billing.metrics", "billing.schema_head"
 UTC = dt.timezone.utc
 
@@ -114,10 +115,14 @@ def _forget(_exception: BaseException | None) -> None:
 
 
 def _actor() -> str:
-    """Who was served, as far as the request found out: the signed-in user's email, else anonymous. Read from
-    what flask-login loaded already (never loading it here: a probe must not touch the user sessions)."""
+    """Who was served, as far as the request found out: the signed-in user's email (from what flask-login
+    loaded already: never loaded here, a probe must not touch the user sessions), the public prefix of the API
+    key presented (whether or not it was valid: the status says), else anonymous."""
     user = g.get("_login_user")
-    return getattr(user, "email", None) or "anonymous"
+    if getattr(user, "email", None):
+        return user.email
+    presented = API_KEY_PREFIX.match(request.headers.get("Authorization", ""))
+    return f"apikey:{presented.group(1)}" if presented else "anonymous"
 
 
 def _without_cookie_for_probes(interface):

@@ -19,6 +19,7 @@ from settings.environment import UnknownEnvironment, load
 from telemetry.logs import install
 
 log = logging.getLogger("billing.command")
+QUIET = ("weasyprint", "fontTools")   # a line per step of every PDF: their warnings are enough
 
 
 def start(args) -> float:
@@ -28,6 +29,8 @@ def start(args) -> float:
         return time.perf_counter()
     if env.log_file or args.command == "serve":
         install(env.name, env.log_file)
+        for name in QUIET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     return time.perf_counter()
 
 

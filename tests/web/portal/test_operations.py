@@ -245,7 +245,8 @@ def test_no_log_line_carries_a_secret(portal_app, portal_client, portal_sessions
                                            extra={"password": PASSWORD, "details": {"totp_code": code}})
 
     lines = log_lines()
-    assert any('"route": "/api/v1/events"' in line for line in lines)
+    prefix = key[:len("bk_") + 12]
+    assert any('"route": "/api/v1/events"' in line and f'"actor": "apikey:{prefix}"' in line for line in lines)
     assert any('"route": "/login/code"' in line for line in lines)
     assert any('"route": "/account/password"' in line for line in lines)
     for secret in (PASSWORD, new_password, code, key, key.split("_")[-1], token, cookie, finance.secret):
