@@ -7,8 +7,8 @@ only, because they are secrets or differ per machine: `BILLING_DATABASE_URL`
 overrides the file's database (that is where a password goes: never into a file
 in this repository), and `BILLING_SECRET_KEY` signs the portal's cookies;
 `BILLING_METRICS_PORT` overrides the metrics port, `BILLING_LOG_FILE` names the
-log file. `serving_problems` says why a
-production environment must not be served as configured.
+log file. `serving_problems` says why a production environment must not be served
+as configured (a test or weak secret, a shared database, no trusted proxy address).
 
 This is the only module that reads the process environment. The command line and
 the web app call `load()` once and hand each service the value it needs: the
@@ -47,8 +47,11 @@ class Environment:
     # Reconciliation (review/reconcile.py): a difference above both is a discrepancy that blocks approval.
     reconcile_threshold_amount: str = "0.00"     # in the contract's currency
     reconcile_threshold_percent: str = "0"       # of the larger of the two figures compared
-    # Reverse proxies in front of `billing serve` whose X-Forwarded-For is trusted (0: use the peer address).
+    # Reverse proxies in front of `billing serve` whose X-Forwarded-For is trusted (0: use the peer address), and
+    # the address the nearest one connects from: waitress believes the headers of that peer only, and clears
+    # them on every other connection, so a client that reaches the app directly cannot name its own address.
     trusted_proxies: int = 0
+    trusted_proxy: str | None = None
     # BILLING_SECRET_KEY; None outside production lets the portal keep a key in its instance folder.
     secret_key: str | None = None
     # Metrics (docs/deployment.md): on the app at `metrics_path`, or on a listener of their own at
@@ -64,7 +67,10 @@ class Environment:
 # A secret made for a test environment starts with this mark (deploy/environments/test.env), so that production,
 # which never knows the test environment's secret itself, can still tell one apart and refuse it.
 TEST_SECRET_MARK = "test-"
-SECRET_KEY_MIN_LENGTH = 32
+# 32 random bytes, the least a production secret may hold: 43 characters of base64 (token_urlsafe(32)), 64 of hex.
+SECRET_KEY_MIN_LENGTH = 43
+# "a" * 64 is long, not random: a random key of 43 base64 characters holds some 30 distinct ones, of 64 hex 16
+SECRET_KEY_MIN_DISTINCT = 10
 
 
 def serving_problems(env: Environment) -> list[str]:
@@ -75,9 +81,16 @@ def serving_problems(env: Environment) -> list[str]:
         return []
     problems = []
     key = env.secret_key
-    if key and (key.startswith(TEST_SECRET_MARK) or len(key) < SECRET_KEY_MIN_LENGTH):
-        problems.append(f"BILLING_SECRET_KEY is a test secret (it starts with {TEST_SECRET_MARK!r} or is shorter "
-                        f"than {SECRET_KEY_MIN_LENGTH} characters): production needs its own")
+    if key and key.startswith(TEST_SECRET_MARK):
+        problems.append(f"BILLING_SECRET_KEY is a test secret (it starts with {TEST_SECRET_MARK!r}): "
+                        "production needs its own")
+    elif key and (len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < SECRET_KEY_MIN_DISTINCT):
+        problems.append(f"BILLING_SECRET_KEY is too weak: production needs at least 32 random bytes "
+                        f"({SECRET_KEY_MIN_LENGTH} characters of base64, made by "
+                        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if env.trusted_proxies and not env.trusted_proxy:
+        problems.append(f"trusted_proxies = {env.trusted_proxies} names no trusted_proxy: waitress would take "
+                        "X-Forwarded-For from no one, and every client would have the proxy's address")
     others = {load(name, {}).database_url: name for name in available() if name != env.name}
     if env.database_url.startswith("sqlite") or env.database_url in others:
         problems.append(f"the database is {others.get(env.database_url, 'a SQLite file')}'s: production needs "

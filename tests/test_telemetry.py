@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -45,19 +46,27 @@ def test_a_line_is_one_json_object_with_its_traceback_scrubbed():
     assert "ValueError" in parsed["traceback"] and KEY.split("_")[-1] not in line
 
 
+PRODUCTION_SECRET = "Yq3vN8pXkR2mT7wJd5sL0aZcF4hB9uEeG6iO1nVyK_Q"   # secrets.token_urlsafe(32)
+
+
 def production(**overrides) -> environment.Environment:
-    env = {"BILLING_SECRET_KEY": "k" * 40, "BILLING_DATABASE_URL": "postgresql+psycopg://billing@db/us"}
+    env = {"BILLING_SECRET_KEY": PRODUCTION_SECRET, "BILLING_DATABASE_URL": "postgresql+psycopg://billing@db/us"}
     return environment.load("us-prod", {**env, **overrides})
 
 
 def test_production_serves_with_its_own_secret_and_database():
     assert environment.serving_problems(production()) == []
+    hexadecimal = "5e0c3b8f1a9d27e64f0b83c5d2a17e9c6b4f08a3d5e21c7b9f6a04e8d3c1b257"   # openssl rand -hex 32
+    assert environment.serving_problems(production(BILLING_SECRET_KEY=hexadecimal)) == []
     assert environment.serving_problems(environment.load("test", {"BILLING_SECRET_KEY": "test-only"})) == []
 
 
 @pytest.mark.parametrize("overrides, problem", [
     ({"BILLING_SECRET_KEY": "test-" + "k" * 40}, "BILLING_SECRET_KEY is a test secret"),
-    ({"BILLING_SECRET_KEY": "short"}, "BILLING_SECRET_KEY is a test secret"),
+    ({"BILLING_SECRET_KEY": "a"}, "BILLING_SECRET_KEY is too weak"),
+    ({"BILLING_SECRET_KEY": PRODUCTION_SECRET[:42]}, "BILLING_SECRET_KEY is too weak"),
+    ({"BILLING_SECRET_KEY": "k" * 64}, "BILLING_SECRET_KEY is too weak"),
+    ({"BILLING_SECRET_KEY": "abc123" * 10}, "BILLING_SECRET_KEY is too weak"),
     ({"BILLING_DATABASE_URL": "sqlite:///billing.db"}, "the database is test's"),
     ({"BILLING_DATABASE_URL": "sqlite:////srv/other.db"}, "the database is a SQLite file's"),
     ({"BILLING_DATABASE_URL": "postgresql+psycopg://billing@db.uk-prod.internal:5432/billing"},
@@ -66,6 +75,12 @@ def test_production_serves_with_its_own_secret_and_database():
 def test_production_refuses_a_test_secret_or_another_environments_database(overrides, problem):
     [said] = environment.serving_problems(production(**overrides))
     assert said.startswith(problem)
+
+
+def test_production_names_the_proxy_whose_forwarded_for_it_believes():
+    unnamed = dataclasses.replace(production(), trusted_proxy=None)
+    [said] = environment.serving_problems(unnamed)
+    assert said.startswith("trusted_proxies = 1 names no trusted_proxy")
 
 
 def test_the_metrics_port_can_be_moved_per_host():

@@ -96,8 +96,20 @@ def cmd_serve(args) -> int:
     # limit, so a client cannot make it spool gigabytes; the app answers the merely oversize ones, in JSON
     limit = app.config["MAX_CONTENT_LENGTH"]
     bounded = {"max_request_body_size": 4 * limit} if limit else {}
-    serve(app, host=args.host, port=args.port, threads=args.threads, **bounded)
+    serve(app, host=args.host, port=args.port, threads=args.threads, **bounded,
+          **proxying(app.config["BILLING_ENVIRONMENT"]))
     return OK
+
+
+def proxying(env) -> dict:
+    """waitress's settings for the environment's proxy: it takes the client's address and scheme from the
+    X-Forwarded-* headers of the trusted proxy's connections only, and clears those headers from any other, so
+    `request.remote_addr` (the audit log's address, the sign-in throttle's) is the client's and cannot be forged."""
+    if not (env.trusted_proxies and env.trusted_proxy):
+        return {"clear_untrusted_proxy_headers": True}
+    return {"trusted_proxy": env.trusted_proxy, "trusted_proxy_count": env.trusted_proxies,
+            "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+            "clear_untrusted_proxy_headers": True}
 
 
 def register(commands) -> None:
