@@ -220,7 +220,8 @@ def compare(customer: str):
         auditing.record("contract.compare", contract_resource(customer), details=details)
     db_session().commit()
     return render_template("portal/whatif/compare.html", contract=contract, form=form, versions=versions,
-                           compared=compared, rows=diff_rows(compared.diff) if compared else [])
+                           compared=compared, rows=diff_rows(compared.diff) if compared else []), \
+        400 if form.errors else 200
 
 
 # ---------------------------------------------------------------- backtest

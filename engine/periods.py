@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+# The months a period may be: a contract year around one must still be a date (9999-12 ends in year 10000).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 @dataclass(frozen=True, order=True)
@@ -22,6 +24,8 @@ class Period:
         match = _PERIOD.match(text or "")
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise ValueError(f"period {text!r} is not a month written YYYY-MM (for example 2026-05)")
+        if not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+            raise ValueError(f"period {text!r} is not a month between {FIRST_YEAR}-01 and {LAST_YEAR}-12")
         return cls(int(match.group(1)), int(match.group(2)))
 
     @classmethod
