@@ -19,8 +19,8 @@ The key (store/apikeys.py) is scoped to one customer and one event source. An
 event for another customer or source is rejected with reason `forbidden`, the
 others are taken, and the answer is 403 rather than 200 so that a client that
 reads only the status still sees it. A body that is not JSON, not an object or
-an array, or sent with another content type is a 400 and stores nothing; one
-over MAX_CONTENT_LENGTH is a 413. The OpenAPI document at
+an array, nested too deeply, or sent with another content type is a 400 and
+stores nothing; one over MAX_CONTENT_LENGTH is a 413, in JSON like every answer. The OpenAPI document at
 /api/v1/openapi.json describes all of it (admin_app/openapi.py).
 """
 
@@ -86,7 +86,10 @@ def post_events():
     except RequestEntityTooLarge:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return problem(413, f"the body is over the limit of {limit:,} bytes; send fewer events per request")
-    decoded = _decoded_events(body, kind)
+    try:
+        decoded = _decoded_events(body, kind)
+    except RecursionError:   # msgspec's own depth limit: no event nests this deep
+        decoded = "the body nests JSON too deeply to be an event or a batch of events"
     if isinstance(decoded, str):
         return problem(400, decoded)
 

@@ -180,6 +180,9 @@ def test_a_basic_or_malformed_authorization_header_is_401(api_client, api_key):
     (json.dumps([cloud_event(1)]), "text/plain", "not text/plain"),
     (json.dumps([cloud_event(1)]), "application/x-www-form-urlencoded", "not application/x-www-form-urlencoded"),
     (json.dumps([cloud_event(1)]), None, "without a content type"),
+    (b"[" * 100_000 + b"]" * 100_000, BATCH, "nests JSON too deeply"),
+    (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, SINGLE, "nests JSON too deeply"),
+    (b'[{"specversion": "1.0", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]", BATCH, "nests JSON too deeply"),
 ])
 def test_a_malformed_body_is_400_and_stores_nothing(api_post, api_sessions, body, content_type, words):
     response = api_post(body, content_type=content_type)
@@ -308,6 +311,34 @@ def test_billing_serve_answers_on_loopback(db_url, api_key, tmp_path):
                 with urllib.request.urlopen(request, timeout=10) as answer:
                     assert answer.headers["Server"] == "waitress"
                     assert [r["status"] for r in json.load(answer)["results"]] == ["accepted", "duplicate"]
+                break
+            except urllib.error.URLError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()[1]
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_billing_serve_answers_a_body_over_the_limit_in_json(db_url, api_key, tmp_path):
+    port = _free_port()
+    billing = Path(sys.executable).with_name("billing")
+    env = {**os.environ, "BILLING_DATABASE_URL": db_url, "BILLING_SECRET_KEY": "test-only"}
+    server = subprocess.Popen([str(billing), "serve", "--port", str(port), "--max-body-bytes", "2000"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    batch = json.dumps([cloud_event(n) for n in range(20)]).encode()
+    assert 2000 < len(batch) < 8000   # over the app's limit, under waitress's (four times it)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/events", data=batch, method="POST",
+                                     headers={"Authorization": f"Bearer {api_key}", "Content-Type": BATCH})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(request, timeout=10)
+                raise AssertionError("an oversize body was taken")
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 413 and refused.headers["Content-Type"] == "application/json"
+                assert "2,000 bytes" in json.load(refused)["error"]
                 break
             except urllib.error.URLError:
                 assert server.poll() is None and time.monotonic() < deadline, server.communicate()[1]
