@@ -12,12 +12,19 @@ named in the `description` column (`usage`, `minimum`, `cap`, …, `total`), so 
     DRAFT,lon-01,London Bridge,usage,standard,Standard processing,5200,0.85,...
     DRAFT,lon-01,London Bridge,minimum,standard expedited,Minimum true-up,,,...
     DRAFT,lon-01,London Bridge,site total,,,,,...
+
+Site ids and names, category names and the site and category of unbilled events
+come from contracts and from any holder of an API key: a cell a spreadsheet would
+take for a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return)
+is written with a leading `'` (OWASP, CSV injection), unless it is a number, which
+stays a number (`-12.50`). Every row goes through `spreadsheet_safe`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 
 from engine.lines import Row, kind_of
 from engine.money import Money, format_quantity
@@ -29,6 +36,21 @@ COLUMNS = (
     "in_scope", "amount", "billed", "explanation", "contract_line",
 )
 DRAFT = "DRAFT"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def spreadsheet_safe(value):
+    """The cell as a spreadsheet shows it and never evaluates it: text that would start a formula gets a leading
+    quote; a number, and anything else, is left as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class _SafeWriter(csv.DictWriter):
+    def writerow(self, rowdict):
+        return super().writerow({column: spreadsheet_safe(value) for column, value in rowdict.items()})
 
 
 def _tiers(row: Row, fmt) -> str:
@@ -69,7 +91,7 @@ def render_csv(invoice: Invoice, *, number: str | None = None) -> str:
     fmt = invoice.money.format
     common = {"invoice": number or DRAFT, "period": str(invoice.period), "currency": invoice.money.currency}
     out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, restval="")
+    writer = _SafeWriter(out, COLUMNS, restval="")
     writer.writeheader()
     for site in invoice.sites:
         where = common | {"site": site.site, "site_name": site.name}
