@@ -51,6 +51,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("LOGIN_MAX_FAILURES", 5)
     app.config.setdefault("LOGIN_LOCKOUT_MINUTES", 15)
     app.config.setdefault("LOGIN_ADDRESS_MAX_FAILURES", 20)
+    app.config.setdefault("LOGIN_DELAY_SECONDS", 30)
     app.config.setdefault("SIGN_IN_STEP_MINUTES", 5)
     csrf.init_app(app)
     app.before_request(_protect_state_changes)
@@ -67,7 +68,8 @@ def _protect_state_changes() -> None:
 
 def lockout() -> Lockout:
     config = current_app.config
-    return Lockout(config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT_MINUTES"], config["LOGIN_ADDRESS_MAX_FAILURES"])
+    return Lockout(config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT_MINUTES"], config["LOGIN_ADDRESS_MAX_FAILURES"],
+                   config["LOGIN_DELAY_SECONDS"])
 
 
 @blueprint.route("/login", methods=["GET", "POST"])

@@ -8,11 +8,21 @@
     token, row = open_session(session, user, who.ip, now)
     ended = change_password(session, who, user, current, new, policy, now, keep=row)   # other sessions ended
 
-Every attempt, good or bad, is recorded in the audit log. A wrong password or
-code counts against the account: after `Lockout.max_failures` in a row it is
-locked for `Lockout.minutes` (an admin may unlock it sooner). An address with
-`Lockout.address_max_failures` failed attempts within `Lockout.minutes` is
-refused before any password is checked, whichever accounts it tried.
+Every attempt, good or bad, is recorded in the audit log. The password step
+answers alike whether the email names an account or not (OWASP Authentication
+Cheat Sheet), and no stranger can lock an account out:
+
+- an address (the client's, behind the trusted proxy) with
+  `Lockout.address_max_failures` failed attempts within `Lockout.minutes` is
+  refused before any password is checked, whichever accounts it tried;
+- an email with `Lockout.max_failures` failed passwords within `Lockout.minutes`
+  slows down, known or not (the count is the audit log's, by resource): each
+  further attempt waits `Lockout.delay_seconds`, doubled per failure, at most
+  `Lockout.minutes`, from the last failure. A delay is not a lock: it runs out;
+- a wrong TOTP or recovery code, which only someone with the password can send,
+  counts against the account: after `Lockout.max_failures` in a row it is locked
+  for `Lockout.minutes` (an admin may unlock it sooner). A lock is said only
+  after the right password.
 
 A TOTP code (RFC 6238, 30-second steps) is accepted for the step before, the
 step of, or the step after `now`, and only if its step is later than the last
@@ -52,6 +62,7 @@ WRONG_CREDENTIALS = "The email or password is not right."
 LOCKED = "This account is locked after repeated failed attempts. Try again later, or ask an administrator."
 DISABLED = "This account is disabled. Ask an administrator."
 TOO_MANY = "Too many failed attempts from your address. Wait a few minutes, then try again."
+SLOW_DOWN = "Too many failed attempts for this email address. Wait a minute or two, then try again."
 WRONG_CODE = "This code is not right. Check the time on your device, or use a recovery code."
 USED_CODE = "This code was already used. Wait for the next one."
 WRONG_CURRENT_PASSWORD = "This is not your current password."
@@ -64,6 +75,7 @@ class Lockout:
     max_failures: int = 5
     minutes: int = 15
     address_max_failures: int = 20
+    delay_seconds: int = 30     # the wait after `max_failures` failed passwords for one email; doubles per failure
 
 
 @dataclass(frozen=True)
@@ -87,21 +99,25 @@ def check_password(session: Session, who: Actor, email: str, password: str, poli
         record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
                details={"reason": "too many failures from this address"}, at=now)
         return Refusal("too-many-attempts", TOO_MANY, field="password")
+    wait = _email_wait(session, email, policy, now)
+    if wait:   # not a password attempt: not counted, so hammering does not lengthen the wait
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "slowed down").inc)
+        record(session, who, "login.throttled", f"user:{email}", outcome=FAILURE,
+               details={"wait_seconds": round(wait.total_seconds())}, at=now)
+        return Refusal("slow-down", SLOW_DOWN, field="password")
     user = find_user(session, email)
     if user is None:
         check_password_hash(_unknown_user_hash(accounts.PASSWORD_METHOD), password)   # as long as a real check
-        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "unknown email").inc)
-        record(session, who, "login.password", f"user:{email}", outcome=FAILURE,
-               details={"reason": "unknown email"}, at=now)
+    if user is None or not check_password_hash(user.password_hash, password):
+        reason = "unknown email" if user is None else "wrong password"
+        count_on_commit(session, SIGN_IN_FAILED.labels("login.password", reason).inc)
+        record(session, who, "login.password", f"user:{email}", outcome=FAILURE, details={"reason": reason}, at=now)
         return Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password")
-    if user.locked(now):
+    if user.locked(now):   # by wrong codes, after this same password: told to whoever knows it only
         count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "locked").inc)
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
                details={"reason": "locked", "locked_until": user.locked_until.isoformat()}, at=now)
         return Refusal("locked", LOCKED, field="email")
-    if not check_password_hash(user.password_hash, password):
-        return _failed(session, who, user, "login.password", "wrong password", policy, now,
-                       Refusal("wrong-credentials", WRONG_CREDENTIALS, field="password"))
     if user.disabled:
         count_on_commit(session, SIGN_IN_FAILED.labels("login.password", "disabled").inc)
         record(session, who, "login.password", user_resource(user), outcome=FAILURE,
@@ -337,6 +353,19 @@ def _failed(session: Session, who: Actor, user: User, action: str, reason: str, 
 
 def _signed_in(user: User) -> None:
     user.failed_attempts, user.locked_until = 0, None
+
+
+def _email_wait(session: Session, email: str, policy: Lockout, now: dt.datetime) -> dt.timedelta | None:
+    """How long the email must still wait before its password is checked again: the same for an account and an
+    unknown email, from the failed passwords the audit log holds for it."""
+    failures, last = session.execute(select(func.count(), func.max(AuditEntry.at)).where(
+        AuditEntry.resource == f"user:{email}", AuditEntry.outcome == FAILURE,
+        AuditEntry.action == "login.password", AuditEntry.at >= now - dt.timedelta(minutes=policy.minutes))).one()
+    if failures < policy.max_failures:
+        return None
+    delay = min(dt.timedelta(seconds=policy.delay_seconds * 2 ** (failures - policy.max_failures)),
+                dt.timedelta(minutes=policy.minutes))
+    return last + delay - now if last + delay > now else None
 
 
 def _address_failures(session: Session, ip: str | None, policy: Lockout, now: dt.datetime) -> int:

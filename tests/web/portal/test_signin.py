@@ -122,14 +122,14 @@ def test_unknown_email_and_wrong_password_are_told_apart_only_in_the_audit_log(p
     assert all(e.ip == "127.0.0.1" and e.environment == "test" for e in entries)
 
 
-def test_lockout_after_repeated_failures_then_admin_unlock(portal_app, portal_client, users, portal_clock,
-                                                          portal_sessions, signed_in_client):
+def test_lockout_after_repeated_wrong_codes_then_admin_unlock(portal_app, portal_client, users, portal_clock,
+                                                             portal_sessions, signed_in_client):
     finance = users["finance"]
     limit = portal_app.config["LOGIN_MAX_FAILURES"]
+    assert password_step(portal_client, finance.email).status_code == 302
     for _ in range(limit - 1):
-        assert "not right" in password_step(portal_client, finance.email, "wrong password!").get_data(as_text=True)
-    locked = password_step(portal_client, finance.email, "wrong password!").get_data(as_text=True)
-    assert "This account is locked" in locked
+        assert "not right" in code_step(portal_client, "123456").get_data(as_text=True)
+    assert "This account is locked" in code_step(portal_client, "654321").get_data(as_text=True)
     still = password_step(portal_client, finance.email).get_data(as_text=True)   # the right password, too late
     assert "This account is locked" in still
     [lock] = audit(portal_sessions, "login.locked")
@@ -142,6 +142,40 @@ def test_lockout_after_repeated_failures_then_admin_unlock(portal_app, portal_cl
     assert unlocked.status_code == 302
     assert [e.actor for e in audit(portal_sessions, "user.unlock")] == ["admin@example.com"]
     assert sign_in(portal_client, finance, portal_clock).headers["Location"] == "/"
+
+
+def _answers(client, email: str, attempts: int) -> list[str]:
+    """What the password step says to `attempts` wrong passwords for `email`: the error of each page."""
+    pages = [password_step(client, email, "wrong password!").get_data(as_text=True) for _ in range(attempts)]
+    return [re.search(r'<p class="error" id="password-error">([^<]*)</p>', page).group(1) for page in pages]
+
+
+def test_an_account_and_an_unknown_email_answer_alike_however_often_they_fail(portal_app, portal_client, users):
+    attempts = portal_app.config["LOGIN_MAX_FAILURES"] + 3
+    known, unknown = _answers(portal_client, users["finance"].email, attempts), \
+        _answers(portal_client, "nobody@example.com", attempts)
+    assert known == unknown
+    assert known[-1].startswith("Too many failed attempts for this email address")
+    assert not any("locked" in answer for answer in known)
+
+
+def test_a_stranger_slows_an_account_down_and_never_locks_it(portal_app, portal_client, users, portal_clock,
+                                                             portal_sessions):
+    finance, limit = users["finance"], portal_app.config["LOGIN_MAX_FAILURES"]
+    delay = dt.timedelta(seconds=portal_app.config["LOGIN_DELAY_SECONDS"])
+    assert _answers(portal_client, finance.email, limit)[-1] == "The email or password is not right."
+    slowed = password_step(portal_client, finance.email).get_data(as_text=True)   # the right password waits too
+    assert "Too many failed attempts for this email address" in slowed
+    portal_clock.advance(seconds=delay.total_seconds() + 1)
+    assert _answers(portal_client, finance.email, 1) == ["The email or password is not right."]
+    portal_clock.advance(seconds=delay.total_seconds() + 1)   # one more failure: the wait doubled
+    assert "Too many failed attempts for this email" in password_step(portal_client, finance.email).get_data(
+        as_text=True)
+    portal_clock.advance(seconds=delay.total_seconds())
+    assert sign_in(portal_client, finance, portal_clock).headers["Location"] == "/"
+    assert audit(portal_sessions, "login.locked") == []
+    assert [e.details["wait_seconds"] for e in audit(portal_sessions, "login.throttled")] == [
+        delay.total_seconds(), delay.total_seconds() - 1]
 
 
 def test_a_lock_runs_out_after_its_delay_and_codes_count_too(portal_app, portal_client, users, portal_clock):
