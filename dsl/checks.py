@@ -284,6 +284,43 @@ def _scope_text(scope: Scope) -> str:
     return ", ".join(scope.written)
 
 
+# --- the account block ---------------------------------------------------------
+
+
+def check_account(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    """In `account`: each rule kind once, and no cap below the commitment (it could never be met)."""
+    if contract.account is None:
+        return
+    seen = {}
+    for rule in contract.account.rules:
+        kind = kind_of(rule)
+        if kind in seen:
+            yield error(
+                "repeated-account-rule",
+                rule.span,
+                f"the account block gives its {kind.replace('_', ' ')} twice (the other on line "
+                f"{seen[kind].span.line}); keep one",
+            )
+        seen.setdefault(kind, rule)
+    cap, commitment = _account_rule(seen, "cap_limit"), _account_rule(seen, "yearly_commitment")
+    if cap is not None and commitment is not None:
+        limit = primitive_of(cap).cap_limit(cap)
+        committed = primitive_of(commitment).yearly_commitment(commitment)
+        if limit < committed:
+            yield error(
+                "account-cap-below-commit",
+                later(cap, commitment),
+                f"the account cap {limit} (line {cap.span.line}) is below the commitment {committed} "
+                f"(line {commitment.span.line}): the commitment could never be met; raise the cap or lower the "
+                f"commitment",
+            )
+
+
+def _account_rule(rules: dict, attribute: str):
+    """The account block's rule whose primitive declares `attribute`, if any."""
+    return next((rule for rule in rules.values() if getattr(primitive_of(rule), attribute, None)), None)
+
+
 # --- warnings ------------------------------------------------------------------
 
 
@@ -310,6 +347,23 @@ def warn_cap_below_minimums(contract: Contract, ctx: Context) -> Iterator[Diagno
                     f"times its monthly minimums (12 × {monthly} = {12 * monthly}); the cap will cancel minimums "
                     f"late in the year",
                 )
+
+
+def warn_account_cap_below_minimum(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    if contract.account is None:
+        return
+    rules = {kind_of(rule): rule for rule in reversed(contract.account.rules)}
+    cap, minimum = _account_rule(rules, "cap_limit"), _account_rule(rules, "monthly_spend")
+    if cap is None or minimum is None:
+        return
+    limit, monthly = primitive_of(cap).cap_limit(cap), primitive_of(minimum).monthly_spend(minimum)
+    if limit < 12 * monthly:
+        yield warning(
+            "account-cap-below-minimums",
+            cap.span,
+            f"the account's yearly cap {limit} is below twelve times its monthly minimum (12 × {monthly} = "
+            f"{12 * monthly}); the cap will cancel the account minimum late in the year",
+        )
 
 
 def warn_minimum_all_disabled(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
@@ -358,7 +412,9 @@ CHECKS = (
     check_primitives,
     check_block_rules,
     check_scopes,
+    check_account,
     warn_cap_below_minimums,
+    warn_account_cap_below_minimum,
     warn_minimum_all_disabled,
     warn_unbilled_categories,
 )

@@ -16,6 +16,7 @@ from dsl.checks import run_checks
 from dsl.parse import parse
 from dsl.resolve import effective_rules
 from dsl.syntax import Contract, RateOverride, Site
+from engine.account import invoice_total_step
 from engine.money import Money, is_currency
 from engine.plan import Plan, SitePlan, Source, Step, Terms, order_steps
 from engine.steps import classify_step, meter_step, total_step
@@ -89,7 +90,17 @@ def build_plan(contract: Contract, ctx: Context, version: str) -> Plan:
         SitePlan(site.id, site.name, order_steps(_site_steps(contract, site, ctx))) for site in contract.sites
     )
     contract_source = Source(contract.span.line, contract.span.column, f'contract "{contract.id}"', "contract")
-    return Plan(terms, (classify_step(terms, contract_source),), sites)
+    return Plan(terms, (classify_step(terms, contract_source),), sites, _account_steps(contract, ctx))
+
+
+def _account_steps(contract: Contract, ctx: Context) -> tuple[Step, ...] | None:
+    """The account phase (its rules in their primitives' order, whatever the written one), then the invoice total."""
+    if contract.account is None:
+        return None
+    account = ctx.in_block("account")
+    steps = [step for node in contract.account.rules
+             for step in _runnable(primitive(node.primitive).steps(node, (), account))]
+    return order_steps([*steps, invoice_total_step()])
 
 
 def _site_steps(contract: Contract, site: Site, ctx: Context) -> Iterator[Step]:

@@ -37,6 +37,7 @@ READABLE = {
     "ALL": "'all'",
     "ROUNDING_MODE": "half_up or half_even",
     "TIER_MODE": "graduated or volume",
+    "COMMIT_BILLING": "prepaid or in arrears",
     "$END": "the end of the file",
 }
 
@@ -71,8 +72,8 @@ def _keywords() -> frozenset[str]:
         pattern = terminal.pattern
         if pattern.type == "str" and pattern.value.isidentifier():
             words.add(pattern.value)
-        elif terminal.name in ("ALL", "ROUNDING_MODE", "TIER_MODE"):
-            words.update(re.findall(r"[a-z_]+", pattern.value))
+        elif terminal.name in ("ALL", "ROUNDING_MODE", "TIER_MODE", "COMMIT_BILLING"):
+            words.update(re.findall(r"[a-z_]{2,}", pattern.value))
     return frozenset(words)
 
 
@@ -119,9 +120,10 @@ class _Build(Transformer):
             id_span=_span(name),
             headers=tuple(i for i in items if isinstance(i, Header)),
             categories=tuple(i for i in items if isinstance(i, Category)),
-            defaults=next((i for i in items if isinstance(i, Block)), None),
+            defaults=next((i for i in items if isinstance(i, Block) and i.name == "defaults"), None),
             sites=tuple(i for i in items if isinstance(i, Site)),
             span=Span.of(meta),
+            account=next((i for i in items if isinstance(i, Block) and i.name == "account"), None),
         )
 
     def _header(key):
@@ -155,6 +157,9 @@ class _Build(Transformer):
 
     def defaults(self, meta, children):
         return Block("defaults", tuple(children), Span.of(meta))
+
+    def account(self, meta, children):
+        return Block("account", tuple(children), Span.of(meta))
 
     def site(self, meta, children):
         site_id = children[0]
@@ -212,7 +217,8 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     if found in KEYWORDS and "ID" in exc.expected:
         message += f" ('{found}' is a keyword and cannot be used as a category id)"
     elif token.type in ("CUSTOMER", "CURRENCY", "STARTS", "ENDS", "TIMEZONE", "ROUNDING", "CATEGORY", "DEFAULTS"):
-        message += " (a contract lists its header lines first, then categories, then defaults, then sites)"
+        message += (" (a contract lists its header lines first, then categories, then defaults, then sites, "
+                    "then its account block)")
     return error("syntax", Span(line, column, token.end_line or line, token.end_column or column + 1), message)
 
 

@@ -75,6 +75,7 @@ class Contract:
     defaults: Block | None
     sites: tuple[Site, ...]
     span: Span
+    account: Block | None = None   # the `account` block: rules over all sites together
 
     def header(self, key: str) -> Header | None:
         """The first header of that key (a repeat is an error the checks report)."""

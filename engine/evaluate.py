@@ -3,7 +3,8 @@
 It knows no rule. Each step carries what runs it (a rule primitive's runner,
 attached by the compiler, or a core step's in engine/steps.py); the order is the
 plan's. Across the periods of a contract year the cap ledger carries what each
-cap has counted.
+cap has counted, and what the account rules carry (engine/account.py). After
+every site, the account phase runs once on the site totals, late lines included.
 
     bill(timeline, usage, period)            # the file mode: one period from usage
     bill_invoice(BillingInputs(...))         # the database mode: the same, with what issued invoices
@@ -15,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from engine.account import AccountResult, account_sheet
 from engine.late import LateDifference, LateUsage, late_difference
 from engine.periods import Period, contract_year_start, periods_between
 from engine.plan import Phase, Plan
-from engine.sheet import CapLedger, Sheet
+from engine.sheet import AccountCounts, CapLedger, Sheet
 from engine.steps import SITE_INACTIVE
 from engine.usage import Tally, UnbilledKey, Usage
 
@@ -51,6 +53,13 @@ class PeriodResult:
     cap_counts_before: dict[tuple[str, str], Decimal] = field(default_factory=dict)   # … when it began
     # Unbilled usage of issued periods reported now: (that period, (reason, site, category), tally), oldest first.
     late_unbilled: tuple[tuple[Period, UnbilledKey, Tally], ...] = ()
+    account: AccountResult | None = None     # the account section, when the version in effect has an account block
+    account_counts: AccountCounts = AccountCounts()          # what the account rules carry, after this period
+    account_counts_before: AccountCounts = AccountCounts()   # … when it began
+
+    @property
+    def total(self) -> Decimal:
+        return sum((site.total for site in self.sites), ZERO) + (self.account.total if self.account else ZERO)
 
 
 @dataclass
@@ -68,7 +77,10 @@ class Evaluation:
         self.unbilled[key].add(tally.quantity, tally.events)
 
 
-def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> PeriodResult:
+def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger,
+               differences: tuple[LateDifference, ...] = ()) -> PeriodResult:
+    """One period: every site's steps, the late lines of `differences` added to the sites, then the account
+    phase on the site totals."""
     terms = plan.terms
     first = max(period.first_day, terms.starts)
     last = min(period.last_day, terms.ends) if terms.ends else period.last_day
@@ -91,7 +103,23 @@ def run_period(plan: Plan, period: Period, cells: dict, ledger: CapLedger) -> Pe
             evaluation.report(SITE_INACTIVE, site.site, category, tally)
         if sheet.active_days > 0:
             results.append(SiteResult(site.site, site.name, tuple(sheet.lines), sheet.total))
-    return PeriodResult(period, plan, results, evaluation.unbilled, dict(ledger.counted))
+    results = _with_late_lines(results, differences)
+    before = ledger.account
+    account = _settle_account(plan, period, results, ledger) if plan.account is not None else None
+    late_unbilled = tuple((difference.period, key, tally)
+                          for difference in differences for key, tally in sorted(difference.unbilled.items()))
+    return PeriodResult(period, plan, results, evaluation.unbilled, dict(ledger.counted),
+                        late_unbilled=late_unbilled, account=account, account_counts=ledger.account,
+                        account_counts_before=before)
+
+
+def _settle_account(plan: Plan, period: Period, sites: list[SiteResult], ledger: CapLedger) -> AccountResult:
+    terms = plan.terms
+    sheet = account_sheet(period, terms.money, terms.starts, terms.ends, ledger,
+                          sum((site.total for site in sites), ZERO))
+    for step in plan.account:
+        step.run(step, sheet)
+    return AccountResult(tuple(sheet.lines), sheet.total)
 
 
 @dataclass(frozen=True)
@@ -132,14 +160,16 @@ class Carried:
 
     period: Period
     cap_counts: dict[tuple[str, str], Decimal]
+    account: AccountCounts = AccountCounts()
 
 
-def bill(timeline: Timeline, usage: Usage, period: Period, carried: Carried | None = None) -> PeriodResult:
+def bill(timeline: Timeline, usage: Usage, period: Period, carried: Carried | None = None,
+         differences: tuple[LateDifference, ...] = ()) -> PeriodResult:
     """One period's result, after running the earlier periods of its contract year for the caps.
 
     With `carried` (the last issued invoice before `period` in the same contract
     year), the caps start from what that invoice counted instead of recomputing
-    the periods up to it.
+    the periods up to it. The late lines of `differences` are billed in `period`.
     """
     timeline.require_billed(period)
     ledger = CapLedger()
@@ -148,11 +178,12 @@ def bill(timeline: Timeline, usage: Usage, period: Period, carried: Carried | No
     first = year_start
     if carried is not None and year_start <= carried.period < period:
         ledger.counted.update(carried.cap_counts)
+        ledger.account = carried.account
         first = carried.period.shift(1)
     for current in periods_between(first, period.shift(-1)):
         run_period(timeline.plan_for(current), current, usage.period(current), ledger)
     before = dict(ledger.counted)
-    result = run_period(timeline.plan_for(period), period, usage.period(period), ledger)
+    result = run_period(timeline.plan_for(period), period, usage.period(period), ledger, differences)
     result.cap_counts_before = before
     return result
 
@@ -172,7 +203,8 @@ def bill_invoice(inputs: BillingInputs) -> PeriodResult:
     """The period's result with every line its invoice shows: its own, then each late period's differences.
 
     What late usage adds to the caps of an earlier period of the same contract
-    year is counted on top of what that period's issued invoice froze.
+    year is counted on top of what that period's issued invoice froze. The account
+    rules count late lines where they are billed: in this period (docs/late-events.md).
     """
     timeline, period = inputs.timeline, inputs.period
     differences = [_late(timeline, late) for late in inputs.late]
@@ -184,8 +216,8 @@ def bill_invoice(inputs: BillingInputs) -> PeriodResult:
             if contract_year_start(timeline.first.terms.starts, difference.period) == year_start:
                 for key, amount in difference.cap_counts.items():
                     counts[key] = counts.get(key, ZERO) + amount
-        carried = Carried(carried.period, counts)
-    return _with_late_lines(bill(timeline, inputs.usage, period, carried), differences)
+        carried = Carried(carried.period, counts, carried.account)
+    return bill(timeline, inputs.usage, period, carried, tuple(differences))
 
 
 def _late(timeline: Timeline, late: LateUsage) -> LateDifference:
@@ -204,11 +236,13 @@ def _combined(*usages: Usage) -> Usage:
     return combined
 
 
-def _with_late_lines(result: PeriodResult, differences: list[LateDifference]) -> PeriodResult:
-    """The result with each late period's lines added to its sites (a site inactive now gets its own entry, after
-    the others), each marked with its period, and each late period's unbilled usage."""
-    sites = {site.site: site for site in result.sites}
-    order = [site.site for site in result.sites]
+def _with_late_lines(results: list[SiteResult], differences: tuple[LateDifference, ...]) -> list[SiteResult]:
+    """The sites with each late period's lines added (a site inactive now gets its own entry, after the others),
+    each marked with its period."""
+    if not differences:
+        return results
+    sites = {site.site: site for site in results}
+    order = [site.site for site in results]
     for difference in differences:
         for site_id, lines in difference.lines.items():
             site = sites.get(site_id)
@@ -218,7 +252,4 @@ def _with_late_lines(result: PeriodResult, differences: list[LateDifference]) ->
             late_for = (site.late_for or (None,) * len(site.lines)) + (difference.period,) * len(lines)
             sites[site_id] = SiteResult(site.site, site.name, site.lines + tuple(lines),
                                         site.total + sum((line.amount for line in lines), ZERO), late_for)
-    late_unbilled = tuple((difference.period, key, tally)
-                          for difference in differences for key, tally in sorted(difference.unbilled.items()))
-    return PeriodResult(result.period, result.plan, [sites[s] for s in order], result.unbilled, result.cap_counts,
-                        result.cap_counts_before, late_unbilled)
+    return [sites[s] for s in order]

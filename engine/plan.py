@@ -21,9 +21,13 @@ class Phase(str, Enum):
     MINIMUM = "minimum"  # true-ups, from the rounded usage lines
     CAP = "cap"          # reductions, from the lines above, counted over the contract year
     TOTAL = "total"      # site total = sum of its lines
+    ACCOUNT = "account"  # once per invoice, after every site: account minimum, account cap, commitment
+    INVOICE_TOTAL = "invoice total"   # the site totals plus the account lines
 
 
 PHASES: tuple[Phase, ...] = tuple(Phase)
+SITE_PHASES: tuple[Phase, ...] = PHASES[: PHASES.index(Phase.TOTAL) + 1]     # what each site runs
+ACCOUNT_PHASES: tuple[Phase, ...] = PHASES[PHASES.index(Phase.ACCOUNT):]     # what the invoice runs after them
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Plan:
     terms: Terms
     steps: tuple[Step, ...]          # contract-wide: the meter's classification of events
     sites: tuple[SitePlan, ...]
+    account: tuple[Step, ...] | None = None   # the `account` block's steps and the invoice total; None without one
     site_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -112,6 +117,10 @@ class Plan:
 
     def site(self, site_id: str) -> SitePlan | None:
         return self.site_index.get(site_id)
+
+    def account_step(self, primitive: str) -> Step | None:
+        """The account block's step of that primitive (`commitment`, …), if it has one."""
+        return next((step for step in self.account or () if step.primitive == primitive), None)
 
 
 def order_steps(steps) -> tuple[Step, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.plan import PHASES, Plan, SitePlan
+from engine.plan import ACCOUNT_PHASES, SITE_PHASES, Plan, SitePlan, Step
 
 
 def plan_json(plan: Plan, site: str | None = None) -> dict:
@@ -17,21 +17,29 @@ def plan_json(plan: Plan, site: str | None = None) -> dict:
         "ends": terms.ends.isoformat() if terms.ends else None,
         "timezone": terms.timezone,
         "contract_version": terms.version,
-        "phases": [p.value for p in PHASES],
+        "phases": [p.value for p in SITE_PHASES],
         "contract_steps": [s.as_dict() for s in plan.steps],
         "sites": [
             {"site": s.site, "name": s.name, "steps": [step.as_dict() for step in s.steps]}
             for s in plan.sites
             if site is None or s.site == site
         ],
+        **({} if plan.account is None else {
+            "account_phases": [p.value for p in ACCOUNT_PHASES],
+            "account": [step.as_dict() for step in plan.account],
+        }),
     }
 
 
 def _site_text(site: SitePlan) -> list[str]:
-    out = [f"site {site.site} \"{site.name}\""]
+    return [f"site {site.site} \"{site.name}\""] + _phases_text(site.steps, SITE_PHASES)
+
+
+def _phases_text(all_steps: tuple[Step, ...], phases) -> list[str]:
+    out = []
     number = 0
-    for phase in PHASES:
-        steps = [s for s in site.steps if s.phase is phase]
+    for phase in phases:
+        steps = [s for s in all_steps if s.phase is phase]
         if not steps:
             continue
         out.append(f"  {phase.value}")
@@ -51,7 +59,7 @@ def plan_text(plan: Plan, site: str | None = None) -> str:
         f"  {terms.money.currency}, amounts rounded {terms.money.rounding} to {terms.money.places} places per line; "
         f"periods are calendar months in {terms.timezone}",
         f"  contract years from {terms.starts.isoformat()} (caps reset each anniversary); ends: {ends}",
-        "  every site, every period, runs its steps in this order: " + " → ".join(p.value for p in PHASES),
+        "  every site, every period, runs its steps in this order: " + " → ".join(p.value for p in SITE_PHASES),
         "",
         "contract",
     ]
@@ -61,4 +69,7 @@ def plan_text(plan: Plan, site: str | None = None) -> str:
         if site is None or site_plan.site == site:
             out.append("")
             out.extend(_site_text(site_plan))
+    if plan.account is not None:
+        out += ["", "account (once per period, after every site: " + " → ".join(p.value for p in ACCOUNT_PHASES) + ")"]
+        out.extend(_phases_text(plan.account, ACCOUNT_PHASES))
     return "\n".join(out) + "\n"

@@ -16,17 +16,28 @@ from engine.usage import Tally
 Pricer = Callable[[Decimal], tuple[Decimal, tuple[TierShare, ...]]]
 
 
+@dataclass(frozen=True)
+class AccountCounts:
+    """What the account rules (spec §4.9) carry from period to period within a contract year."""
+
+    cap: Decimal = Decimal(0)     # what the account cap counted
+    drawn: Decimal = Decimal(0)   # the prepaid commitment's drawdowns: its balance is the commitment less this
+    spent: Decimal = Decimal(0)   # Y: what the periods cost before any commitment (N summed)
+
+
 @dataclass
 class CapLedger:
-    """What each cap counted so far in the contract year, per (site, scope as written)."""
+    """What each cap counted so far in the contract year, per (site, scope as written), and the account's counts."""
 
     year_start: Period | None = None
     counted: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    account: AccountCounts = AccountCounts()
 
     def enter_year(self, year_start: Period) -> None:
         if year_start != self.year_start:
             self.year_start = year_start
             self.counted.clear()
+            self.account = AccountCounts()
 
     def before(self, site: str, scope_key: str) -> Decimal:
         return self.counted.get((site, scope_key), Decimal(0))

@@ -5,7 +5,8 @@ currency's minor-unit places). After a site's lines comes its `site total` row;
 after the last site, one `invoice total` row per entry of the invoice's totals,
 named in the `description` column (`usage`, `minimum`, `cap`, …, `total`), so that
 `SUMIFS(amount, kind, "usage")` can be checked against the row of kind
-`invoice total` and description `usage`. What was not billed follows as
+`invoice total` and description `usage`. An invoice with an account section
+lists its lines (no site) and an `account total` row before the invoice totals. What was not billed follows as
 `not billed` rows, with no amount.
 
     invoice,site,site_name,kind,categories,description,quantity,unit_price,...
@@ -33,7 +34,8 @@ from invoicing.invoice import Invoice
 COLUMNS = (
     "invoice", "period", "currency", "site", "site_name", "kind", "categories", "description",
     "quantity", "events", "unit_price", "commitment", "commitment_unit", "limit", "counted_before",
-    "in_scope", "amount", "billed", "explanation", "contract_line",
+    "in_scope", "spent", "balance_before", "balance_after", "expiring", "amount", "billed", "explanation",
+    "contract_line",
 )
 DRAFT = "DRAFT"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -98,6 +100,10 @@ def render_csv(invoice: Invoice, *, number: str | None = None) -> str:
         for line in site.lines:
             writer.writerow(where | _line_row(line, invoice.money))
         writer.writerow(where | {"kind": "site total", "amount": fmt(site.total)})
+    if invoice.account is not None:
+        for line in invoice.account.lines:
+            writer.writerow(common | _line_row(line, invoice.money))
+        writer.writerow(common | {"kind": "account total", "amount": fmt(invoice.account.total)})
     for key, amount in invoice.totals.items():
         writer.writerow(common | {"kind": "invoice total", "description": key, "amount": fmt(amount)})
     for group in invoice.unbilled:

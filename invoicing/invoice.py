@@ -3,7 +3,9 @@
 Totals are computed here from the lines and nowhere else: a site's total is the
 sum of its lines, each kind's total the sum of that kind's lines over all
 sites (every registered kind has its entry, in the order kinds were registered,
-engine/lines.py), and the invoice total the sum of the site totals.
+engine/lines.py), and the invoice total the sum of the site totals plus the
+account lines (spec §4.9; `account` is an entry only when the invoice has an
+account section).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from engine.account import AccountResult
+from engine.account_lines import ACCOUNT
 from engine.evaluate import PeriodResult, SiteResult
 from engine.lines import kind_of, totals_titles
 from engine.money import Money, format_quantity
@@ -42,16 +46,26 @@ class Invoice:
     contract_version: str
     sites: tuple[SiteResult, ...]
     unbilled: tuple[UnbilledGroup, ...]
+    account: AccountResult | None = None   # the account section: lines over all sites together
 
     @property
     def totals(self) -> dict[str, Decimal]:
-        """Each registered kind's `totals` entry (the sum of its lines over all sites), then the total."""
+        """Each registered kind's `totals` entry (the sum of its lines), then the total: the site totals plus
+        the account lines."""
         totals = dict.fromkeys(totals_titles(), ZERO)
-        for site in self.sites:
-            for line in site.lines:
-                totals[kind_of(line).totals_key] += line.amount
-        totals["total"] = sum((s.total for s in self.sites), ZERO)
+        if self.account is None:
+            del totals[ACCOUNT]
+        for line in self.lines():
+            totals[kind_of(line).totals_key] += line.amount
+        totals["total"] = sum((s.total for s in self.sites), ZERO) + (self.account.total if self.account else ZERO)
         return totals
+
+    def lines(self):
+        """Every line: each site's, then the account's."""
+        for site in self.sites:
+            yield from site.lines
+        if self.account is not None:
+            yield from self.account.lines
 
 
 def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str], Tally] | None = None) -> Invoice:
@@ -78,6 +92,7 @@ def build_invoice(result: PeriodResult, extra_unbilled: dict[tuple[str, str, str
         contract_version=terms.version,
         sites=tuple(result.sites),
         unbilled=unbilled,
+        account=result.account,
     )
 
 
@@ -125,6 +140,10 @@ def invoice_json(invoice: Invoice) -> dict:
             }
             for site in invoice.sites
         ],
+        **({} if invoice.account is None else {"account": {
+            "lines": [line_json(line, money) for line in invoice.account.lines],
+            "total": money.format(invoice.account.total),
+        }}),
         "totals": {kind: money.format(amount) for kind, amount in invoice.totals.items()},
         "unbilled": [_unbilled_json(group) for group in invoice.unbilled],
     }

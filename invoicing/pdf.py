@@ -1,7 +1,8 @@
 """The invoice as a PDF: templates/invoice.html, filled by Jinja2 and laid out by WeasyPrint.
 
 Every figure printed is one of the invoice object's own — a line's amount, a
-site's total (`SiteResult.total`), the totals by kind (`Invoice.totals`) —
+site's total (`SiteResult.total`), the account section's lines and total, the
+totals by kind (`Invoice.totals`) —
 formatted with Babel for a locale and the currency's places. The template only
 lays them out. Before anything is laid out, `verify` reads the formatted
 figures back and adds them up the way the verification page says they add up;
@@ -27,6 +28,7 @@ from babel import Locale
 from babel.dates import format_date, format_interval, format_skeleton
 from babel.numbers import format_currency, format_decimal, parse_decimal
 
+from engine.account_lines import ACCOUNT
 from engine.lines import Row, kind_of, totals_titles
 from engine.money import Money
 from invoicing.invoice import Invoice
@@ -115,6 +117,14 @@ class SiteSection:
 
 
 @dataclass(frozen=True)
+class AccountSection:
+    """The lines over all sites together (spec §4.9), and their total."""
+
+    lines: tuple[LineRow, ...]
+    total: str
+
+
+@dataclass(frozen=True)
 class Check:
     """One sum on the verification page: printed figures added up, and the printed figure the sum must equal."""
 
@@ -163,9 +173,18 @@ def _line_row(line, numbers: Numbers) -> LineRow:
                    numbers.amount(row.amount), tiers, _note(row, numbers))
 
 
-def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers) -> Verification:
-    """Add up the printed figures; raise InconsistentInvoice, naming every sum that fails, if any does not agree."""
-    titles = totals_titles()
+def _titles(totals: dict[str, str]) -> dict[str, str]:
+    """The titles of the invoice's totals entries (`account` only on an invoice with an account section)."""
+    return {kind: title for kind, title in totals_titles().items() if kind in totals}
+
+
+def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers,
+           account: AccountSection | None = None) -> Verification:
+    """Add up the printed figures; raise InconsistentInvoice, naming every sum that fails, if any does not agree.
+    With an account section: its lines add up to its total, which is the totals' `account`, and the site totals
+    plus the account lines add up to the total due."""
+    every = _titles(totals)
+    titles = {kind: title for kind, title in every.items() if kind != ACCOUNT}
     problems, rows = [], []
     columns = dict.fromkeys(titles, ZERO)
     site_totals = ZERO
@@ -183,8 +202,15 @@ def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numb
     stated = {key: numbers.parse(text) for key, text in totals.items()}
     count = f"{len(sites)} site{'' if len(sites) == 1 else 's'}"
     sums = [(f"{title} of the {count}", columns[kind], title, kind) for kind, title in titles.items()]
-    sums.append((f"Totals of the {count}", site_totals, "Total due", "total"))
-    sums.append((" + ".join(titles.values()).capitalize(), sum(stated[kind] for kind in titles), "Total due", "total"))
+    if account is None:
+        sums.append((f"Totals of the {count}", site_totals, "Total due", "total"))
+    else:
+        account_sum = sum((numbers.parse(line.amount) for line in account.lines), ZERO)
+        sums.append(("Account lines", account_sum, "Account total", "account section"))
+        sums.append(("Account lines", account_sum, every[ACCOUNT], ACCOUNT))
+        sums.append((f"Totals of the {count} + account lines", site_totals + account_sum, "Total due", "total"))
+        stated["account section"], totals = numbers.parse(account.total), {**totals, "account section": account.total}
+    sums.append((" + ".join(every.values()).capitalize(), sum(stated[kind] for kind in every), "Total due", "total"))
     for added, value, printed, key in sums:
         if value != stated[key]:
             problems.append(f"{added.lower()} add up to {numbers.amount(value)}, {printed.lower()} is {totals[key]}")
@@ -224,8 +250,10 @@ def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "
                     numbers.amount(site.total))
         for site in invoice.sites
     )
+    account = None if invoice.account is None else AccountSection(
+        tuple(_line_row(line, numbers) for line in invoice.account.lines), numbers.amount(invoice.account.total))
     totals = {key: numbers.amount(value) for key, value in invoice.totals.items()}
-    verification = verify(sites, totals, numbers)
+    verification = verify(sites, totals, numbers, account)
     period = invoice.period
     return dict(
         invoice=invoice,
@@ -240,9 +268,12 @@ def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "
         period_days=format_interval(period.first_day, period.last_day, "yMMMd", locale=numbers.locale),
         year_start=numbers.date(invoice.starts_year.first_day),
         sites=sites,
+        sites_total=numbers.amount(sum((site.total for site in invoice.sites), ZERO)),
+        account=account,
         totals=totals,
         total_due=numbers.currency(invoice.totals["total"]),
-        kinds=totals_titles(),
+        kinds=_titles(totals),
+        site_kinds={kind: title for kind, title in _titles(totals).items() if kind != ACCOUNT},
         verification=verification,
         unbilled=[(group, numbers.quantity(group.quantity)) for group in invoice.unbilled],
     )

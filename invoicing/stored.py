@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from engine.account import AccountResult
 from engine.evaluate import SiteResult
 from engine.lines import line_kind
 from engine.money import Money
@@ -31,6 +32,9 @@ def invoice_from_document(document: dict, *, timezone: str) -> Invoice:
     """The invoice object of a stored document; `timezone` is its contract's."""
     sites = tuple(SiteResult(site["site"], site["name"], tuple(_line(line) for line in site["lines"]),
                              Decimal(site["total"])) for site in document["sites"])
+    account = document.get("account")
+    if account is not None:
+        account = AccountResult(tuple(_line(line) for line in account["lines"]), Decimal(account["total"]))
     unbilled = tuple(UnbilledGroup(group["reason"], group["site"], group["category"], group["events"],
                                    Decimal(group["quantity"])) for group in document["unbilled"])
     return Invoice(
@@ -43,4 +47,5 @@ def invoice_from_document(document: dict, *, timezone: str) -> Invoice:
         contract_version=document["contract_version"],
         sites=sites,
         unbilled=unbilled,
+        account=account,
     )

@@ -47,8 +47,14 @@ def render_text(invoice: Invoice) -> str:
             out += _line_rows(kind_of(line).row(line, money), fmt)
         out.append(_row(f"  Total {site.site}", fmt(site.total)))
         out.append("")
+    if invoice.account is not None:
+        out.append("Account (all sites together)")
+        for line in invoice.account.lines:
+            out += _line_rows(kind_of(line).row(line, money), fmt)
+        out.append(_row("  Total account", fmt(invoice.account.total)))
+        out.append("")
     totals = invoice.totals
-    out += [_row(title, fmt(totals[key])) for key, title in totals_titles().items()]
+    out += [_row(title, fmt(totals[key])) for key, title in totals_titles().items() if key in totals]
     out.append(_row(f"Total {money.currency}", fmt(totals["total"])))
     if invoice.unbilled:
         out += ["", "Not billed:"]

@@ -6,6 +6,7 @@
     diagnostics.py  spans and diagnostics: what is wrong, and where
     pricing.py      what the three price primitives share: amounts, tiers, the rate step
     scoped.py       what primitives whose rule names a scope (`on all`, `on a, b`) share
+    account_amounts.py  what the `account` block's rules share: the checks of their amounts
 
 and one module per primitive, listed in registry.MODULES.
 

@@ -55,7 +55,7 @@ def governs_nothing(node) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Primitive:
     name: str      # the grammar alternative (`-> name`) and the step's name in a plan
-    kind: str      # price | minimum | cap | toggle | window | allowance
+    kind: str      # price | minimum | cap | toggle | window | allowance | account_minimum | account_cap | commitment
     build: Callable[[list, Span], Any]
     steps: Callable[[Any, tuple[str, ...], Context], Iterable[Step]]
     run: Callable[[Step, Any], None]
@@ -70,5 +70,6 @@ class Primitive:
     stops_billing: bool = False  # its categories are not billed where it is in force (`disable`)
     inside_caps: bool = False    # a cap counts its lines only if its scope is inside the cap's: it may not straddle one
     cap_limit: Callable[[Any], Decimal] | None = None       # what it limits its scope to per contract year (a cap)
-    monthly_spend: Callable[[Any], Decimal] | None = None   # the spend it commits a site to each month
+    monthly_spend: Callable[[Any], Decimal] | None = None   # the spend it commits a site (or the account) to monthly
+    yearly_commitment: Callable[[Any], Decimal] | None = None   # what it commits the account to per contract year
     when_disabled: str = ""      # what becomes of it where all its categories are disabled (a warning says so)

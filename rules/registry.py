@@ -8,9 +8,12 @@ look here: each compiled step carries its primitive's runner.
 from __future__ import annotations
 
 from rules import (
+    account_cap,
+    account_minimum,
     activity_window,
     cap,
     category_toggle,
+    commitment,
     flat_rate,
     graduated,
     included_units,
@@ -30,6 +33,9 @@ MODULES = (
     category_toggle,
     activity_window,
     included_units,
+    account_minimum,
+    account_cap,
+    commitment,
 )
 
 _REGISTRY: dict[str, Primitive] = {p.name: p for module in MODULES for p in module.PRIMITIVES}

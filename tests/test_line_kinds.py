@@ -1,6 +1,7 @@
 """The registry of line kinds (engine/lines.py): every kind declared completely, and no kind guessed.
 
-Each registered kind is tried on the lines the worked examples really produce (tests/fixtures/examples): its
+Each registered kind is tried on the lines the worked examples really produce (tests/fixtures/examples, and
+tests/fixtures/examples-account for the account section's kinds): its
 JSON goes there and back, its row carries the line's amount, a late difference of a line against itself is
 nothing, and the lines of a correct invoice break none of its invariants. A kind nobody registered stops every
 renderer with an error that names it.
@@ -9,6 +10,7 @@ renderer with an error that names it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from billing.contracts import build_timeline, compile_versions, parse_version_spec
 from dsl.compile import compile_file
 from engine.evaluate import SiteResult, Timeline, bill
 from engine.lines import (CapLine, LineKind, Row, UnknownLineKind, UsageLine, kind_of, line_kind, line_kinds,
@@ -28,8 +31,11 @@ from metering.aggregate import meter
 from rules.registry import registry
 
 EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "examples"
+ACCOUNT_EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "examples-account"
 PERIODS = {"acme-health": ("2026-05", "2026-06", "2026-07"),
            "northwind-cap": ("2026-03", "2026-04", "2026-05", "2027-01", "2027-02")}
+ACCOUNT_PERIODS = {"globex-account": ("2026-01", "2026-05", "2026-06", "2026-12"),
+                   "initech-commit": ("2027-02",)}
 
 
 @cache
@@ -43,11 +49,25 @@ def _invoice(name: str, period: str):
     return build_invoice(result, metered.unbilled.period(until))
 
 
+@cache
+def _account_invoice(name: str, period: str):
+    """The invoice of an account example, with its versions (args.json) as the file mode puts them together."""
+    case = ACCOUNT_EXAMPLES / name
+    args = json.loads((case / "args.json").read_text())
+    specs = [parse_version_spec(str(case / spec)) for spec in args["contracts"]]
+    timeline = build_timeline(compile_versions(specs))
+    terms = timeline.first.terms
+    until = Period.parse(period)
+    metered = meter([str(case / args["events"])], terms.contract_id, ZoneInfo(terms.timezone),
+                    lambda rejection: None, until=until)
+    return build_invoice(bill(timeline, metered.usage, until), metered.unbilled.period(until))
+
+
 def _examples(kind: LineKind) -> list:
     """(money, line) for each line of `kind` on the worked examples' invoices."""
-    return [(invoice.money, line) for name, periods in PERIODS.items() for period in periods
-            for invoice in [_invoice(name, period)] for site in invoice.sites for line in site.lines
-            if line.kind == kind.name]
+    invoices = [_invoice(name, period) for name, periods in PERIODS.items() for period in periods]
+    invoices += [_account_invoice(name, period) for name, periods in ACCOUNT_PERIODS.items() for period in periods]
+    return [(invoice.money, line) for invoice in invoices for line in invoice.lines() if line.kind == kind.name]
 
 
 @pytest.mark.parametrize("kind", line_kinds(), ids=lambda kind: kind.name)

@@ -157,7 +157,7 @@ def invoice(discount_registered):
 
 def test_the_primitive_and_its_kind_are_found_while_registered_and_gone_after(discount_registered):
     assert primitive("discount") is DISCOUNT and line_kind("discount") is DISCOUNT_KIND
-    assert list(totals_titles()) == ["usage", "minimum", "cap", "discount"]
+    assert list(totals_titles()) == ["usage", "minimum", "cap", "account", "discount"]
 
 
 def test_the_json_has_the_line_and_its_total(invoice):
