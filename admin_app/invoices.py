@@ -267,10 +267,7 @@ def _step(invoice_id: int, action: str, run, done: str, form: FlaskForm | None =
     except Refused as refused:
         db_session().rollback()
         _record_refusal(f"invoice.{action}", invoice, refused.refusal)
-        if beside_field(form, refused.refusal):   # the form again, with what was typed
-            forms = {"void": VoidForm(formdata=None), "credit": CreditForm(formdata=None), action: form}
-            return _page(_visible_or_404(invoice_id, f"invoice.{action}"), action, forms, 400)
-        flash(not_done(refused.refusal), "error")
+        flash(not_done(refused.refusal), "error")   # a void's reason is checked by its form before the step
         return redirect(url_for("invoices.show", invoice_id=invoice_id))
     db_session().commit()
     flash(done.format(number=row.number), "done")

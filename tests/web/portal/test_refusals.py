@@ -106,7 +106,7 @@ WEB_ELSEWHERE = {
     "backtest-period-refused": "tests/db/test_whatif.py",
     "wrong-code": "tests/web/portal/test_signin.py", "used-code": "tests/web/portal/test_signin.py",
     "locked": "tests/web/portal/test_signin.py", "disabled": "tests/web/portal/test_signin.py",
-    "too-many-attempts": "tests/web/portal/test_signin.py",
+    "too-many-attempts": "tests/web/portal/test_signin.py", "slow-down": "tests/web/portal/test_signin.py",
 }
 # Previews answer with a fragment for the editor: the refusal is marked with the field it concerns.
 PREVIEW_CASES = {
