@@ -2,7 +2,8 @@
 
 A version with `@YYYY-MM` is in effect from that period on; the one without is
 in effect from the contract's start. All versions must be the same contract
-with the same `starts`, `timezone` and currency (caps count money across them).
+with the same `starts`, `timezone` and currency (caps count money across them),
+and a version may change the account's `commit` only from a contract year's start.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from dsl.compile import Compiled, compile_file
+from engine.account import commitment_refused_until, describe_commitment
 from engine.evaluate import Timeline
 from engine.periods import Period
 
@@ -79,4 +81,17 @@ def build_timeline(compiled: list[tuple[VersionSpec, Compiled]]) -> Timeline:
             raise InputError(f"{spec.path}: two versions take effect in {effective} ({seen[effective]} and {spec.path})")
         seen[effective] = spec.path
         versions.append((effective, result.plan))
+    _check_commitments(sorted(zip(versions, (spec.path for spec, _ in compiled)), key=lambda v: v[0][0]), base.starts)
     return Timeline(tuple(versions))
+
+
+def _check_commitments(ordered: list, starts) -> None:
+    """Raises InputError for a version that changes the `commit` other than at a contract year's start."""
+    for ((_, before), _), ((effective, plan), path) in zip(ordered, ordered[1:]):
+        earliest = commitment_refused_until(starts, before, plan, effective)
+        if earliest is not None:
+            raise InputError(
+                f"{path}@{effective}: this version changes the account's commit ({describe_commitment(before)} "
+                f"before, {describe_commitment(plan)} here), which can change only at the start of a contract "
+                f"year; it could take effect from {earliest}"
+            )

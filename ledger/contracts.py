@@ -8,7 +8,8 @@
 A contract's first version is in effect from its `starts`. A later one takes
 effect at a period boundary: by default the next one after today (in the
 contract's time zone), or the `effective` period given, which no issued invoice
-may cover. Saving again for a period that already has a version replaces it
+may cover, and that changes the account's `commit` only at a contract year's
+start. Saving again for a period that already has a version replaces it
 (sqlalchemy-continuum keeps the replaced text); saving the text of the version
 already in effect then changes nothing.
 """
@@ -25,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dsl.compile import Compiled, compile_source
+from engine.account import commitment_refused_until, describe_commitment
 from engine.evaluate import Timeline
 from engine.periods import Period
 from engine.refusal import Refusal, Refused
@@ -124,6 +126,7 @@ def save_contract(
             f"from {issued.shift(1)} at the earliest; nothing saved", field="effective",
             params={**asked, "issued": issued, "earliest": issued.shift(1)}))
 
+    _check_commitment(contract, compiled, target, asked)
     in_effect = _version_in_effect(contract.versions, target)
     if in_effect is not None and in_effect.sha256 == terms.version:
         return Saved("unchanged", contract.id, in_effect.effective, terms.version, VersionInfo.of(in_effect))
@@ -135,6 +138,28 @@ def save_contract(
         return Saved("replaced", contract.id, target, terms.version, replaced)
     session.add(ContractVersion(contract=contract, effective=target, **row))
     return Saved("saved", contract.id, target, terms.version, None)
+
+
+def _check_commitment(contract: Contract, compiled: Compiled, target: Period, asked: dict) -> None:
+    """Refuses a version that changes the `commit` at `target` (from the version before it), or whose `commit`
+    the next version would change, other than at a contract year's start."""
+    others = [v for v in contract.versions if v.effective != target]
+    before = _version_in_effect(others, target)
+    after = min((v for v in others if v.effective > target), key=lambda v: v.effective, default=None)
+    plan = compiled.plan
+    pairs = [(compiled_text(before.text, "before").plan if before else None, plan, target)]
+    if after is not None:
+        pairs.append((plan, compiled_text(after.text, "after").plan, after.effective))
+    for earlier, later, effective in pairs:
+        if later is None:   # a stored version that no longer compiles: loading the contract says so
+            continue
+        earliest = commitment_refused_until(contract.starts, earlier, later, effective)
+        if earliest is not None:
+            raise Refused(Refusal(
+                "commit-mid-year", f"a version in effect from {effective} would change the account's commit "
+                f"({describe_commitment(earlier)} before, {describe_commitment(later)} then), which can change "
+                f"only at the start of a contract year; it could take effect from {earliest}; nothing saved",
+                field="effective", params={**asked, "earliest": earliest}))
 
 
 def _version_in_effect(versions: list[ContractVersion], period: Period) -> ContractVersion | None:

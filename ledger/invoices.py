@@ -2,7 +2,9 @@
 
 An issued invoice keeps its document, the contract version it was computed
 with, and its caps' counts at the start and at the end of its period (exact
-decimal strings), so that
+decimal strings: a row [site, scope, amount] per site cap, and a row [name,
+amount] per figure the account rules carry: the account cap's count, the
+commitment's drawdowns and the year's spend), so that
 
 - a later period of the same contract year starts its caps from the last issued
   counts instead of recomputing (engine.evaluate.Carried), and
@@ -19,18 +21,30 @@ from sqlalchemy.orm import Session
 
 from engine.evaluate import Carried
 from engine.periods import Period
+from engine.sheet import AccountCounts
 from ledger.models import Invoice, InvoiceVoid, in_force
 from storage.types import decimal_text
 
 CapCounts = dict[tuple[str, str], Decimal]   # (site, cap scope as written) → counted in the contract year
 
 
-def counts_json(counts: CapCounts) -> list[list[str]]:
-    return [[site, scope, decimal_text(amount)] for (site, scope), amount in sorted(counts.items())]
+# The account's figures as an issued invoice freezes them, each in a row of two: [name, amount].
+ACCOUNT_ROWS = {"account cap": "cap", "commitment drawn": "drawn", "year spend": "spent"}
+
+
+def counts_json(counts: CapCounts, account: AccountCounts | None = None) -> list[list[str]]:
+    rows = [[site, scope, decimal_text(amount)] for (site, scope), amount in sorted(counts.items())]
+    if account is not None and account != AccountCounts():
+        rows += [[name, decimal_text(getattr(account, field))] for name, field in ACCOUNT_ROWS.items()]
+    return rows
 
 
 def counts_from_json(rows: list[list[str]]) -> CapCounts:
-    return {(site, scope): Decimal(amount) for site, scope, amount in rows}
+    return {(row[0], row[1]): Decimal(row[2]) for row in rows if len(row) == 3}
+
+
+def account_counts_from_json(rows: list[list[str]]) -> AccountCounts:
+    return AccountCounts(**{ACCOUNT_ROWS[name]: Decimal(amount) for name, amount in (r for r in rows if len(r) == 2)})
 
 
 def issued_invoices(session: Session, customer: str) -> dict[Period, Invoice]:
@@ -44,7 +58,7 @@ def carried_into(issued: dict[Period, Invoice], year_start: Period, period: Peri
     if not before:
         return None
     last = max(before)
-    return Carried(last, counts_from_json(issued[last].cap_counts))
+    return Carried(last, counts_from_json(issued[last].cap_counts), account_counts_from_json(issued[last].cap_counts))
 
 
 def next_open(issued: dict[Period, Invoice], after: Period, last: Period | None) -> Period | None:

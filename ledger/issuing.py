@@ -1,4 +1,4 @@
-"""Recording an issued invoice: the document and what its caps counted, frozen.
+"""Recording an issued invoice: the document and what its caps and its account rules counted, frozen.
 
 Just enough for the database mode's rules (caps count what issued invoices
 counted; usage that arrives for an issued period is late). The invoice lifecycle
@@ -54,8 +54,8 @@ def computed_fields(computed: ComputedInvoice) -> dict:
     return {
         "document": computed.document,
         "contract_sha": computed.result.plan.terms.version,
-        "cap_counts_before": counts_json(computed.result.cap_counts_before),
-        "cap_counts": counts_json(computed.result.cap_counts),
+        "cap_counts_before": counts_json(computed.result.cap_counts_before, computed.result.account_counts_before),
+        "cap_counts": counts_json(computed.result.cap_counts, computed.result.account_counts),
         "usage_hash": computed.usage_hash,
     }
 

@@ -393,8 +393,19 @@ def invariants(context: _Context) -> list[Finding]:
                 continue
             for broken in kind.invariants(kind.from_json(line)):
                 holds(broken.rule, site["site"], broken.expected, broken.found, broken.detail)
+    account = document.get("account")
+    if account is not None:   # the account section's lines (spec §4.9): their sum, their kinds' invariants
+        holds("account lines sum to the account total", "", sum((Decimal(l["amount"]) for l in account["lines"]), ZERO),
+              Decimal(account["total"]), f"{len(account['lines'])} lines")
+        for line in account["lines"]:
+            kind = line_kind(line["kind"])
+            kinds[kind.totals_key] = kinds.get(kind.totals_key, ZERO) + Decimal(line["amount"])
+            for broken in kind.invariants(kind.from_json(line)):
+                holds(broken.rule, "", broken.expected, broken.found, broken.detail)
     totals = document["totals"]
-    holds("site totals sum to the invoice total", "", sum((Decimal(s["total"]) for s in document["sites"]), ZERO),
+    holds("site totals sum to the invoice total" if account is None else
+          "site totals and account lines sum to the invoice total", "",
+          sum((Decimal(s["total"]) for s in document["sites"]), ZERO) + Decimal(account["total"] if account else 0),
           Decimal(totals["total"]), f"{len(document['sites'])} sites")
     for kind, amount in sorted(kinds.items()):
         holds(f"{kind} lines sum to the {kind} total", "", amount, Decimal(totals.get(kind, "0")))

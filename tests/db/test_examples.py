@@ -1,4 +1,5 @@
-"""File mode and database mode print the same invoice for every worked example (interfaces §2).
+"""File mode and database mode print the same invoice for every worked example (interfaces §2), those of the
+account block (tests/fixtures/examples-account) included.
 
 The one difference the interface allows: exact duplicates are routine retries for a
 system of record, so the database mode leaves them out of `unbilled`.
@@ -12,7 +13,9 @@ import pytest
 
 from .conftest import EXAMPLES
 
-CASES = [(case.name, period) for case in sorted(EXAMPLES.iterdir()) if (case / "args.json").exists()
+FOLDERS = {case.name: case for examples in (EXAMPLES, EXAMPLES.with_name("examples-account"))
+           for case in sorted(examples.iterdir()) if (case / "args.json").exists()}
+CASES = [(name, period) for name, case in FOLDERS.items()
          for period in json.loads((case / "args.json").read_text())["periods"]]
 
 
@@ -27,7 +30,7 @@ def _file_mode_without_duplicates(cli, case, args, period) -> dict:
 
 @pytest.mark.parametrize("name", sorted({name for name, _ in CASES}))
 def test_database_mode_prints_the_file_mode_invoice(cli, name):
-    case = EXAMPLES / name
+    case = FOLDERS[name]
     args = json.loads((case / "args.json").read_text())
     assert cli("db", "upgrade")[0] == 0
     for spec in args["contracts"]:

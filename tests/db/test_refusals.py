@@ -60,6 +60,10 @@ CASES = {
     "period-issued": ((CLOSE, APPROVE, ISSUE), ("contract", "save", "amended.pricing", "--effective", "2026-05"), [
         "--effective 2026-05: the invoice for 2026-05 is already issued, so a new version can take effect from "
         "2026-06 at the earliest; nothing saved"]),
+    "commit-mid-year": ((), ("contract", "save", "committed.pricing", "--effective", "2026-06"), [
+        "--effective 2026-06: a version in effect from 2026-06 would change the account's commit (no commit before, "
+        "commit 1000.00 yearly prepaid then), which can change only at the start of a contract year; it could take "
+        "effect from 2027-01; nothing saved"]),
     "kept-term": ((), ("contract", "save", "paris.pricing", "--effective", "2026-06"), [
         "a new version must keep the contract's timezone (Europe/London in the database, Europe/Paris here)"]),
     "stored-version-invalid": ((), ("invoice", *MAY), ["the stored version tiny@2026-01 no longer compiles"]),
@@ -110,6 +114,8 @@ def tiny(cli, tmp_path):
     (tmp_path / "tiny.pricing").write_text(TINY, encoding="utf-8")
     (tmp_path / "other.pricing").write_text(TINY.replace('contract "tiny"', 'contract "other"'), encoding="utf-8")
     (tmp_path / "amended.pricing").write_text(TINY.replace("rate 1.00", "rate 1.10"), encoding="utf-8")
+    (tmp_path / "committed.pricing").write_text(TINY[: TINY.rindex("}")] + "    account { commit 1_000.00 yearly prepaid }\n}\n",
+                                                encoding="utf-8")
     (tmp_path / "paris.pricing").write_text(TINY.replace("Europe/London", "Europe/Paris"), encoding="utf-8")
     assert cli("contract", "save", "tiny.pricing")[0] == 0
     write_lines(tmp_path / "may.jsonl", [event(n, f"2026-05-{1 + n:02d}T10:00:00Z", "3") for n in range(20)])
