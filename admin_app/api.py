@@ -39,18 +39,20 @@ from admin_app.access import api_key_route, public
 from admin_app.auth import csrf
 from admin_app.openapi import BATCH, EITHER, FORBIDDEN, LATE, SINGLE, STATUSES
 from identity.apikeys import ApiKey, find_api_key
-from ingest.pipeline import ACCEPTED, Outcome, ingest_events
+from ingest.pipeline import ACCEPTED, Ingestion, Outcome
 from metering.events import Event, Rejection, decode_event_array, decode_json_event
 from storage import db
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
+INGESTION = "billing.ingestion"   # app.extensions: the app's ingest pipeline (what requests learn, kept)
 _BATCH = msgspec.json.Decoder(list[msgspec.Raw])
 _ENCODE = msgspec.json.Encoder().encode
 _CUSTOMER_OF, _SOURCE_OF = attrgetter("data.customer"), attrgetter("source")
 
 
 def init_app(app: Flask) -> None:
+    app.extensions[INGESTION] = Ingestion()
     csrf.exempt(blueprint)   # the portal's CSRFProtect guards browser forms; a bearer key is no cookie
 
 
@@ -95,8 +97,9 @@ def post_events():
 
     items = _in_scope(decoded, key)
     try:
+        ingestion = current_app.extensions[INGESTION]
         results = [_result(index, decoded[index], outcome) for index, _, outcome
-                   in ingest_events(sessions, items, batch_size=max(1, len(items)))]
+                   in ingestion.ingest_items(sessions, items, max(1, len(items)))]
     except DBAPIError as exc:
         return _database_failed(exc)
     summary = Counter({status: 0 for status in STATUSES})

@@ -82,11 +82,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(server: subprocess.Popen, port: int, timeout: float = 60) -> None:
+def wait_until_serving(server: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"billing serve stopped: {server.stderr.read().decode()}")
+            raise SystemExit(f"billing serve stopped: {log.read_text(errors='replace')}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -182,12 +182,15 @@ def run_backend(name: str, url: str, bodies: list[bytes], args, workdir: Path) -
     key = billing("apikey", "create", "--customer", gen_workload.CONTRACT_ID, "--source", SOURCE,
                   env=env, cwd=workdir).strip()
     port = free_port()
-    server = subprocess.Popen([str(BIN / "billing"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--threads", str(args.threads)], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its log (a line a request) goes to a file: a pipe nobody reads would fill, and stop the server
+    log = workdir / f"serve-{name}.log"
+    with log.open("wb") as written:
+        server = subprocess.Popen([str(BIN / "billing"), "serve", "--host", "127.0.0.1", "--port", str(port),
+                                   "--threads", str(args.threads)], env=env, cwd=workdir,
+                                  stdout=subprocess.DEVNULL, stderr=written)
     rows = []
     try:
-        wait_until_serving(server, port)
+        wait_until_serving(server, port, log)
         for round_name in ("new events", "re-sent (duplicates)"):
             totals = post_all(port, key, bodies, args.clients, args.seconds)
             rows.append({"backend": name, "round": round_name, **totals,

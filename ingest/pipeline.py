@@ -109,7 +109,7 @@ def ingest_events(
     if isinstance(items, EventFile):
         return (item for batch in ingest_file(session_factory, items.path, batch_size=batch_size, clock=clock)
                 for item in zip(batch.lines, batch.items, batch.outcomes))
-    return _Ingestion(clock).ingest_items(session_factory, items, batch_size or BATCH_EVENTS)
+    return Ingestion(clock).ingest_items(session_factory, items, batch_size or BATCH_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +129,17 @@ def ingest_file(session_factory: sessionmaker, path: str | Path, *, batch_size: 
     """A `.jsonl` or `.csv` file, read by a worker process, as `ingest_events(sessions, read_events(path))`,
     a batch at a time. `reader`: the file's reader, started already (before the database was opened); else
     one is started here, with `batch_size` and `clock`."""
-    return _Ingestion(clock).ingest_file(session_factory, str(path), batch_size or FILE_BATCH_EVENTS, reader)
+    return Ingestion(clock).ingest_file(session_factory, str(path), batch_size or FILE_BATCH_EVENTS, reader)
 
 
-class _Ingestion:
-    """What stays known across batches: the contracts' time zones, and whether the last batch met repeats."""
+class Ingestion:
+    """What stays known across batches: the contracts' time zones, and whether the last batch met repeats.
 
-    def __init__(self, clock: Callable[[], dt.datetime]):
+    `ingest_events` makes one for each call; the event API keeps one for the app, so that a request finds what
+    the ones before it learnt (a client re-sending its batches: look the keys up first). Only hints are kept,
+    so requests in several threads may share it."""
+
+    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)):
         self.clock = clock
         self.zones: dict[str, str] = {}
         self.repeats_seen = False
@@ -199,11 +203,11 @@ class _Ingestion:
         stored = stored_events(connection, sorted({(event.source, event.id) for _, event in repeats}))
         conflicts = []
         for index, event in repeats:
-            differing = differences(stored[(event.source, event.id)], event)
-            if not differing:
+            first, data = stored[(event.source, event.id)], event.data
+            if first == (event.time, data.customer, data.site, data.category, data.quantity):
                 outcomes[index] = _DUPLICATE
                 continue
-            data = event.data
+            differing = differences(first, event)
             day = self._day(event)
             late = (day.year, day.month) in issued[data.customer]
             outcomes[index] = Outcome(CONFLICT, late=late,
@@ -276,8 +280,8 @@ class _Ingestion:
         self.repeats_seen = left_out != known   # repeats the look-up did not expect: stored before the ingest
         if left_out == known:
             usage = _split_late(sums, late_months)
-            repeats += [(candidates[row], _event_of_row(rows, row)) for row, identity, _, _ in suspects
-                        if identity in known]
+            stored = [row for row, identity, _, _ in suspects if identity in known]
+            repeats += zip([candidates[row] for row in stored], _events_of_rows(rows, stored))
         else:   # the sums of all rows, then those of the rows stored before taken out again
             usage = _split_late(_with_suspects(sums, [s for s in suspects if s[1] in known]), late_months)
             repeats += _stored_before(backend, candidates, rows, left_out, usage)
@@ -370,32 +374,33 @@ def _identity(rows: Rows, row: int) -> tuple[str, str]:
     return rows.column(0)[row], rows.column(1)[row]
 
 
-def _stored_before(backend: str, candidates, rows, left_out: set, usage: dict) -> list[tuple[int, Event]]:
+def _stored_before(backend: str, candidates, rows: Rows, left_out: set, usage: dict) -> list[tuple[int, Event]]:
     """The rows whose identity was stored before this batch, as (position, event) repeats; their cells in
     `usage` summed again without them (so that each sum keeps the decimal places of what it adds up)."""
     late_value = FLAG[backend][True]
-    stale, repeats = set(), []
-    for index, (position, row) in enumerate(zip(candidates, rows)):
-        if (row[0], row[1]) in left_out:
-            repeats.append((position, _event_of_row(rows, index)))
-            stale.add((row[8] == late_value, row[2], row[3], row[4], row[7]))
+    identities = list(zip(rows.column(0), rows.column(1)))
+    stored = [index for index, identity in enumerate(identities) if identity in left_out]
+    repeats = list(zip([candidates[index] for index in stored], _events_of_rows(rows, stored)))
+    keys = list(zip(map((late_value).__eq__, rows.column(8)), *(rows.column(c) for c in (2, 3, 4, 7))))
+    stale = {keys[index] for index in stored}
     for late, customer, site, category, day in stale:
         del usage[late][(customer, site, category, dt.date.fromisoformat(day))]
-    for row in rows:
-        key = (row[8] == late_value, row[2], row[3], row[4], row[7])
-        if key in stale and (row[0], row[1]) not in left_out:
+    for key, identity, quantity in zip(keys, identities, rows.column(6)):
+        if key in stale and identity not in left_out:
             late, customer, site, category, day = key
             cell = usage[late].setdefault((customer, site, category, dt.date.fromisoformat(day)), [None, 0])
-            quantity = Decimal(row[6])
+            quantity = Decimal(quantity)
             cell[0] = quantity if cell[0] is None else EXACT.add(cell[0], quantity)
             cell[1] += 1
     return repeats
 
 
-def _event_of_row(rows: Rows, index: int) -> Event:
-    """The event a row was made of, as far as a repeat is compared with it."""
-    row = [rows.column(c)[index] for c in range(7)]
-    time = dt.datetime.fromisoformat(row[5])
-    if time.tzinfo is None:   # SQLite's UTC text
-        time = time.replace(tzinfo=UTC)
-    return Event("1.0", row[1], row[0], "", time, EventData(row[2], row[3], row[4], Decimal(row[6])))
+def _events_of_rows(rows: Rows, indexes: list[int]) -> list[Event]:
+    """The events the rows at `indexes` were made of, as far as a repeat is compared with them (each step a
+    pass in C: a re-sent batch has as many as it has rows)."""
+    columns = [[values[index] for index in indexes] for values in map(rows.column, range(7))]
+    times = list(map(dt.datetime.fromisoformat, columns[5]))
+    if times and times[0].tzinfo is None:   # SQLite's UTC text
+        times = [time.replace(tzinfo=UTC) for time in times]
+    datas = map(EventData, columns[2], columns[3], columns[4], map(Decimal, columns[6]))
+    return list(map(Event, repeat("1.0"), columns[1], columns[0], repeat(""), times, datas))

@@ -34,7 +34,7 @@ from itertools import repeat
 from typing import Iterator
 
 import msgspec
-from sqlalchemy import ARRAY, Table, and_, column, func, literal, literal_column, select, text
+from sqlalchemy import Table, func, literal_column, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -130,6 +130,8 @@ def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], 
         stored = _stored_keys(connection, target, unique, _key_columns(rows, positions))
     stored = stored or set()
     new = _without(rows, positions, stored) if stored else rows
+    if not new:
+        return stored
     try:
         with connection.begin_nested():
             _copy(connection, target.name, columns, new)
@@ -196,11 +198,17 @@ def _postgresql_add_sql(dialect, target: Table, columns: tuple[str, ...], key: t
 
 def _stored_keys(connection: Connection, target: Table, unique: tuple[str, ...], values: list[list]) -> set[tuple]:
     """Which of these keys (given column by column) `target` holds already, by one index lookup each (PostgreSQL)."""
-    keys = select(*(func.unnest(literal(column_values, ARRAY(target.c[name].type)))
-                    for name, column_values in zip(unique, values))).subquery()
-    query = select(*(target.c[name] for name in unique)).join(
-        keys, and_(*(target.c[name] == keys.c[i] for i, name in enumerate(unique))))
-    return {tuple(row) for row in connection.execute(query)}
+    quote = connection.dialect.identifier_preparer.quote
+    names = [quote(name) for name in unique]
+    arrays = ", ".join(f"CAST(%s AS {target.c[name].type.compile(connection.dialect)}[])" for name in unique)
+    on = " AND ".join(f"t.{name} = k.{name}" for name in names)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(f"SELECT {', '.join(f't.{name}' for name in names)} FROM {quote(target.name)} AS t "
+                       f"JOIN unnest({arrays}) AS k({', '.join(names)}) ON {on}", [array_text(v) for v in values])
+        return set(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _sqlite_insert_new(connection: Connection, target: Table, columns, rows: Rows, unique,
@@ -228,28 +236,37 @@ def _without(rows: Rows, positions: list[int], keys: set[tuple]) -> Rows:
 
 STORED_EVENTS = {
     "sqlite": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
-              "FROM json_each(:identities) AS j JOIN events AS e "
+              "FROM json_each(?) AS j JOIN events AS e "
               "ON e.source = json_extract(j.value, '$[0]') AND e.event_id = json_extract(j.value, '$[1]')",
     "postgresql": "SELECT e.source, e.event_id, e.time, e.customer, e.site, e.category, e.quantity "
-                  "FROM unnest(CAST(:sources AS VARCHAR[]), CAST(:event_ids AS VARCHAR[])) AS j(source, event_id) "
+                  "FROM unnest(CAST(%s AS VARCHAR[]), CAST(%s AS VARCHAR[])) AS j(source, event_id) "
                   "JOIN events AS e ON e.source = j.source AND e.event_id = j.event_id",
 }
 
 
 def stored_events(connection: Connection, identities: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
-    """The stored (time, customer, site, category, quantity) of those identities (source, id) that are stored."""
+    """The stored (time, customer, site, category, quantity) of those identities (source, id) that are stored.
+
+    Read with the driver's own cursor (a re-sent batch looks up every event); SQLite's texts are read back by
+    the columns' own types."""
     if not identities:
         return {}
-    dialect = connection.dialect.name
-    query = text(STORED_EVENTS[dialect]).columns(
-        column("source"), column("event_id"), column("time", UTCDateTime()), column("customer"), column("site"),
-        column("category"), column("quantity", ExactDecimal()),
-    )
-    if dialect == "sqlite":
-        parameters = {"identities": msgspec.json.encode(identities).decode()}
-    else:
-        parameters = {"sources": [s for s, _ in identities], "event_ids": [i for _, i in identities]}
-    return {(source, event_id): tuple(content) for source, event_id, *content in connection.execute(query, parameters)}
+    dialect = connection.dialect
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        if dialect.name == "sqlite":
+            cursor.execute(STORED_EVENTS["sqlite"], (msgspec.json.encode(identities).decode(),))
+        else:
+            cursor.execute(STORED_EVENTS["postgresql"], [array_text([s for s, _ in identities]),
+                                                         array_text([i for _, i in identities])])
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if dialect.name == "sqlite":
+        time, quantity = UTCDateTime().process_result_value, ExactDecimal().process_result_value
+        return {(source, event_id): (time(at, dialect), customer, site, category, quantity(amount, dialect))
+                for source, event_id, at, customer, site, category, amount in rows}
+    return {(source, event_id): tuple(content) for source, event_id, *content in rows}
 
 
 @lru_cache(maxsize=32)
