@@ -46,7 +46,7 @@ from identity.accounts import CUSTOMER_ROLE
 from invoicing.pdf import invoice_view
 from invoicing.render import render_document
 from invoicing.stored import invoice_from_document
-from ledger.invoices import Selector, find, status_of
+from ledger.invoices import Selector, find, frozen_mismatch, status_of
 from ledger.models import Contract, Invoice, InvoiceVoid, in_force
 from lifecycle.credit_notes import credit, creditable, notes_of
 from lifecycle.models import CreditNote
@@ -240,6 +240,13 @@ def _visible_or_404(invoice_id: int, action: str) -> Invoice:
                         details={"reason": "not visible to this user" if row else "no such invoice"})
         db_session().commit()
         abort(404)
+    mismatch = frozen_mismatch(db_session(), invoice)
+    if mismatch:   # recorded, and nothing of it shown or sent as if it were what was issued
+        auditing.record(action, invoice_resource(invoice.customer, invoice.period, invoice.id), outcome=FAILURE,
+                        details={"reason": mismatch, "code": "tampered"})
+        db_session().commit()
+        abort(500, f"{mismatch}; it is not shown or sent. Tell the engineers: the database was changed outside "
+                   "the application.")
     return invoice
 
 
@@ -319,13 +326,7 @@ def _download(invoice: Invoice, fmt: str) -> Response:
     resource = invoice_resource(invoice.customer, invoice.period, invoice.id)
     details = {"format": fmt, "status": state}
     stored = stored_pdf(db_session(), invoice) if fmt == "pdf" and invoice.status == "issued" else None
-    if stored is not None:
-        if hashlib.sha256(stored.pdf).hexdigest() != stored.sha256:
-            auditing.record("invoice.download", resource, outcome=FAILURE,
-                            details=details | {"reason": "the stored PDF does not match its SHA-256"})
-            db_session().commit()
-            abort(500, "The stored PDF of this invoice does not match its SHA-256; it is not sent. "
-                       "Tell the engineers: the database was changed outside the application.")
+    if stored is not None:   # checked against the hashes frozen at its issue (_visible_or_404)
         content, details["sha256"], details["stored"] = stored.pdf, stored.sha256, True
     else:
         marks = _lifecycle_marks(invoice, "issued" if invoice.status == "issued" else state)

@@ -52,6 +52,7 @@ class AuditEntry(Base):
         Index("audit_log_at", "at"),
         Index("audit_log_actor", "actor", "at"),
         Index("audit_log_ip", "ip", "at"),
+        Index("audit_log_resource", "resource", "at"),   # failed sign-ins per email (identity/signin.py)
     )
 
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -9,20 +9,30 @@ commitment's drawdowns and the year's spend), so that
 - a later period of the same contract year starts its caps from the last issued
   counts instead of recomputing (engine.evaluate.Carried), and
 - late usage of an issued period is recomputed from the counts that period started from.
+
+What an issued invoice froze is checked whenever it is read for a customer or a
+step (`frozen_mismatch`): its document and its PDF must have the SHA-256 the
+audit log's `invoice.issue` entry recorded (a chain anchored outside the
+database, audit/anchors.py), and the PDF the one its own row states. A
+mismatch means the database was changed outside the application: the invoice
+is withheld and the mismatch reported, never shown as if it were the one issued.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit.log import SUCCESS, AuditEntry, invoice_resource
 from engine.evaluate import Carried
 from engine.periods import Period
 from engine.sheet import AccountCounts
-from ledger.models import Invoice, InvoiceVoid, in_force
+from ledger.models import Invoice, InvoicePdf, InvoiceVoid, in_force
 from storage.types import decimal_text
 
 CapCounts = dict[tuple[str, str], Decimal]   # (site, cap scope as written) → counted in the contract year
@@ -102,3 +112,30 @@ def find(session: Session, which: Selector) -> Invoice | None:
         if status_of(session, row) == "issued":
             return row
     return rows[0] if rows else None
+
+
+def document_sha256(document: dict) -> str:
+    """The SHA-256 of an invoice document as JSON with sorted keys: the same for the same document, however
+    the database returns its keys."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def frozen_mismatch(session: Session, row: Invoice) -> str | None:
+    """Why the issued invoice's stored document or PDF is not what was issued; None when it is. What was not
+    frozen is not compared: a draft, an invoice recorded as issued without the lifecycle (no PDF, no
+    `invoice.issue` entry), the document of one issued before its digest was recorded."""
+    if row.status != "issued":
+        return None
+    issued = session.scalar(select(AuditEntry.details).where(
+        AuditEntry.action == "invoice.issue", AuditEntry.outcome == SUCCESS,
+        AuditEntry.resource == invoice_resource(row.customer, row.period, row.id)).limit(1)) or {}
+    stored = session.get(InvoicePdf, row.id)
+    if stored is not None:
+        pdf = hashlib.sha256(stored.pdf).hexdigest()
+        if pdf != stored.sha256 or pdf != issued.get("pdf_sha256", pdf):
+            return f"the stored PDF of invoice {row.number} is not the one issued (SHA-256 {pdf})"
+    frozen = issued.get("document_sha256")
+    if frozen is not None and document_sha256(row.document) != frozen:
+        return f"the stored document of invoice {row.number} is not the one issued"
+    return None

@@ -41,7 +41,7 @@ from engine.refusal import Refusal, Refused
 from invoicing.invoice import Invoice as InvoiceDocument
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
-from ledger.invoices import Selector, find, status_of
+from ledger.invoices import Selector, document_sha256, find, frozen_mismatch, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
 from lifecycle.models import InvoiceCounter
@@ -188,7 +188,8 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
     count_on_commit(session, INVOICES.labels("issued").inc)
     record(session, who, "invoice.issue", invoice_resource(row.customer, row.period, row.id),
            details={"number": number, "total": row.document["totals"]["total"], "pdf_sha256": sha256,
-                    "replaces": _replaced_number(session, row)}, at=now)
+                    "document_sha256": document_sha256(row.document), "replaces": _replaced_number(session, row)},
+           at=now)
     return Issued(row, pdf)
 
 
@@ -261,7 +262,8 @@ def _locked(session: Session, which: Selector) -> Invoice:
 
 
 def existing(session: Session, which: Selector) -> Invoice:
-    """The invoice `which` names; Refused (no-invoice) when there is none."""
+    """The invoice `which` names; Refused when there is none (no-invoice), or when an issued one is not what
+    was issued (tampered)."""
     row = find(session, which)
     if row is None:
         if which.number is None:
@@ -269,6 +271,10 @@ def existing(session: Session, which: Selector) -> Invoice:
                                   params={"customer": which.customer, "period": which.period}, action="close"))
         raise Refused(Refusal("no-invoice", f"there is no invoice numbered {which.number}",
                               params={"number": which.number}))
+    mismatch = frozen_mismatch(session, row)
+    if mismatch:
+        raise Refused(Refusal("tampered", f"{mismatch}: it is withheld, because the database was changed "
+                                          "outside the application", params={"number": row.number}))
     return row
 
 

@@ -46,6 +46,7 @@ from engine.lines import line_kind
 from engine.money import EXACT
 from engine.periods import Period
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
+from ledger.invoices import frozen_mismatch
 from ledger.models import Invoice
 from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
 from metering.rollups import as_usage
@@ -375,6 +376,10 @@ def invariants(context: _Context) -> list[Finding]:
     if context.invoice is None:
         return []
     document, findings = context.invoice.document, []
+    mismatch = frozen_mismatch(context.session, context.invoice)
+    if mismatch:   # the database was changed outside the application: what follows checks a forgery
+        findings.append(Finding("invariants", "the stored invoice against the hashes frozen at its issue", "", "",
+                                QUANTITY, ZERO, Decimal(1), DISCREPANCY, context.whole_period(), mismatch))
 
     def holds(kind: str, site: str, expected: Decimal, found: Decimal, detail: str = "", unit: str = AMOUNT) -> None:
         findings.append(Finding("invariants", kind, site, "", unit, expected, found,

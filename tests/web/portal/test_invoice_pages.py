@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 from collections import Counter
 from decimal import Decimal
@@ -14,7 +15,7 @@ from decimal import Decimal
 import pypdf
 import pytest
 from babel.numbers import format_decimal
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from audit.log import AuditEntry
 from engine.periods import Period
@@ -128,16 +129,31 @@ def test_approve_issue_and_download_the_stored_pdf(signed_in_client, fresh_june_
         [row.document["totals"]["total"]]
 
 
-def test_a_tampered_stored_pdf_is_not_sent(signed_in_client, fresh_june_draft, portal_sessions, monkeypatch):
+@pytest.mark.parametrize("table, statement", [
+    ("invoice_pdfs", "UPDATE invoice_pdfs SET pdf = :forged, sha256 = :forged_sha WHERE invoice_id = :id"),
+    ("invoices", "UPDATE invoices SET document = CAST(:document AS {json}) WHERE id = :id"),
+])
+def test_a_tampered_issued_invoice_is_neither_shown_nor_sent(signed_in_client, fresh_june_draft, portal_sessions,
+                                                              table, statement):
     client = signed_in_client("finance")
     _approve_and_issue(client, fresh_june_draft)
-    from admin_app import invoices
-
-    real = invoices.stored_pdf
-    monkeypatch.setattr(invoices, "stored_pdf", lambda session, row: InvoicePdf(
-        invoice_id=row.id, pdf=real(session, row).pdf + b"%tampered", sha256=real(session, row).sha256))
-    assert client.get(f"/invoices/{fresh_june_draft}/pdf").status_code == 500
-    assert _audit(portal_sessions, "invoice.download")[-1].outcome == "failure"
+    forged = b"%PDF-1.7 forged"
+    with portal_sessions.begin() as session:   # an insider who may drop the triggers that freeze it
+        connection = session.connection()
+        document = json.dumps({**session.get(Invoice, fresh_june_draft).document, "customer": "someone else"})
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:
+            connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        else:
+            connection.exec_driver_sql(f"DROP TRIGGER {'invoices_issued' if table == 'invoices' else table}_no_update")
+        connection.execute(text(statement.format(json="JSON" if postgresql else "TEXT")), {"id": fresh_june_draft, "forged": forged, "document": document,
+                                             "forged_sha": hashlib.sha256(forged).hexdigest()})
+    for path in ("", "/pdf", "/csv"):
+        answer = client.get(f"/invoices/{fresh_june_draft}{path}")
+        assert answer.status_code == 500 and "is not the one issued" in _page(answer)
+    refused = [e for e in _audit(portal_sessions, "invoice.view") + _audit(portal_sessions, "invoice.download")
+               if e.details.get("code") == "tampered"]
+    assert len(refused) == 3 and all(e.outcome == "failure" for e in refused)
 
 
 def test_the_preview_shows_the_figures_of_the_pdf(signed_in_client, fresh_june_draft, portal_sessions):
