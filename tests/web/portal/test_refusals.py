@@ -82,7 +82,7 @@ CASES = {
                           "The new password must differ from the current one."),
     "wrong-credentials": Case("anonymous", "/login", {"email": "finance@example.com", "password": "not it"}, 200,
                               "password", "The email or password is not right.", ('value="finance@example.com"',)),
-    "no-such-version": Case("deal_desk", "/contracts/acme-health/compare?a=1&b=9&period=2026-05", None, 200, "b",
+    "no-such-version": Case("deal_desk", "/contracts/acme-health/compare?a=1&b=9&period=2026-05", None, 400, "b",
                             "There is no version 9 of 'acme-health' (versions 1 to 1).", ('value="9"',)),
     "draft-has-errors": Case("deal_desk", "/contracts/acme-health/backtest", {"source": "contract {", "periods": "2"},
                              200, "source", "The draft has 1 error; nothing was computed.", ("contract {</textarea>",)),
