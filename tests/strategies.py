@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -167,6 +168,7 @@ class ContractModel:
     defaults: tuple[Rule, ...] | None
     sites: tuple[SiteModel, ...]
     comments: bool = False
+    account: tuple[str, ...] | None = None   # the `account` block's rules as written, when it has one
 
     @property
     def zone(self) -> ZoneInfo:
@@ -254,6 +256,10 @@ class ContractModel:
             name = f' "{escape(site.name)}"' if site.name is not None else ""
             lines.append(f'    site "{escape(site.id)}"{name} {{')
             lines += ["        " + r.render() for r in site.rules]
+            lines.append("    }")
+        if self.account is not None:
+            lines.append("    account {")
+            lines += ["        " + rule for rule in self.account]
             lines.append("    }")
         lines.append("}")
         if self.comments:
@@ -523,3 +529,28 @@ def events(draw, model: ContractModel, first: dt.date, last: dt.date, max_size: 
             customer=customer,
         ))
     return out
+
+
+# --- the account block (spec §4.9) ---------------------------------------------
+
+
+@st.composite
+def account_rules(draw, places: int) -> tuple[str, ...]:
+    """An `account` block's rules, each kind at most once, in any order, and no cap below the commitment."""
+    rules = []
+    if draw(st.booleans()):
+        rules.append(f"minimum {draw(decimals(4000, places)):f} monthly")
+    commit = draw(st.one_of(st.none(), decimals(20000, places)))
+    if draw(st.booleans()):
+        cap = draw(decimals(60000, places))
+        rules.append(f"cap {max(cap, commit or 0):f} yearly")
+    if commit is not None:
+        rules.append(f"commit {commit:f} yearly {draw(st.sampled_from(('prepaid', 'in arrears')))}")
+    return tuple(draw(st.permutations(rules)))
+
+
+@st.composite
+def account_contracts(draw) -> ContractModel:
+    """A contract with an `account` block."""
+    model = draw(contracts(max_categories=3, max_sites=3))
+    return dataclasses.replace(model, account=draw(account_rules(model.places)))
