@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.anchors import Anchoring, watch
 from storage import db
 
 ENGINE, SESSIONS, READERS = "billing.engine", "billing.sessions", "billing.readers"
@@ -29,6 +30,10 @@ def init_app(app: Flask) -> None:
     url = app.config["DATABASE_URL"]
     app.extensions[ENGINE] = db.create(url)
     app.extensions[SESSIONS] = db.session_factory(app.extensions[ENGINE])
+    env = app.config["BILLING_ENVIRONMENT"]
+    anchoring = Anchoring.configured(env.audit_anchor_file, env.audit_key, env.name)
+    if anchoring is not None:   # the audit chain's head, signed outside the database at each close and issue
+        watch(app.extensions[SESSIONS], anchoring)
     app.extensions[READERS] = sqlite_readers(url)
     app.teardown_appcontext(_close)
 

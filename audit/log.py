@@ -12,7 +12,9 @@ link of the entry after it. `audit_head` holds the last sequence and hash:
 appending locks it, so entries are numbered in commit order with no gaps, and it
 tells a log whose last entries were deleted from a log that is merely short.
 The database also refuses UPDATE and DELETE on `audit_log` (triggers created by
-the migration); tampering needs the rights to drop them, and `verify` still finds it.
+the migration); tampering needs the rights to drop them, and `verify` still finds it,
+unless the whole chain after the change is re-hashed: anchors.py signs its head
+outside the database against that.
 
 Actions are dotted names, area first: login.password, login.mfa, login.locked,
 mfa.enrol, session.end, logout, user.add|disable|enable|unlock|reset_mfa|role|password,
@@ -43,6 +45,7 @@ GENESIS = "0" * 64
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 OUTCOMES = (SUCCESS, FAILURE, DENIED)
 EDITED, INSERTED, DELETED = "edited", "inserted", "deleted"
+HEAD_RECORDED = "audit.head"   # session.info: (sequence, hash, actions) of the transaction's last entry
 
 
 class AuditEntry(Base):
@@ -148,6 +151,8 @@ def record(session: Session, who: Actor, action: str, resource: str = "", *, out
     )
     entry.hash = entry_hash(entry)
     head.sequence, head.hash = entry.sequence, entry.hash
+    _, _, actions = session.info.get(HEAD_RECORDED, (0, "", frozenset()))
+    session.info[HEAD_RECORDED] = (entry.sequence, entry.hash, actions | {action})   # for anchors.watch
     session.add(entry)
     session.flush()
     return entry

@@ -7,7 +7,8 @@ only, because they are secrets or differ per machine: `BILLING_DATABASE_URL`
 overrides the file's database (that is where a password goes: never into a file
 in this repository), and `BILLING_SECRET_KEY` signs the portal's cookies;
 `BILLING_METRICS_PORT` overrides the metrics port, `BILLING_LOG_FILE` names the
-log file. `serving_problems` says why a production environment must not be served
+log file, `BILLING_AUDIT_KEY` signs the audit chain's anchors (written to the
+file `audit_anchor_file` names, or `BILLING_AUDIT_ANCHOR_FILE`). `serving_problems` says why a production environment must not be served
 as configured (a test or weak secret, a shared database, no trusted proxy address).
 
 This is the only module that reads the process environment. The command line and
@@ -62,6 +63,10 @@ class Environment:
     # BILLING_LOG_FILE: where the JSON log lines go (docs/deployment.md); None: `billing serve` writes them to
     # standard error, the other commands write none (their standard error is for the person at the terminal).
     log_file: str | None = None
+    # The audit chain's anchors (audit/anchors.py): the append-only file outside the database they are written to
+    # (BILLING_AUDIT_ANCHOR_FILE overrides it), and BILLING_AUDIT_KEY, the key that signs them.
+    audit_anchor_file: str | None = None
+    audit_key: str | None = None
 
 
 # A secret made for a test environment starts with this mark (deploy/environments/test.env), so that production,
@@ -88,6 +93,11 @@ def serving_problems(env: Environment) -> list[str]:
         problems.append(f"BILLING_SECRET_KEY is too weak: production needs at least 32 random bytes "
                         f"({SECRET_KEY_MIN_LENGTH} characters of base64, made by "
                         "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if not (env.audit_key and env.audit_anchor_file):
+        problems.append("the audit chain is not anchored outside the database: production needs an "
+                        "audit_anchor_file and BILLING_AUDIT_KEY (docs/security.md)")
+    elif env.audit_key == key:
+        problems.append("BILLING_AUDIT_KEY is BILLING_SECRET_KEY: the audit key must be a secret of its own")
     if env.trusted_proxies and not env.trusted_proxy:
         problems.append(f"trusted_proxies = {env.trusted_proxies} names no trusted_proxy: waitress would take "
                         "X-Forwarded-For from no one, and every client would have the proxy's address")
@@ -115,6 +125,8 @@ def load(name: str | None = None, environ: Mapping[str, str] = os.environ) -> En
     settings["database_url"] = environ.get("BILLING_DATABASE_URL") or settings["database_url"]
     settings["secret_key"] = environ.get("BILLING_SECRET_KEY") or None
     settings["log_file"] = environ.get("BILLING_LOG_FILE") or None
+    settings["audit_key"] = environ.get("BILLING_AUDIT_KEY") or None
+    settings["audit_anchor_file"] = environ.get("BILLING_AUDIT_ANCHOR_FILE") or settings.get("audit_anchor_file")
     if environ.get("BILLING_METRICS_PORT"):   # two environments on one host (the rehearsal) need two ports
         settings["metrics_port"] = int(environ["BILLING_METRICS_PORT"])
     return Environment(**settings)

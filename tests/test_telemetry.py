@@ -50,7 +50,8 @@ PRODUCTION_SECRET = "Yq3vN8pXkR2mT7wJd5sL0aZcF4hB9uEeG6iO1nVyK_Q"   # secrets.to
 
 
 def production(**overrides) -> environment.Environment:
-    env = {"BILLING_SECRET_KEY": PRODUCTION_SECRET, "BILLING_DATABASE_URL": "postgresql+psycopg://billing@db/us"}
+    env = {"BILLING_SECRET_KEY": PRODUCTION_SECRET, "BILLING_DATABASE_URL": "postgresql+psycopg://billing@db/us",
+           "BILLING_AUDIT_KEY": "a different secret, of the audit log's own"}
     return environment.load("us-prod", {**env, **overrides})
 
 
@@ -75,6 +76,13 @@ def test_production_serves_with_its_own_secret_and_database():
 def test_production_refuses_a_test_secret_or_another_environments_database(overrides, problem):
     [said] = environment.serving_problems(production(**overrides))
     assert said.startswith(problem)
+
+
+def test_production_anchors_its_audit_chain_with_a_key_of_its_own():
+    [said] = environment.serving_problems(production(BILLING_AUDIT_KEY=""))
+    assert said.startswith("the audit chain is not anchored outside the database")
+    [said] = environment.serving_problems(production(BILLING_AUDIT_KEY=PRODUCTION_SECRET))
+    assert said.startswith("BILLING_AUDIT_KEY is BILLING_SECRET_KEY")
 
 
 def test_production_names_the_proxy_whose_forwarded_for_it_believes():

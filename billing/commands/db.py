@@ -27,16 +27,22 @@ def database(create_schema: bool = False):
     """A session factory for the environment's database; its failures become one clear UsageError."""
     from sqlalchemy.exc import DBAPIError
 
+    from audit.anchors import Anchoring, watch
     from billing.commands.portal import cli_environment
     from storage import db, schema
 
-    url = cli_environment().database_url
+    environment = cli_environment()
+    url = environment.database_url
     engine = None
     try:
         engine = db.connect(url)
         if not create_schema:
             schema.require_current(engine)
-        yield engine, db.session_factory(engine)
+        sessions = db.session_factory(engine)
+        anchoring = Anchoring.configured(environment.audit_anchor_file, environment.audit_key, environment.name)
+        if anchoring is not None:
+            watch(sessions, anchoring)
+        yield engine, sessions
     except db.DatabaseUnavailable as exc:
         raise UsageError(str(exc)) from None
     except DBAPIError as exc:

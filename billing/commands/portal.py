@@ -3,7 +3,9 @@
     billing user add ana@example.com --role customer_finance --customer acme-health   # prints a first password
     billing user list
     billing user disable|enable|unlock|reset-mfa ana@example.com
-    billing audit verify            # exit 1 and the first edited, inserted or deleted entry, if any
+    billing audit verify            # exit 1 and the first edited, inserted or deleted entry, if any, or the
+                                    # first signed anchor (audit/anchors.py) the chain no longer holds
+    billing audit anchor            # sign the chain's head into the anchor file now (from a timer)
     billing demo [--database billing-demo.db] [--replace] [--host 127.0.0.1] [--port 8000] [--no-serve]
 
 Changes are recorded in the audit log as made by `cli:<login name>`, in the
@@ -120,18 +122,50 @@ def cmd_user_change(args) -> int:
     return OK
 
 
+def _anchoring():
+    from audit.anchors import Anchoring
+
+    environment = cli_environment()
+    return Anchoring.configured(environment.audit_anchor_file, environment.audit_key, environment.name)
+
+
 def cmd_audit_verify(args) -> int:
+    from audit.anchors import check
     from audit.log import chain_head, verify
 
+    anchoring = _anchoring()
     with database() as (_, sessions):
         with sessions() as session:
             broken = verify(session)
             head = chain_head(session)
+            anchored = check(session, anchoring) if anchoring else None
     if broken is not None:
         say(f"the audit log is broken at {broken}")
         return WRONG_INPUT
+    if anchored is not None and anchored.problem:
+        say(f"the audit log does not match its anchors: {anchored.problem}")
+        return WRONG_INPUT
     entries = f"{head.sequence:,} entr{'y' if head.sequence == 1 else 'ies'}"
     print(f"the audit log is intact: {entries}, last hash {head.hash}")
+    if anchored is None:
+        say("not anchored outside the database (no audit_anchor_file or BILLING_AUDIT_KEY): checked against "
+            "itself only, which an insider who re-hashes the chain can satisfy")
+    elif anchored.last is not None:
+        print(f"anchored: {anchored.anchors:,} signed anchors agree, the last at entry {anchored.last:,}"
+              f" ({head.sequence - anchored.last:,} entries since, covered by the chain only)")
+    return OK
+
+
+def cmd_audit_anchor(args) -> int:
+    from audit.anchors import anchor
+
+    anchoring = _anchoring()
+    if anchoring is None:
+        raise UsageError("the environment names no audit_anchor_file or BILLING_AUDIT_KEY is not set")
+    with database() as (_, sessions):
+        with sessions() as session:
+            written = anchor(session, anchoring)
+    print(f"anchored entry {written['sequence']:,} ({written['hash']}) in {anchoring.path}")
     return OK
 
 
@@ -249,7 +283,10 @@ def register(commands) -> None:
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_commands.add_parser("verify", help="check the hash chain; exit 1 at the first edited, inserted or "
-                                             "deleted entry").set_defaults(run=cmd_audit_verify)
+                                             "deleted entry, or where it disagrees with its signed anchors"
+                              ).set_defaults(run=cmd_audit_verify)
+    audit_commands.add_parser("anchor", help="sign the chain's head into the environment's anchor file now "
+                                             "(closes and issues do it too)").set_defaults(run=cmd_audit_anchor)
 
     demo = commands.add_parser("demo", help="build a demonstration database (example contracts, months of usage, "
                                              "issued invoices, a user of every role) and serve the portal on it")
