@@ -59,7 +59,7 @@ def init_app(app: Flask) -> None:
     for logger in (log, app.logger):   # the request lines, and Flask's lines for an error with its traceback
         if stamp_request_id not in logger.filters:
             logger.addFilter(stamp_request_id)
-    app.before_request(_start)
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)   # before access checks, which may refuse
     app.after_request(_finish)
     app.teardown_request(_forget)
 

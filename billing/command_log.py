@@ -19,6 +19,7 @@ from settings.environment import UnknownEnvironment, load
 from telemetry.logs import install
 
 log = logging.getLogger("billing.command")
+log.addHandler(logging.NullHandler())   # without the JSON log installed, nothing: not Python's last-resort stderr
 QUIET = ("weasyprint", "fontTools")   # a line per step of every PDF: their warnings are enough
 
 

@@ -73,6 +73,8 @@ class Environment:
     secret: str
     port: int
     metrics_port: int
+    audit_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    anchor_file: str = ""      # where the audit chain's signed heads go (outside the database)
     user: str = ""
     totp: str = ""
     api_key: str = ""
@@ -84,7 +86,8 @@ class Environment:
 
     def process_environment(self, **overrides) -> dict[str, str]:
         return {**os.environ, "BILLING_ENV": self.name, "BILLING_DATABASE_URL": self.database_url,
-                "BILLING_SECRET_KEY": self.secret, "BILLING_METRICS_PORT": str(self.metrics_port), **overrides}
+                "BILLING_SECRET_KEY": self.secret, "BILLING_METRICS_PORT": str(self.metrics_port),
+                "BILLING_AUDIT_KEY": self.audit_key, "BILLING_AUDIT_ANCHOR_FILE": self.anchor_file, **overrides}
 
 
 def free_port() -> int:
@@ -236,11 +239,11 @@ class Checks:
             self.failed.append(what)
 
 
-def refused_to_start(env: Environment, what: str, check: Checks, **overrides) -> None:
+def refused_to_start(env: Environment, what: str, because: str, check: Checks, **overrides) -> None:
     started = subprocess.run([BILLING, "serve", "--port", str(free_port())], env=env.process_environment(**overrides),
                              capture_output=True, text=True, timeout=60)
     said = [line for line in started.stderr.splitlines() if "refusing to serve" in line]
-    check(started.returncode == 2 and bool(said), f"{env.name} refuses to start {what}: {said}")
+    check(started.returncode == 2 and because in "".join(said), f"{env.name} refuses to start {what}: {said}")
 
 
 def rehearse(server_url: str, log_dir: Path) -> list[str]:
@@ -248,8 +251,9 @@ def rehearse(server_url: str, log_dir: Path) -> list[str]:
     check = Checks()
     names = ["test", "us-prod", "uk-prod"]
     with databases(server_url, names) as urls, ExitStack() as stack:
-        envs = {name: Environment(name, urls[name], ("test-" if name == "test" else "") + secrets.token_hex(32),
-                                  free_port(), free_port()) for name in names}
+        envs = {name: Environment(name, urls[name], ("test-" if name == "test" else "") + secrets.token_urlsafe(32),
+                                  free_port(), free_port(), anchor_file=str(log_dir / f"{name}.anchors.jsonl"))
+                for name in names}
         for env in envs.values():
             set_up(env)
         servers = {name: serve(env, stack, log_dir) for name, env in envs.items()}
@@ -303,9 +307,9 @@ def rehearse(server_url: str, log_dir: Path) -> list[str]:
                   f"{env.name}: its audit log ({entries} entries) names only {sorted(environments)}")
             check(broken is None, f"{env.name}: its audit chain holds")
 
-        refused_to_start(us, "on the test environment's database", check,
+        refused_to_start(us, "on the test environment's database", "holds the records of environment test", check,
                          BILLING_DATABASE_URL=test.database_url, BILLING_METRICS_PORT=str(free_port()))
-        refused_to_start(uk, "with the test environment's secret", check,
+        refused_to_start(uk, "with the test environment's secret", "BILLING_SECRET_KEY is a test secret", check,
                          BILLING_SECRET_KEY=test.secret, BILLING_METRICS_PORT=str(free_port()))
         for name, server in servers.items():
             check(server.poll() is None, f"{name}: still serving at the end")

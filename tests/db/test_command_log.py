@@ -41,3 +41,20 @@ def test_each_command_writes_one_line_without_the_key_it_printed(cli, log_file, 
     assert all(line["environment"] == "test" and line["actor"].startswith("cli:") for line in lines
                if line["message"] == "command")
     assert key.strip().split("_")[-1] not in text
+
+
+def test_an_unexpected_error_leaves_its_traceback_in_the_log_without_the_key(cli, log_file, monkeypatch):
+    from billing.commands import db as db_commands
+
+    key = "bk_0123456789ab_" + "s" * 43
+
+    def broken(args):
+        raise RuntimeError(f"the upgrade fell over holding {key}")
+
+    monkeypatch.setattr(db_commands, "cmd_db_upgrade", broken)
+    with pytest.raises(RuntimeError):
+        cli("db", "upgrade")
+    [line] = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+    assert line["message"] == "command failed" and line["command"] == "db upgrade"
+    assert "RuntimeError: the upgrade fell over holding bk_0123456789ab_[redacted]" in line["traceback"]
+    assert key not in log_file.read_text(encoding="utf-8")

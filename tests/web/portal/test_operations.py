@@ -45,10 +45,16 @@ def audit_entries(sessions) -> int:
 
 # --- the probes ---------------------------------------------------------------------------------------------
 
-def test_healthz_answers_without_cookie_session_or_audit(portal_app, signed_in_client, portal_sessions):
-    client = signed_in_client("finance")
+def sign_in(client, user, clock) -> None:
+    form_post(client, "/login", {"email": user.email, "password": PASSWORD})
+    assert form_post(client, "/login/code", {"code": user.code(clock())}).status_code == 302
+
+
+def test_healthz_answers_without_cookie_session_or_audit(portal_client, users, portal_clock, portal_sessions):
+    sign_in(portal_client, users["finance"], portal_clock)
+    assert "Set-Cookie" in portal_client.get("/invoices").headers   # a page refreshes the (permanent) session
     before = audit_entries(portal_sessions)
-    answer = client.get("/healthz")
+    answer = portal_client.get("/healthz")
     assert answer.status_code == 200 and answer.get_json() == {"status": "ok"}
     assert "Set-Cookie" not in answer.headers
     assert audit_entries(portal_sessions) == before
@@ -70,6 +76,13 @@ def test_readyz_is_503_with_the_reason_on_an_old_schema_or_no_database(portal_ap
     portal_app.extensions[database.ENGINE] = create_engine(f"sqlite:///{tmp_path}/missing/dir/billing.db")
     gone = portal_client.get("/readyz")
     assert gone.status_code == 503 and gone.get_json()["reason"] == "the database does not answer"
+
+
+def test_a_refused_request_has_its_id_and_its_line_too(portal_app, signed_in_client, log_lines):
+    answer = signed_in_client("customer_finance").get("/admin/users", headers={"X-Request-ID": "req-403"})
+    assert answer.status_code == 403 and answer.headers["X-Request-ID"] == "req-403"
+    [line] = [json.loads(line) for line in log_lines() if '"request_id": "req-403"' in line and '"request"' in line]
+    assert line["status"] == 403 and line["route"] == "/admin/users"
 
 
 def test_a_request_id_is_taken_when_sane_and_made_otherwise(portal_client):
@@ -94,11 +107,11 @@ def test_metrics_on_the_test_app_and_not_on_a_production_one(portal_client, db_u
 
 # --- each family moves --------------------------------------------------------------------------------------
 
-def test_http_requests_are_counted_by_rule_method_and_status(portal_app, signed_in_client, invoice_ids):
-    client = signed_in_client("finance")
-    labels = {"route": "/invoices/<int:invoice_id>", "method": "GET", "status": "200"}   # the rule, not the path
+def test_http_requests_are_counted_by_rule_method_and_status(portal_app, signed_in_client, users):
+    client = signed_in_client("admin")
+    labels = {"route": "/admin/users/<int:user_id>", "method": "GET", "status": "200"}   # the rule, not the path
     before = sample(portal_app, "billing_http_request_seconds_count", **labels)
-    assert client.get(f"/invoices/{invoice_ids['customer']}").status_code == 200
+    assert client.get(f"/admin/users/{users['finance'].id}").status_code == 200
     assert sample(portal_app, "billing_http_request_seconds_count", **labels) == before + 1
     missing = {"route": "unmatched", "method": "GET", "status": "404"}
     before = sample(portal_app, "billing_http_request_seconds_count", **missing)
@@ -128,20 +141,25 @@ def test_events_are_counted_by_outcome_reason_and_source(portal_app, portal_sess
     assert count("rejected", "malformed JSON", "file") == rejected + 1
 
 
-def test_sign_in_failures_and_lockouts_are_counted(portal_app, portal_client, users):
+def test_sign_in_failures_and_lockouts_are_counted(portal_app, portal_client, users, portal_clock):
+    def failures(step, reason):
+        return sample(portal_app, "billing_sign_in_failures_total", step=step, reason=reason)
+
     finance = users["finance"]
-    wrong = {"step": "login.password", "reason": "wrong password"}
-    failures, lockouts = sample(portal_app, "billing_sign_in_failures_total", **wrong), \
-        sample(portal_app, "billing_lockouts_total")
-    for _ in range(portal_app.config["LOGIN_MAX_FAILURES"]):
-        form_post(portal_client, "/login", {"email": finance.email, "password": "wrong password!"})
-    limit = portal_app.config["LOGIN_MAX_FAILURES"]
-    assert sample(portal_app, "billing_sign_in_failures_total", **wrong) == failures + limit
-    assert sample(portal_app, "billing_lockouts_total") == lockouts + 1
-    unknown = {"step": "login.password", "reason": "unknown email"}
-    before = sample(portal_app, "billing_sign_in_failures_total", **unknown)
+    before = {key: failures(*key) for key in [("login.password", "wrong password"),
+                                               ("login.password", "unknown email"), ("login.mfa", "wrong code")]}
+    lockouts = sample(portal_app, "billing_lockouts_total")
+    form_post(portal_client, "/login", {"email": users["admin"].email, "password": "wrong password!"})
     form_post(portal_client, "/login", {"email": "nobody@example.com", "password": "whatever it is"})
-    assert sample(portal_app, "billing_sign_in_failures_total", **unknown) == before + 1
+    assert failures("login.password", "wrong password") == before[("login.password", "wrong password")] + 1
+    assert failures("login.password", "unknown email") == before[("login.password", "unknown email")] + 1
+    limit = portal_app.config["LOGIN_MAX_FAILURES"]
+    assert form_post(portal_client, "/login", {"email": finance.email, "password": PASSWORD}).status_code == 302
+    wrong = "000000" if finance.code(portal_clock()) != "000000" else "111111"
+    for _ in range(limit):   # wrong codes, which only someone with the password can send, lock the account
+        form_post(portal_client, "/login/code", {"code": wrong})
+    assert failures("login.mfa", "wrong code") == before[("login.mfa", "wrong code")] + limit
+    assert sample(portal_app, "billing_lockouts_total") == lockouts + 1
 
 
 def test_invoice_transitions_and_reconciliations_are_counted_once_committed(portal_app, portal_sessions):
@@ -223,8 +241,7 @@ def test_an_error_is_logged_with_its_traceback_and_not_answered(db_url, portal_s
 def test_no_log_line_carries_a_secret(portal_app, portal_client, portal_sessions, users, portal_clock, log_lines):
     finance = users["finance"]
     code = finance.code(portal_clock())
-    form_post(portal_client, "/login", {"email": finance.email, "password": PASSWORD})
-    assert form_post(portal_client, "/login/code", {"code": code}).status_code == 302
+    sign_in(portal_client, finance, portal_clock)
     cookie = portal_client.get_cookie("session").value
     token = portal_app.session_interface.get_signing_serializer(portal_app).loads(cookie)["_user_id"]
     new_password = "a brand new passphrase 42"
