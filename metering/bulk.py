@@ -54,11 +54,13 @@ class Rows:
     """Rows in the driver's values, kept by column: a column is its values joined by newlines (one string, which
     passes between processes at the speed of a copy; kept so when no value holds a newline), a list of values,
     or the `Same` value for all. For PostgreSQL, `copy` is their `COPY` text when it was made beforehand.
+    `dropped`: positions of the columns' values that are not rows (left out by `without`).
 
     Iterating gives the rows as tuples; `column(i)` one column as a list."""
 
-    def __init__(self, backend: str, columns: list, count: int, copy: str | None = None):
-        self.backend, self.columns, self.count, self.copy = backend, columns, count, copy
+    def __init__(self, backend: str, columns: list, count: int, copy: str | None = None,
+                 dropped: frozenset[int] = frozenset()):
+        self.backend, self.columns, self.count, self.copy, self.dropped = backend, columns, count, copy, dropped
         self._split: dict[int, list] = {}
 
     @classmethod
@@ -66,10 +68,10 @@ class Rows:
         return cls(backend, columns, len(columns[0]) if columns else 0)
 
     def __getstate__(self):
-        return self.backend, self.columns, self.count, self.copy
+        return self.backend, self.columns, self.count, self.copy, self.dropped
 
     def __setstate__(self, state):
-        self.backend, self.columns, self.count, self.copy = state
+        self.backend, self.columns, self.count, self.copy, self.dropped = state
         self._split = {}
 
     def __len__(self) -> int:
@@ -81,8 +83,11 @@ class Rows:
             values = self.columns[index]
             if isinstance(values, Same):
                 values = [values.value] * self.count
-            elif isinstance(values, str):
-                values = values.split("\n") if self.count else []
+            else:
+                if isinstance(values, str):
+                    values = values.split("\n") if self.count + len(self.dropped) else []
+                if self.dropped:
+                    values = [value for i, value in enumerate(values) if i not in self.dropped]
             self._split[index] = values
         return values
 
@@ -96,22 +101,22 @@ class Rows:
         return self.copy
 
     def without(self, positions: set[int]) -> "Rows":
-        """The rows but those at `positions`."""
-        kept = [i for i in range(self.count) if i not in positions]
-        columns = [values if isinstance(values, Same) else [self.column(c)[i] for i in kept]
-                   for c, values in enumerate(self.columns)]
+        """The rows but those at `positions` (their columns are filtered only when read)."""
+        if self.dropped:   # positions are the rows', not the columns' values: filter these rows first
+            return Rows.of_columns(self.backend, [self.column(i) for i in range(len(self.columns))]).without(positions)
         copy = None
         if self.copy is not None:
             lines = self.copy.split("\n")
-            copy = "".join(lines[i] + "\n" for i in kept)
-        return Rows(self.backend, columns, len(kept), copy)
+            copy = "".join(line + "\n" for i, line in enumerate(lines[:-1]) if i not in positions)
+        return Rows(self.backend, self.columns, self.count - len(positions), copy, frozenset(positions))
 
     def with_value(self, index: int, positions: set[int], value) -> "Rows":
         """The rows with column `index` set to `value` at `positions` (its `COPY` text made again when needed)."""
         values = list(self.column(index))
         for position in positions:
             values[position] = value
-        return Rows(self.backend, [*self.columns[:index], values, *self.columns[index + 1:]], self.count)
+        columns = [self.column(i) if self.dropped else column for i, column in enumerate(self.columns)]
+        return Rows(self.backend, [*columns[:index], values, *columns[index + 1:]], self.count)
 
 
 def insert_new(connection: Connection, target: Table, columns: tuple[str, ...], rows: Rows,
