@@ -11,11 +11,13 @@
 
 Every event of the request comes back with its result, in order: accepted,
 late (accepted, but its period already has an issued invoice), duplicate,
-conflict or rejected (with a reason). A request's events are one transaction of
-the ingestion service (store/ingest.py), the same one `billing ingest` uses, so
-re-sending a batch after a lost answer only produces duplicates.
+conflict or rejected (with a reason). A request's events are one batch of the
+one ingest pipeline (ingest/pipeline.py: the batcher, then one transaction), the
+one `billing ingest` uses, so re-sending a batch after a lost answer only
+produces duplicates. The app keeps one `Ingestion`, so what a request learns
+(time zones, whether batches are being re-sent) serves the next.
 
-The key (store/apikeys.py) is scoped to one customer and one event source. An
+The key (identity/apikeys.py) is scoped to one customer and one event source. An
 event for another customer or source is rejected with reason `forbidden`, the
 others are taken, and the answer is 403 rather than 200 so that a client that
 reads only the status still sees it. A body that is not JSON, not an object or

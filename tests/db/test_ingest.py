@@ -161,7 +161,7 @@ def test_the_service_reports_every_item_in_order(sessions, cli, tiny, tmp_path):
     assert results == [(1, "accepted"), (2, "rejected"), (3, "duplicate"), (4, "accepted")]
 
 
-# A file given as read_events(path) is read in a worker process (store/file_batches.py); a list of items goes
+# A file given as read_events(path) is read in a worker process (ingest/file_batches.py); a list of items goes
 # through the service as it comes. Both must store and report the same.
 
 MIXED = [
