@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from flask import Flask
 
     from admin_app import access, database, security
+    from engine.lines import totals_titles
     from invoicing.pdf import TEMPLATES
     from settings import environment
 
@@ -69,5 +70,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.context_processor
     def environment_banner():
         return {"environment": app.config["BILLING_ENVIRONMENT"]}
+
+    # The invoice's `totals` entries of lines with their titles, in order: pages list kinds from the registry.
+    app.jinja_env.globals["totals_titles"] = totals_titles
 
     return app

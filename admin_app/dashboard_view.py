@@ -91,7 +91,7 @@ def board_view(board: Dashboard, fmt: Formats) -> dict:
 
 
 def _headline(board: Dashboard, fmt: Formats, display: dict, bars: dict, elapsed: tuple[int, int]) -> None:
-    for kind in ("usage", "minimum", "cap", "total"):
+    for kind in board.totals:   # every `totals` entry of the invoice, and its total
         display[kind] = fmt.money(board, board.totals[kind])
     display["events"] = fmt.count(board.events)
     display["unbilled"] = fmt.count(board.unbilled_events)
