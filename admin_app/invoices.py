@@ -147,9 +147,11 @@ def show(invoice_id: int):
 @blueprint.post("/invoices/<int:invoice_id>/approve")
 @allow("finance")
 def approve_invoice(invoice_id: int):
-    threshold = Threshold.of(current_app.config["BILLING_ENVIRONMENT"])
+    env = current_app.config["BILLING_ENVIRONMENT"]
     return _step(invoice_id, "approve",
-                 lambda invoice, who: approve(db_session(), _selector(invoice), who, threshold=threshold, now=now()),
+                 lambda invoice, who: approve(db_session(), _selector(invoice), who, threshold=Threshold.of(env),
+                                              profile_required=env.production, treatments=env.tax_treatments,
+                                              now=now()),
                  "Approved: it may now be issued.")
 
 

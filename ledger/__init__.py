@@ -1,12 +1,13 @@
 """The books: contract versions in force, and the invoices computed from them and frozen.
 
-    models.py          contracts, contract_versions, invoices, invoice_pdfs, invoice_voids
+    models.py          contracts, contract_versions, invoices, invoice_pdfs, invoice_voids, customer_profiles
     contracts.py       saving a contract version, loading a contract's timeline
     history.py         every version, who saved it and why, what changed, what it billed
     billing_from_db.py one period's invoice from the database, by the file mode's engine
     invoices.py        issued invoices: what each one froze; finding an invoice
     issuing.py         what an issued invoice freezes (document, cap counts)
     late.py            late usage: billed on the next open invoice as a difference
+    profiles.py        customer billing profiles: the buyer, the tax treatment, the payment terms
 
 Reads usage from metering; knows nothing of the web, sign-in, or the lifecycle's gates.
 """

@@ -3,6 +3,7 @@
     contracts ─< contract_versions          (versioned by sqlalchemy-continuum)
     invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
     invoice_pdfs, invoice_voids             the issued PDF, voids (lifecycle/transitions.py)
+    customer_profiles                       who an invoice bills: the buyer's legal details (versioned)
 """
 
 from __future__ import annotations
@@ -139,5 +140,29 @@ def _issued_invoice_is_frozen(mapper, connection, target: Invoice) -> None:
 
 
 make_append_only(InvoicePdf, InvoiceVoid)
+
+
+TAX_TREATMENTS = ("uk_standard", "reverse_charge", "exempt", "none")
+
+
+class CustomerProfile(Base):
+    """A customer's billing profile (ledger/profiles.py): the buyer an invoice names, and how it is taxed.
+    Versioned by sqlalchemy-continuum like a contract, so every earlier state and who saved it is kept."""
+
+    __tablename__ = "customer_profiles"
+    __versioned__ = {}
+    __table_args__ = (CheckConstraint(f"tax_treatment IN {TAX_TREATMENTS}", name="customer_profiles_treatment"),)
+
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[list] = mapped_column(JSON, default=list)     # the lines of the postal address, in order
+    tax_id: Mapped[str] = mapped_column(String(32), default="")
+    tax_treatment: Mapped[str] = mapped_column(String(16), default="none")
+    exempt_reason: Mapped[str] = mapped_column(Text, default="")
+    purchase_order: Mapped[str] = mapped_column(Text, default="")
+    terms_days: Mapped[int | None]                                 # None: the seller's default terms
+    revision: Mapped[int]                                          # 1, 2, …: a draft names the one it used
+    saved_by: Mapped[str]
+    saved_at: Mapped[dt.datetime]
 
 configure_mappers()

@@ -1,7 +1,8 @@
 """The invoice lifecycle: draft (recomputed freely) → approved → issued → void.
 
     close(session, "acme-health", Period(2026, 5))              # a draft, created or recomputed
-    approve(session, Selector("acme-health", Period(2026, 5)), who, threshold=threshold)   # APPROVAL_GATES first
+    approve(session, Selector("acme-health", Period(2026, 5)), who, threshold=threshold,   # APPROVAL_GATES first
+            profile_required=True, treatments=("uk_standard", "reverse_charge"))           # production's policy
     issue(session, Selector(...), who, threshold=threshold, prefix="UK", locale="en_GB")   # UK-2026-000042, its PDF
     void(session, Selector(number="UK-2026-000042"), who, "wrong site list")
     close(session, "acme-health", Period(2026, 5))              # the re-issue's draft replaces the void one
@@ -44,6 +45,7 @@ from ledger.contracts import UnknownContract
 from ledger.invoices import Selector, document_sha256, find, frozen_mismatch, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
+from ledger.profiles import missing_for, profile_of
 from lifecycle.models import InvoiceCounter
 from review.reconcile import Threshold, take_snapshot
 from storage.db import dialect_insert
@@ -53,13 +55,22 @@ UTC = dt.timezone.utc
 NUMBER_DIGITS = 6
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the environment asks of an approval, handed in by the caller: the reconciliation's threshold, and
+    whether every invoice needs a complete billing profile (production) with a treatment it issues."""
+
+    threshold: Threshold
+    profile_required: bool = False
+    treatments: tuple[str, ...] = ()
+
+
 # Checks that a draft must pass to be approved, in order: each returns None, or why it may not be approved.
-# The reconciliation adds its own here; the threshold is the environment's, handed in by the caller.
-Gate = Callable[[Session, Invoice, ComputedInvoice, Threshold], "Refusal | None"]
+Gate = Callable[[Session, Invoice, ComputedInvoice, Policy], "Refusal | None"]
 
 
 def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice,
-                     threshold: Threshold) -> Refusal | None:
+                     policy: Policy) -> Refusal | None:
     """What is approved is what was reviewed: usage or contract changes since the close need a new close."""
     if draft.usage_hash != computed.usage_hash or draft.document != computed.document:
         return Refusal("draft-outdated", "the usage or the contract changed since the draft was made",
@@ -67,20 +78,40 @@ def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice
     return None
 
 
+def profile_complete(session: Session, draft: Invoice, computed: ComputedInvoice,
+                     policy: Policy) -> Refusal | None:
+    """The buyer can be named and taxed: a profile with what its treatment needs (name and address; the tax id
+    for reverse_charge; the reason for exempt), and a treatment the environment issues. A profile that exists
+    is checked everywhere; having none is refused only where the policy requires one (production)."""
+    profile = profile_of(session, draft.customer)
+    if profile is None and not policy.profile_required:
+        return None
+    missing = missing_for(profile)
+    if missing:
+        return Refusal("profile-incomplete", f"the billing profile of '{draft.customer}' lacks {', '.join(missing)}",
+                       params={"customer": draft.customer})
+    if policy.treatments and profile.tax_treatment not in policy.treatments:
+        return Refusal("treatment-not-issued", f"the billing profile of '{draft.customer}' says "
+                                               f"{profile.tax_treatment}, which this environment does not issue "
+                                               f"({' or '.join(policy.treatments)} only)",
+                       params={"customer": draft.customer})
+    return None
+
+
 def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedInvoice,
-                          threshold: Threshold) -> Refusal | None:
+                          policy: Policy) -> Refusal | None:
     """The reconciliation of the period (review/reconcile.py), run now, finds no discrepancy above the
     environment's threshold, or finance recorded an explanation of exactly the discrepancies it finds."""
     from review.reconcile import explanation_of, headline, reconcile
 
-    report = reconcile(session, draft.customer, draft.period, threshold, computed=computed,
+    report = reconcile(session, draft.customer, draft.period, policy.threshold, computed=computed,
                        invoice=draft)
     if report.passed or explanation_of(session, draft, report) is not None:
         return None
     return Refusal("reconciliation-failed", f"its {headline(report)}", params=_period_of(draft), action="reconcile")
 
 
-APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, reconciliation_passed)
+APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, profile_complete, reconciliation_passed)
 
 
 def render_issued_pdf(invoice: InvoiceDocument, number: str, issued_on: dt.date, locale: str) -> bytes:
@@ -124,9 +155,10 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     return draft, "created"
 
 
-def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold,
-            now: dt.datetime | None = None) -> Invoice:
+def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold, profile_required: bool = False,
+            treatments: tuple[str, ...] = (), now: dt.datetime | None = None) -> Invoice:
     now = now or dt.datetime.now(UTC)
+    policy = Policy(threshold, profile_required, treatments)
     row = _locked(session, which)
     status = status_of(session, row)
     if status == "approved":
@@ -137,7 +169,7 @@ def approve(session: Session, which: Selector, who: Actor, *, threshold: Thresho
                               params={"status": status}))
     computed = _compute(session, row.customer, row.period)
     for gate in APPROVAL_GATES:
-        refusal = gate(session, row, computed, threshold)
+        refusal = gate(session, row, computed, policy)
         if refusal is not None:
             raise Refused(refusal.prefixed(f"{which} cannot be approved"))
     row.status, row.approved_at, row.approved_by = "approved", now, who.name
@@ -171,7 +203,7 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
         raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract), "
                                                         "so it must be reviewed and approved again",
                               params=_period_of(row), action="close"))
-    refusal = reconciliation_passed(session, row, computed, threshold)
+    refusal = reconciliation_passed(session, row, computed, Policy(threshold))
     if refusal is not None:
         raise Refused(refusal.prefixed(f"{which} cannot be issued"))
     number = next_number(session, who.environment, prefix, now.year)

@@ -67,6 +67,10 @@ class Environment:
     # (BILLING_AUDIT_ANCHOR_FILE overrides it), and BILLING_AUDIT_KEY, the key that signs them.
     audit_anchor_file: str | None = None
     audit_key: str | None = None
+    # Who bills (interfaces §4): the legal entity (name, company_number, address, tax_id, bank, payment_terms_days,
+    # timezone) printed on every document, and the tax treatments its invoices may carry.
+    seller: Mapping | None = None
+    tax_treatments: tuple[str, ...] = ()
 
 
 # A secret made for a test environment starts with this mark (deploy/environments/test.env), so that production,
@@ -127,6 +131,7 @@ def load(name: str | None = None, environ: Mapping[str, str] = os.environ) -> En
     settings["log_file"] = environ.get("BILLING_LOG_FILE") or None
     settings["audit_key"] = environ.get("BILLING_AUDIT_KEY") or None
     settings["audit_anchor_file"] = environ.get("BILLING_AUDIT_ANCHOR_FILE") or settings.get("audit_anchor_file")
+    settings["tax_treatments"] = tuple(settings.get("tax_treatments", ()))
     if environ.get("BILLING_METRICS_PORT"):   # two environments on one host (the rehearsal) need two ports
         settings["metrics_port"] = int(environ["BILLING_METRICS_PORT"])
     return Environment(**settings)

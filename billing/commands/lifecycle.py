@@ -99,7 +99,8 @@ def cmd_approve(args) -> int:
     which, who, environment = _selector(args), cli_actor(), cli_environment()
     with database() as (_, sessions):
         with sessions.begin() as session:
-            row = approve(session, which, who, threshold=Threshold.of(environment))
+            row = approve(session, which, who, threshold=Threshold.of(environment),
+                          profile_required=environment.production, treatments=environment.tax_treatments)
             line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
     print(line)
     return OK

@@ -209,7 +209,7 @@ def test_a_period_that_no_contract_bills_is_refused(customers, cli):
 
 
 def test_approval_gates_are_one_named_tuple():
-    assert [gate.__name__ for gate in APPROVAL_GATES] == ["draft_is_current", "reconciliation_passed"]
+    assert [gate.__name__ for gate in APPROVAL_GATES] == ["draft_is_current", "profile_complete", "reconciliation_passed"]
 
 
 def test_issued_rows_refuse_update_and_delete_in_sql(customers, sessions):
