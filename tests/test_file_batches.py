@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from engine.money import EXACT
 from ingest.batches import Batcher
 from ingest.file_batches import EarlierIdentities
+from ingest.pipeline import _ACCEPTED, _ACCEPTED_LATE, Outcome, count_outcomes
 from metering.days import LocalDays
 from metering.events import Event, EventData
 from storage.encoding import utc_texts
@@ -166,10 +167,6 @@ def test_a_day_before_1970_is_the_day_of_its_instant():
                                  ("rejected", False)]), max_size=40), st.booleans())
 def test_outcomes_are_counted_as_one_by_one(drawn, shared):
     """`billing ingest` counts a batch's outcomes at once; the same counts as a loop over them."""
-    from collections import Counter
-
-    from ingest.pipeline import _ACCEPTED, _ACCEPTED_LATE, Outcome, count_outcomes
-
     outcomes = [(_ACCEPTED_LATE if late else _ACCEPTED) if shared and status == "accepted"
                 else Outcome(status, late=late) for status, late in drawn]
     assert count_outcomes(outcomes) == Counter(drawn)
