@@ -16,6 +16,7 @@ from admin_app import create_app
 from audit.log import AuditEntry, verify
 from billing.cli import main
 from billing.demo import build_demo
+from engine.periods import Period
 from engine.refusal import Refusal
 from identity.accounts import User
 from ledger.models import ContractVersion, Invoice, InvoicePdf
@@ -92,16 +93,23 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
             "2026-08": "issued", "2026-09": "issued", "2026-10": "approved", "2026-11": "draft"}
         northwind = statuses(session, "northwind")
         assert [northwind[p][0] for p in ("2026-09", "2026-10", "2026-11")] == ["issued", "draft", "draft"]
-        numbers = [number for state, number in [*acme.values(), *northwind.values()] if state == "issued"]
-        assert sorted(numbers) == [f"TEST-2026-{n:06d}" for n in range(1, 15)]
+        globex = statuses(session, "globex")    # contracts/globex-research.pricing: an account block
+        assert [globex[p][0] for p in ("2026-08", "2026-09", "2026-10", "2026-11")] == [
+            "issued", "issued", "draft", "draft"]
+        numbers = [number for state, number in [*acme.values(), *northwind.values(), *globex.values()]
+                   if state == "issued"]
+        assert sorted(numbers) == [f"TEST-2026-{n:06d}" for n in range(1, 17)]
         pdfs = session.scalars(select(InvoicePdf.pdf)).all()
-        assert len(pdfs) == 14 and all(pdf.startswith(b"%PDF") for pdf in pdfs)
+        assert len(pdfs) == 16 and all(pdf.startswith(b"%PDF") for pdf in pdfs)
+        august = session.scalar(select(Invoice.document).where(Invoice.customer == "globex",
+                                                                Invoice.period == Period(2026, 8)))
+        assert [line["kind"] for line in august["account"]["lines"]][:2] == ["commitment_fee", "commitment_drawdown"]
         versions = session.scalars(select(ContractVersion).where(ContractVersion.contract_id == "acme-health")
                                    .order_by(ContractVersion.effective)).all()
         assert [str(v.effective) for v in versions] == ["2026-04", "2026-10"] and "amendment" in versions[1].comment
         actions = [a for a in session.scalars(select(AuditEntry.action))]
-        assert actions.count("contract.save") == 3 and actions.count("invoice.issue") == 14
-        assert actions.count("invoice.approve") == 15 and actions.count("apikey.create") == 1
+        assert actions.count("contract.save") == 4 and actions.count("invoice.issue") == 16
+        assert actions.count("invoice.approve") == 17 and actions.count("apikey.create") == 1
         # every close was reconciled, as `billing close` does, and every demo period reconciles clean
         reports = session.scalars(select(Reconciliation)).all()
         assert len(reports) == actions.count("reconciliation.run") > 0
@@ -158,9 +166,12 @@ def test_the_demo_on_either_database(db_url):
                                                                    "2026-08", "2026-09"]
     assert [str(i.period) for i in acme.with_status("approved")] == ["2026-10"]
     assert str(acme.amendment) == "2026-10" and not any(i.refusal for i in acme.invoices)
+    globex = next(contract for contract in summary.contracts if contract.contract_id == "globex")
+    assert [str(i.period) for i in globex.with_status("issued")] == ["2026-08", "2026-09"]
+    assert not any(i.refusal for i in globex.invoices)
     assert summary.api_key.key.startswith("bk_") and len(summary.users) == 4
     engine = db.connect(db_url)
     with db.session_factory(engine)() as session:
         assert verify(session) is None
-        assert session.scalar(select(func.count()).select_from(InvoicePdf)) == 14
+        assert session.scalar(select(func.count()).select_from(InvoicePdf)) == 16
     engine.dispose()
