@@ -45,7 +45,8 @@ UTC = dt.timezone.utc
 
 def init_app(app: Flask) -> None:
     app.extensions[SCHEMA_HEAD] = schema.head()
-    sessions = app.extensions[database.SESSIONS]
+    # SQLite: a reader's session (database.sqlite_readers), so that a scrape never takes the writers' lock
+    sessions = app.extensions[database.READERS] or app.extensions[database.SESSIONS]
 
     def ages():
         with sessions() as session:
