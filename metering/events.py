@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
@@ -25,34 +26,46 @@ import msgspec
 
 CSV_HEADER = ["id", "source", "type", "time", "customer", "site", "category", "quantity"]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+# The longest id, source and type, and the longest customer, site and category name, in characters
+# (docs/decisions.md); the OpenAPI document says the same (admin_app/openapi.py).
+ID_LENGTH = 256
+NAME_LENGTH = 128
+# A quantity written as a string is a decimal number as JSON writes one, but for a leading + or . (interfaces §1):
+# no spaces, no underscores, no "NaN" or "Infinity".
+QUANTITY_PATTERN = r"^\+?[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$"
+_QUANTITY_TEXT = re.compile(QUANTITY_PATTERN)
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_LENGTH)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_LENGTH)]
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 # Decoding into these types checks all that `_validate` checks but the quantity.
 # Events hold only strings, dates and numbers and cannot form reference cycles:
 # gc=False keeps a decoded batch out of the garbage collector's passes.
 class EventData(msgspec.Struct, gc=False):
-    customer: NonEmpty
-    site: NonEmpty
-    category: NonEmpty
+    customer: Name
+    site: Name
+    category: Name
     quantity: Decimal = Decimal(1)
 
 
 class Event(msgspec.Struct, gc=False):
     specversion: Literal["1.0"]
-    id: NonEmpty
-    source: NonEmpty
-    type: str
-    time: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    id: Id
+    source: Id
+    type: Annotated[str, msgspec.Meta(max_length=ID_LENGTH)]
+    time: Instant
     data: EventData
 
 
-# The same shapes with no checks, to decode a bad line far enough to say what is wrong with it.
+# The same shapes with no checks, to decode a bad line far enough to say what is wrong with it: the time as
+# written (msgspec would round a seventh fractional digit), the quantity as written (a number or a string).
 class _DataAsWritten(msgspec.Struct):
     customer: str
     site: str
     category: str
-    quantity: Decimal = Decimal(1)
+    quantity: msgspec.Raw = msgspec.Raw(b"1")
 
 
 class _AsWritten(msgspec.Struct):
@@ -60,7 +73,7 @@ class _AsWritten(msgspec.Struct):
     id: str
     source: str
     type: str
-    time: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    time: str
     data: _DataAsWritten
 
 
@@ -93,9 +106,9 @@ def _explain(exc: Exception) -> tuple[str, str]:
         full = f"{path}.{field}" if path else field
         return "missing field", f"missing required field '{full}'"
     if path == "time":
-        return "bad time", "time must be an RFC 3339 timestamp with an offset or Z, such as 2026-05-03T10:15:00Z"
+        return _BAD_TIME
     if path == "data.quantity":
-        return "bad quantity", "quantity must be a non-negative decimal number (a JSON number or a string)"
+        return _BAD_QUANTITY
     return "bad field", f"{path or 'event'}: {text[0].lower() + text[1:]}"
 
 
@@ -118,13 +131,50 @@ def _quantity_problem(quantity: Decimal) -> tuple[str, str] | None:
     return None
 
 
+_BAD_TIME = "bad time", "time must be an RFC 3339 timestamp with an offset or Z, such as 2026-05-03T10:15:00Z"
+_BAD_QUANTITY = "bad quantity", "quantity must be a non-negative decimal number (a JSON number or a string)"
+_EXTRA_DIGITS = re.compile(r"(\.[0-9]{6})[0-9]+")
+
+
+def parse_instant(text: str) -> dt.datetime | None:
+    """An RFC 3339 timestamp with an offset, or None. Digits past the microsecond are dropped, never rounded:
+    an instant rounded up could move into the next day, and so the next month (pricing-language §4.1)."""
+    try:
+        return msgspec.convert(_EXTRA_DIGITS.sub(r"\1", text, count=1), Instant)
+    except msgspec.ValidationError:
+        return None
+
+
+def parse_quantity(text: str) -> Decimal | None:
+    """A quantity written as a string, or None unless it is a decimal number (QUANTITY_PATTERN)."""
+    if not _QUANTITY_TEXT.fullmatch(text):
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:   # an exponent past what Decimal holds
+        return None
+
+
+def _strings_problem(event: Event | _AsWritten) -> tuple[str, str] | None:
+    data = event.data
+    for name, value, longest in (("id", event.id, ID_LENGTH), ("source", event.source, ID_LENGTH),
+                                 ("type", event.type, ID_LENGTH), ("data.customer", data.customer, NAME_LENGTH),
+                                 ("data.site", data.site, NAME_LENGTH), ("data.category", data.category, NAME_LENGTH)):
+        if not value and name != "type":
+            return "missing field", f"{name} is empty"
+        if len(value) > longest:
+            return "too long", f"{name} has {len(value):,} characters; at most {longest} are taken"
+        # PostgreSQL's text cannot hold a NUL: one would fail the whole batch's transaction.
+        if "\x00" in value:
+            return "bad field", f"{name} contains a NUL character (\\u0000)"
+    return None
+
+
 def _validate(event: Event | _AsWritten) -> tuple[str, str] | None:
     if event.specversion != "1.0":
         return "bad field", f"specversion must be \"1.0\", not {event.specversion!r}"
-    for name, value in (("id", event.id), ("source", event.source), ("data.customer", event.data.customer),
-                        ("data.site", event.data.site), ("data.category", event.data.category)):
-        if not value:
-            return "missing field", f"{name} is empty"
+    if problem := _strings_problem(event):
+        return problem
     if not FIRST_YEAR <= event.time.year <= LAST_YEAR:
         return "bad time", f"time {event.time.isoformat()} is outside the years {FIRST_YEAR}–{LAST_YEAR}"
     return _quantity_problem(event.data.quantity)
@@ -147,9 +197,25 @@ def decode_json_event(raw: bytes) -> Event | tuple[str, str]:
         return _not_utf8(raw) or _explain(exc)
     except UnicodeDecodeError:
         return _not_utf8(raw) or ("not UTF-8", "the line is not UTF-8 text")
+    time = parse_instant(written.time)
+    if time is None:
+        return _BAD_TIME
     data = written.data
-    return _validate(written) or Event(written.specversion, written.id, written.source, written.type, written.time,
-                                       EventData(data.customer, data.site, data.category, data.quantity))
+    quantity = _written_quantity(data.quantity)
+    if quantity is None:
+        return _BAD_QUANTITY
+    event = Event(written.specversion, written.id, written.source, written.type, time,
+                  EventData(data.customer, data.site, data.category, quantity))
+    return _validate(event) or event
+
+
+def _written_quantity(raw: msgspec.Raw) -> Decimal | None:
+    try:
+        if bytes(raw).startswith(b'"'):
+            return parse_quantity(msgspec.json.decode(raw, type=str))
+        return msgspec.json.decode(raw, type=Decimal)   # a number, as written (not through a float)
+    except msgspec.DecodeError:
+        return None
 
 
 # A few hundred events a chunk: their objects are still in the processor's cache
@@ -175,8 +241,20 @@ def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield tail
 
 
+# What the one-call decoders leave to the line-by-line one, found in the bytes: a seventh fractional digit (msgspec
+# would round the time), any \\u escape (a NUL, or a key such as "quantit\\u0079"), a quantity string that is
+# not a plain decimal number (msgspec would take " 5 " and "1_000").
+_UNUSUAL = re.compile(rb'\.[0-9]{7}|\\u|"quantity"\s*:\s*"(?!\+?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")')
+
+
+def _usual(text: bytes) -> bool:
+    return _UNUSUAL.search(text) is None
+
+
 def _valid_events(lines: list[bytes]) -> list[Event] | None:
     """Each line's event, or None unless every line is a valid event."""
+    if not _usual(b"\n".join(lines)):
+        return None
     try:
         events = list(map(_DECODER.decode, lines))
     except Exception:  # whatever it is, the line-by-line reader meets it at its line, as it always did
@@ -187,6 +265,8 @@ def _valid_events(lines: list[bytes]) -> list[Event] | None:
 def decode_event_array(body: bytes) -> list[Event] | None:
     """A JSON array of events (the event API's batch), or None unless every element is a valid event: then
     each goes through `decode_json_event`, which says what is wrong with it."""
+    if not _usual(body):
+        return None
     try:
         events = _ARRAY_DECODER.decode(body)
     except Exception:  # the element-by-element decoding says what it is
@@ -269,15 +349,11 @@ def event_from_row(row: dict[str, str]) -> Event | tuple[str, str]:
     for field in ("id", "source", "type", "time", "customer", "site", "category"):
         if not row.get(field):
             return "missing field", f"missing required field '{field}'"
-    try:
-        time = dt.datetime.fromisoformat(row["time"])
-    except ValueError:
-        time = None
-    if time is None or time.tzinfo is None:
-        return "bad time", "time must be an RFC 3339 timestamp with an offset or Z, such as 2026-05-03T10:15:00Z"
-    try:
-        quantity = Decimal(row["quantity"]) if row.get("quantity") else Decimal(1)
-    except InvalidOperation:
+    time = parse_instant(row["time"])
+    if time is None:
+        return _BAD_TIME
+    quantity = parse_quantity(row["quantity"]) if row.get("quantity") else Decimal(1)
+    if quantity is None:
         return "bad quantity", "quantity must be a non-negative decimal number"
     event = Event("1.0", row["id"], row["source"], row["type"], time,
                   EventData(row["customer"], row["site"], row["category"], quantity))
