@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from admin_app.operations import METRICS
+from billing.contracts import UsageError
 from audit.log import AuditEntry
 from lifecycle.models import InvoiceCounter
 from settings.environment import serving_problems
@@ -39,5 +40,9 @@ def start_metrics(app: Flask) -> str | None:
     env = app.config["BILLING_ENVIRONMENT"]
     if not env.metrics_port:
         return None
-    start_http_server(env.metrics_port, env.metrics_host, registry=app.extensions[METRICS])
+    try:
+        start_http_server(env.metrics_port, env.metrics_host, registry=app.extensions[METRICS])
+    except OSError as exc:   # the port is taken (two environments on one host need BILLING_METRICS_PORT)
+        raise UsageError(f"cannot serve the metrics on {env.metrics_host}:{env.metrics_port}: "
+                         f"{exc.strerror or exc}") from None
     return f"http://{env.metrics_host}:{env.metrics_port}/metrics"
