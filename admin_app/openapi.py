@@ -8,6 +8,7 @@ tests/web/test_event_api.py checks real answers against these schemas.
 from __future__ import annotations
 
 from ingest.pipeline import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
+from metering.events import ID_LENGTH, NAME_LENGTH, QUANTITY_PATTERN
 
 SINGLE, BATCH, EITHER = "application/cloudevents+json", "application/cloudevents-batch+json", "application/json"
 LATE = "late"
@@ -28,25 +29,30 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
 
 EVENT = {
     "type": "object",
-    "description": "A usage event: a CloudEvents 1.0 JSON object. Other attributes are allowed and ignored.",
+    "description": "A usage event: a CloudEvents 1.0 JSON object. Other attributes are allowed and ignored. "
+                   "No string may hold a NUL character (\\u0000).",
     "required": ["specversion", "id", "source", "type", "time", "data"],
     "properties": {
         "specversion": {"const": "1.0"},
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1, "description": "must be the API key's event source"},
-        "type": {"type": "string", "examples": ["unit.processed"]},
-        "time": {"type": "string", "format": "date-time", "description": "RFC 3339, with an offset or Z"},
+        "id": {"type": "string", "minLength": 1, "maxLength": ID_LENGTH},
+        "source": {"type": "string", "minLength": 1, "maxLength": ID_LENGTH,
+                   "description": "must be the API key's event source"},
+        "type": {"type": "string", "maxLength": ID_LENGTH, "examples": ["unit.processed"]},
+        "time": {"type": "string", "format": "date-time",
+                 "description": "RFC 3339, with an offset or Z; digits past the microsecond are dropped, never "
+                                "rounded"},
         "data": {
             "type": "object",
             "required": ["customer", "site", "category"],
             "properties": {
-                "customer": {"type": "string", "minLength": 1, "description": "must be the API key's customer"},
-                "site": {"type": "string", "minLength": 1},
-                "category": {"type": "string", "minLength": 1},
+                "customer": {"type": "string", "minLength": 1, "maxLength": NAME_LENGTH,
+                             "description": "must be the API key's customer"},
+                "site": {"type": "string", "minLength": 1, "maxLength": NAME_LENGTH},
+                "category": {"type": "string", "minLength": 1, "maxLength": NAME_LENGTH},
                 "quantity": {
                     "description": "a non-negative decimal, as a JSON number or a string; default 1",
                     "oneOf": [{"type": "number", "minimum": 0},
-                              {"type": "string", "pattern": r"^\+?[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$"}],
+                              {"type": "string", "pattern": QUANTITY_PATTERN}],
                     "default": 1,
                 },
             },
@@ -80,7 +86,7 @@ RESULT = {
         "reason": {
             "type": "string",
             "description": f"rejected: a short category: malformed JSON, missing field, bad field, bad time, "
-                           f"bad quantity, unknown customer, or {FORBIDDEN} (another customer or source "
+                           f"bad quantity, too long, unknown customer, or {FORBIDDEN} (another customer or source "
                            f"than the API key's)",
         },
         "detail": {"type": "string", "description": "rejected: what exactly is wrong; conflict: what differs"},
