@@ -13,13 +13,13 @@ from decimal import Decimal
 
 from engine.lines import TierShare
 from rules.diagnostics import Span
-from rules.pricing import check_not_negative, rate_steps, run_rate
+from rules.pricing import Price, check_not_negative, rate_steps, run_rate
 from rules.primitive import Primitive
 from rules.written import Amount
 
 
 @dataclass(frozen=True)
-class FlatRate:
+class FlatRate(Price):
     rate: Amount
     span: Span
     primitive = "flat_rate"

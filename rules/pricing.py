@@ -30,8 +30,16 @@ class Tier:
     span: Span
 
 
+class Price:
+    """What a price node answers besides `shares(quantity)`: its amount once `free` of `quantity` are included.
+    A rate or graduated price applies to the billed units alone, tiers counted from the first of them (§4.2)."""
+
+    def shares_after(self, quantity: Decimal, free: Decimal):
+        return self.shares(quantity - free)
+
+
 @dataclass(frozen=True)
-class Tiered:
+class Tiered(Price):
     """`graduated { … }` or `volume { … }`: tiers with strictly increasing bounds."""
 
     tiers: tuple[Tier, ...]
@@ -109,7 +117,7 @@ def run_rate(step: Step, sheet) -> None:
 
     def pricer(quantity: Decimal):
         free = min(quantity, allowance) if allowance > 0 else ZERO
-        exact, shares = price.shares(quantity - free)
+        exact, shares = price.shares_after(quantity, free)
         if free:
             nothing = sheet.money.round(ZERO)
             shares = (TierShare(free, nothing, nothing, "included"), *shares)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.lines import TierShare
-from rules.pricing import Tiered, build_tiered, check_tiers, rate_steps, run_rate
+from rules.pricing import ZERO, Tiered, build_tiered, check_tiers, rate_steps, run_rate
 from rules.primitive import Primitive
 
 
@@ -23,10 +23,16 @@ class Volume(Tiered):
     primitive = "volume"
 
     def shares(self, quantity: Decimal):
+        return self.shares_after(quantity, ZERO)
+
+    def shares_after(self, quantity: Decimal, free: Decimal):
+        """The tier comes from the whole quantity, its price charged for the billed units (§4.2): counting the
+        tier from the billed units alone would let a larger allowance raise the line."""
+        billed = quantity - free
         for bound, price in self.bounded():
             if bound is None or quantity <= bound:
-                exact = quantity * price
-                return exact, ((TierShare(quantity, price, exact),) if quantity else ())
+                exact = billed * price
+                return exact, ((TierShare(billed, price, exact),) if billed else ())
         raise AssertionError("a volume price always ends with an `above` tier")
 
 
