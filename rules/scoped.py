@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Iterable
 
-from rules.diagnostics import Diagnostic, error, warning
+from rules.diagnostics import Diagnostic, error
 from rules.written import Amount, Scope
 
 
@@ -33,12 +33,14 @@ def check_single_category(scope: Scope, code: str, rule: str) -> Iterable[Diagno
 
 
 def check_currency_places(amount: Amount, ctx, what: str) -> Iterable[Diagnostic]:
+    """A spend minimum or cap is money: more places than the currency has is an error (§5), never rounded
+    silently, so that every step uses the figure the contract says."""
     if ctx.money is not None and amount.places > ctx.money.places:
-        yield warning(
+        yield error(
             "too-many-decimals",
             amount.span,
             f"the {what} {amount.value} has more decimal places than {ctx.money.currency} has "
-            f"({ctx.money.places}); it will be rounded to {ctx.money.round(amount.value)}",
+            f"({ctx.money.places}); it would round to {ctx.money.round(amount.value)}: write that",
         )
 
 

@@ -309,9 +309,8 @@ def prices(draw) -> Price:
 
 @st.composite
 def money_amount(draw, places: int, max_int: int) -> tuple[Decimal, str]:
-    """An amount for a minimum or cap; rarely with one place more than the currency has (a warning)."""
-    extra = draw(st.sampled_from((0, 0, 0, 0, 0, 1)))
-    value = draw(decimals(max_int, places + extra))
+    """An amount for a minimum or cap, with no more places than the currency has (more is an error)."""
+    value = draw(decimals(max_int, places))
     return value, draw(written_decimal(value))
 
 

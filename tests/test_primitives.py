@@ -17,6 +17,7 @@ from engine.evaluate import OutsideContract, Timeline, bill
 from engine.periods import Period
 from invoicing.invoice import build_invoice, invoice_json
 from metering.aggregate import meter
+from rules.diagnostics import Severity
 
 
 def contract(body: str, *, currency="GBP", starts="2026-01-01", rounding="half_up", timezone="UTC", ends=None,
@@ -795,12 +796,12 @@ def test_an_event_belongs_to_the_local_month_of_its_time(tmp_path):
     assert (june["period_start"], june["period_end"]) == ("2026-06-01T00:00:00+01:00", "2026-07-01T00:00:00+01:00")
 
 
-def test_a_cap_with_more_places_than_the_currency_is_applied_as_the_warning_says(tmp_path):
+def test_a_cap_minimum_or_commitment_with_more_places_than_the_currency_is_an_error_naming_its_rounding():
     body = '    category a "A" rate 1\n    site "s1" {\n        cap 5000.5 yearly on all\n    }'
-    text = contract(body, currency="JPY")
-    warning = [d.message for d in compile_source(text.encode()).diagnostics if d.code == "too-many-decimals"]
-    assert warning and "rounded to 5001" in warning[0]
-    doc = invoice(text, [("2026-01-05T00:00:00Z", "s1", "a", 5001)], "2026-01", tmp_path=tmp_path)
-    # the compiler says the cap is 5,001 yen; 5,001 × 1 = 5,001 ≤ 5,001 → no reduction, total 5,001
-    assert lines(doc, "s1", "cap") == []
-    assert doc["totals"]["total"] == "5001"
+    result = compile_source(contract(body, currency="JPY").encode())
+    (error,) = [d for d in result.diagnostics if d.code == "too-many-decimals"]
+    assert error.severity is Severity.ERROR and "would round to 5001" in error.message
+    assert not result.ok and result.plan is None
+    body = '    category a "A" rate 1\n    site "s1" {\n        minimum 99.999 monthly on a\n    }'
+    (error,) = [d for d in compile_source(contract(body).encode()).diagnostics if d.code == "too-many-decimals"]
+    assert error.severity is Severity.ERROR and "would round to 100.00" in error.message
