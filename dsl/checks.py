@@ -162,6 +162,23 @@ def check_references(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
                 )
 
 
+def check_scope_repeats(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
+    """A category named twice in one scope (`on a, a`), in any rule's scope (§5): a slip, reported at the repeat."""
+    for node in _walk(contract):
+        if isinstance(node, Scope):
+            first: dict[str, Ref] = {}
+            for ref in node.refs:
+                if ref.name in first:
+                    earlier = first[ref.name].span
+                    yield error(
+                        "repeated-in-scope",
+                        ref.span,
+                        f"category '{ref.name}' is named twice in this scope (first at line {earlier.line}, "
+                        f"column {earlier.column}); name each category once",
+                    )
+                first.setdefault(ref.name, ref)
+
+
 def check_primitives(contract: Contract, ctx: Context) -> Iterator[Diagnostic]:
     """Each rule and price on its own: its primitive's checks."""
     for node in _walk(contract):
@@ -409,6 +426,7 @@ CHECKS = (
     check_magnitudes,
     check_ids,
     check_references,
+    check_scope_repeats,
     check_primitives,
     check_block_rules,
     check_scopes,
