@@ -369,9 +369,13 @@ def _csv(path: Path, name: str) -> Iterator[tuple[int, Event | Rejection]]:
             except UnicodeDecodeError:
                 yield number, Rejection(name, number, *_not_utf8(raw), _text(raw))
                 continue
-            if not text.strip():
+            if not raw.strip():   # blank as in JSON Lines: ASCII whitespace only
                 continue
-            cells = next(csv.reader([text]))
+            try:
+                cells = next(csv.reader([text]))
+            except csv.Error as exc:   # a carriage return inside an unquoted field, say
+                yield number, Rejection(name, number, "malformed CSV", f"not a CSV row ({exc})", text.rstrip())
+                continue
             if header is None:
                 header = [c.strip() for c in cells]
                 if header != CSV_HEADER:
