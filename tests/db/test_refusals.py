@@ -101,6 +101,7 @@ CASES = {
 # Codes the command line cannot meet, and where each is rendered instead.
 ELSEWHERE = {
     "reconciliation-failed": "tests/db/test_reconcile.py (approve and issue on the command line)",
+    "tampered": "tests/db/test_tampering.py (an issued invoice changed outside the application, triggers dropped)",
     "pdf-failed": "tests/db/test_lifecycle.py and tests/db/test_credit_notes.py (a renderer that fails)",
     "password-too-short": "tests/web/portal/test_refusals.py (the command line asks no password but on stdin)",
     "password-is-email": "tests/web/portal/test_account.py",
