@@ -244,11 +244,14 @@ def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
 # What the one-call decoders leave to the line-by-line one, found in the bytes: a seventh fractional digit (msgspec
 # would round the time), any \\u escape (a NUL, or a key such as "quantit\\u0079"), a quantity string that is
 # not a plain decimal number (msgspec would take " 5 " and "1_000").
-_UNUSUAL = re.compile(rb'\.[0-9]{7}|\\u|"quantity"\s*:\s*"(?!\+?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")')
+# Three searches, each skipping to a literal of its own: one pattern of three alternatives tries every byte
+# (3 times slower: a third of a file reader's time, 2 ms of an event API request of 500).
+_PAST_MICROSECONDS = re.compile(rb"\.[0-9]{7}")
+_ODD_QUANTITY = re.compile(rb'"quantity"\s*:\s*"(?!\+?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")')
 
 
 def _usual(text: bytes) -> bool:
-    return _UNUSUAL.search(text) is None
+    return _PAST_MICROSECONDS.search(text) is None and b"\\u" not in text and _ODD_QUANTITY.search(text) is None
 
 
 def _valid_events(lines: list[bytes]) -> list[Event] | None:
