@@ -151,7 +151,7 @@ def approve_invoice(invoice_id: int):
     return _step(invoice_id, "approve",
                  lambda invoice, who: approve(db_session(), _selector(invoice), who, threshold=Threshold.of(env),
                                               profile_required=env.production, treatments=env.tax_treatments,
-                                              now=now()),
+                                              seller=env.seller, now=now()),
                  "Approved: it may now be issued.")
 
 
@@ -162,7 +162,7 @@ def issue_invoice(invoice_id: int):
 
     def step(invoice, who):
         issued = issue(db_session(), _selector(invoice), who, threshold=Threshold.of(env), prefix=env.invoice_prefix,
-                       locale=env.locale, now=now())
+                       locale=env.locale, seller=env.seller, now=now())
         return issued.invoice
 
     return _step(invoice_id, "issue", step, "Issued as {number}; its PDF is stored.")

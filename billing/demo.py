@@ -153,14 +153,14 @@ class Step:
         which = lifecycle.Selector(self.customer, self.period)
         threshold = Threshold.of(environment)
         if self.action == "close":   # as `billing close` does: the draft, then its reconciliation, stored
-            draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at)
+            draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at, seller=environment.seller)
             store_report(session, reconcile(session, self.customer, self.period, threshold,
                                             invoice=draft, now=self.at), who)
         elif self.action == "approve":
-            lifecycle.approve(session, which, who, threshold=threshold, now=self.at)
+            lifecycle.approve(session, which, who, threshold=threshold, seller=environment.seller, now=self.at)
         elif self.action == "issue":
             lifecycle.issue(session, which, who, threshold=threshold, prefix=environment.invoice_prefix,
-                            locale=environment.locale, now=self.at)
+                            locale=environment.locale, seller=environment.seller, now=self.at)
         else:
             _record_save(session, who, self.contract, AMENDMENT_COMMENT, self.period, self.at)
 

@@ -7,6 +7,8 @@
     pdf.py          PDF (templates/invoice.html, WeasyPrint); TEMPLATES: where the installed templates are
     credit_note.py  a credit note as a PDF
     stored.py       an issued invoice read back from its stored JSON
+    legal.py        the legal invoice: seller, buyer, dates, credits, tax, net and due (database mode)
+    tax.py          tax treatments, UK VAT's dated rates, tax rounded down once on the net
 
 Knows nothing of how lines were computed (the engine's), of the database or of the web.
 """

@@ -1,6 +1,7 @@
 """The books: contract versions in force, and the invoices computed from them and frozen.
 
-    models.py          contracts, contract_versions, invoices, invoice_pdfs, invoice_voids, customer_profiles
+    models.py          contracts, contract_versions, invoices, invoice_pdfs, invoice_voids, customer_profiles,
+                       fx_rates
     contracts.py       saving a contract version, loading a contract's timeline
     history.py         every version, who saved it and why, what changed, what it billed
     billing_from_db.py one period's invoice from the database, by the file mode's engine
@@ -8,6 +9,7 @@
     issuing.py         what an issued invoice freezes (document, cap counts)
     late.py            late usage: billed on the next open invoice as a difference
     profiles.py        customer billing profiles: the buyer, the tax treatment, the payment terms
+    fx.py              GBP rates recorded by finance, for the VAT of invoices in other currencies
 
 Reads usage from metering; knows nothing of the web, sign-in, or the lifecycle's gates.
 """

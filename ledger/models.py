@@ -4,11 +4,13 @@
     invoices   draft, approved and issued invoices with what they counted (issued ones frozen)
     invoice_pdfs, invoice_voids             the issued PDF, voids (lifecycle/transitions.py)
     customer_profiles                       who an invoice bills: the buyer's legal details (versioned)
+    fx_rates                                GBP per unit of a currency on a day, as finance recorded it
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -166,3 +168,16 @@ class CustomerProfile(Base):
     saved_at: Mapped[dt.datetime]
 
 configure_mappers()
+
+
+class FxRate(Base):
+    """How many GBP one unit of `currency` is worth on `on` (ledger/fx.py), as finance recorded it: what a
+    non-GBP invoice with UK VAT states its VAT in GBP at. Recording the day again replaces it (audited)."""
+
+    __tablename__ = "fx_rates"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    on: Mapped[dt.date] = mapped_column(primary_key=True)
+    gbp: Mapped[Decimal]
+    recorded_by: Mapped[str]
+    recorded_at: Mapped[dt.datetime]

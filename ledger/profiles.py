@@ -4,6 +4,7 @@
                                                          "tax_treatment": "uk_standard"})
     missing_for(profile)     # [] when the profile has what its treatment needs, else what it lacks
     buyer_json(profile)      # the invoice's `buyer`
+    legal_terms(session, document, seller, tax_point)   # invoicing.legal.Legal (tax_point None: a draft)
 
 Only the fields given change; each save is a new revision (1, 2, …), kept by
 sqlalchemy-continuum with the earlier ones, and audited (`customer.profile`, with
@@ -14,12 +15,15 @@ save makes it stale.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
 from audit.log import Actor, record
 from engine.refusal import Refusal, Refused
+from invoicing.legal import Legal
 from ledger.contracts import UnknownContract
+from ledger.fx import gbp_rate
 from ledger.models import TAX_TREATMENTS, Contract, CustomerProfile
 
 UTC = dt.timezone.utc
@@ -101,3 +105,22 @@ def revisions(session: Session, contract_id: str) -> list[dict]:
     rows = session.query(history).filter(history.contract_id == contract_id).order_by(history.transaction_id)
     return [{"revision": row.revision, **{name: getattr(row, name) for name in FIELDS},
              "saved_by": row.saved_by, "saved_at": row.saved_at.isoformat()} for row in rows]
+
+
+def legal_terms(session: Session, document: dict, seller: Mapping, tax_point: dt.date | None,
+                credits: tuple = ()) -> Legal:
+    """What the invoice of `document` is made legal with: the seller's entity, the buyer's current profile
+    (without one, the contract's customer name and no tax), the payment terms (the buyer's, else the seller's)
+    and, when issuing (a `tax_point`), finance's GBP rate for it: a draft states no GBP amount."""
+    profile = profile_of(session, document["contract"])
+    terms = seller.get("payment_terms_days", 30)
+    if profile is None:
+        return Legal(seller=seller, buyer={"name": document["customer"], "address": [], "tax_id": None,
+                                           "purchase_order": None},
+                     terms_days=terms, credits=credits)
+    fx_rate = None if document["currency"] == "GBP" or tax_point is None \
+        else gbp_rate(session, document["currency"], tax_point)
+    return Legal(seller=seller, buyer=buyer_json(profile), treatment=profile.tax_treatment,
+                 exempt_reason=profile.exempt_reason,
+                 terms_days=terms if profile.terms_days is None else profile.terms_days,
+                 credits=credits, fx_rate=fx_rate)

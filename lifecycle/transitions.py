@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,12 +42,14 @@ from audit.log import Actor, invoice_resource, record
 from engine.periods import Period
 from engine.refusal import Refusal, Refused
 from invoicing.invoice import Invoice as InvoiceDocument
+from invoicing.legal import with_legal
+from invoicing.tax import needs_fx_rate
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
 from ledger.invoices import Selector, document_sha256, find, frozen_mismatch, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
-from ledger.profiles import missing_for, profile_of
+from ledger.profiles import legal_terms, missing_for, profile_of
 from lifecycle.models import InvoiceCounter
 from review.reconcile import Threshold, take_snapshot
 from storage.db import dialect_insert
@@ -121,7 +125,8 @@ def render_issued_pdf(invoice: InvoiceDocument, number: str, issued_on: dt.date,
     return render_pdf(invoice, number=number, status="issued", issued_on=issued_on, locale=locale)
 
 
-def close(session: Session, customer: str, period: Period, *, now: dt.datetime | None = None) -> tuple[Invoice, str]:
+def close(session: Session, customer: str, period: Period, *, now: dt.datetime | None = None,
+          seller: Mapping | None = None) -> tuple[Invoice, str]:
     """Creates or recomputes the period's draft; returns it and what happened: created, refreshed, unchanged.
     Every close records what the dashboard shows for the period (store/reconcile.py compares it with the draft).
 
@@ -133,7 +138,7 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     if row is not None and status_of(session, row) == "issued":
         raise Refused(Refusal("already-issued", f"the invoice of '{customer}' for {period} is issued as {_name(row)}",
                               params={"number": _name(row)}, action="void"))
-    computed = _compute(session, customer, period)
+    computed = _legal(session, _compute(session, customer, period), seller, None, now)
     fields = computed_fields(computed)
     count_on_commit(session, INVOICES.labels("closed").inc)
     if row is not None and row.status in ("draft", "approved"):
@@ -156,7 +161,8 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
 
 
 def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold, profile_required: bool = False,
-            treatments: tuple[str, ...] = (), now: dt.datetime | None = None) -> Invoice:
+            treatments: tuple[str, ...] = (), seller: Mapping | None = None,
+            now: dt.datetime | None = None) -> Invoice:
     now = now or dt.datetime.now(UTC)
     policy = Policy(threshold, profile_required, treatments)
     row = _locked(session, which)
@@ -167,7 +173,7 @@ def approve(session: Session, which: Selector, who: Actor, *, threshold: Thresho
     if status != "draft":
         raise Refused(Refusal("not-a-draft", f"{which} is {status}: only a draft can be approved",
                               params={"status": status}))
-    computed = _compute(session, row.customer, row.period)
+    computed = _legal(session, _compute(session, row.customer, row.period), seller, None, now)
     for gate in APPROVAL_GATES:
         refusal = gate(session, row, computed, policy)
         if refusal is not None:
@@ -187,7 +193,7 @@ class Issued:
 
 
 def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold, prefix: str,
-          locale: str = "en_GB", now: dt.datetime | None = None,
+          locale: str = "en_GB", seller: Mapping | None = None, now: dt.datetime | None = None,
           render: Callable[[InvoiceDocument, str, dt.date, str], bytes] = render_issued_pdf) -> Issued:
     """Numbers, freezes and stores the approved invoice with its PDF. Refused: not approved, or what would
     be issued differs from what was approved, or the PDF cannot be made."""
@@ -198,7 +204,8 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
         raise Refused(Refusal("not-approved", f"{which} is {status}: only an approved invoice can be issued",
                               params={"status": status, **_period_of(row)},
                               action="approve" if status == "draft" else None))
-    computed = _compute(session, row.customer, row.period)
+    charges = _compute(session, row.customer, row.period)
+    computed = _legal(session, charges, seller, None, now)
     if row.usage_hash != computed.usage_hash or row.document != computed.document:
         raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract), "
                                                         "so it must be reviewed and approved again",
@@ -206,6 +213,13 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
     refusal = reconciliation_passed(session, row, computed, Policy(threshold))
     if refusal is not None:
         raise Refused(refusal.prefixed(f"{which} cannot be issued"))
+    if seller is not None:   # the dates, and the tax at the tax point's rate, are known now
+        computed = _legal(session, charges, seller, _local_date(now, seller), now)
+        if needs_fx_rate(computed.document.get("tax")):
+            tax_point, currency = computed.document["tax_point"], computed.document["currency"]
+            raise Refused(Refusal("fx-rate-missing", f"{which} states its UK VAT in GBP, and no GBP rate for "
+                                                     f"{currency} on its tax point {tax_point} is recorded",
+                                  params={"currency": currency, "date": tax_point}))
     number = next_number(session, who.environment, prefix, now.year)
     try:
         pdf = render(computed.invoice, number, now.date(), locale)
@@ -324,6 +338,21 @@ def _compute(session: Session, customer: str, period: Period) -> ComputedInvoice
         return invoice_from_db(session, customer, period)
     except OutsideContract as exc:
         raise Refused(Refusal("outside-contract", str(exc), field="period", params={"period": period})) from None
+
+
+def _legal(session: Session, computed: ComputedInvoice, seller: Mapping | None, issue_date: dt.date | None,
+           now: dt.datetime) -> ComputedInvoice:
+    """The computation with the legal fields of interfaces §4 (invoicing/legal.py) when the environment bills as
+    a `seller`; a draft (no issue date) is taxed at the rate in force today, in the seller's time zone."""
+    if seller is None:
+        return computed
+    as_of = _local_date(now, seller)
+    legal = legal_terms(session, computed.document, seller, issue_date)
+    return replace(computed, document=with_legal(computed.document, legal, issue_date=issue_date, as_of=as_of))
+
+
+def _local_date(now: dt.datetime, seller: Mapping) -> dt.date:
+    return now.astimezone(ZoneInfo(seller["timezone"])).date()
 
 
 def _period_of(row: Invoice) -> dict[str, str]:

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from settings.environment import load as load_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 # The worked examples and the comparison tool of ../shared, copied: the suite needs nothing beside the repository.
 EXAMPLES = ROOT / "tests" / "fixtures" / "examples"
 COMPARE_TOOL = ROOT / "tests" / "fixtures" / "tools" / "compare_invoices.py"
+# The test environment's legal entity: what `billing` and the portal hand the lifecycle, so a draft made by a
+# test's direct call is the draft they would make (interfaces §4).
+TEST_SELLER = dict(load_environment("test", {}).seller)
 
 
 @pytest.fixture(scope="session")

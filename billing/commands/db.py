@@ -234,6 +234,7 @@ def cmd_invoice_from_db(args) -> int:
     from audit.log import invoice_resource
     from invoicing.render import render_document
     from ledger.billing_from_db import invoice_from_db
+    from ledger.invoices import Selector, find, status_of
 
     if args.contract or args.events:
         raise UsageError("--customer computes from the database: leave out --contract and --events")
@@ -241,9 +242,14 @@ def cmd_invoice_from_db(args) -> int:
     with database() as (_, sessions):
         with sessions() as session:
             computed = invoice_from_db(session, args.customer, period)   # refusals are said by billing/cli.py
+            # interfaces §4: the JSON of a stored draft or issued invoice, with its seller, buyer, credits and tax
+            stored = find(session, Selector(args.customer, period))
+            document = stored.document if stored is not None and status_of(session, stored) != "void" \
+                and args.format == "json" else computed.document
         _record_read(sessions, "invoice.view", invoice_resource(args.customer, period),
-                     {"computed": True, "format": args.format, "output": args.output or "standard output"})
-    emit(render_document(computed.invoice, args.format, document=computed.document), args.output)
+                     {"computed": document is computed.document, "format": args.format,
+                      "output": args.output or "standard output"})
+    emit(render_document(computed.invoice, args.format, document=document), args.output)
     return OK
 
 

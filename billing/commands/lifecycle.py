@@ -62,13 +62,13 @@ def cmd_close(args) -> int:
 
     period = _period("--period", args.period)
     refusals = failed = 0
-    who, limit = cli_actor(), threshold()
+    who, limit, seller = cli_actor(), threshold(), cli_environment().seller
     with database() as (_, sessions):
         customers = customers_to(sessions, args.customer, period)
         for customer in customers:
             try:
                 with sessions.begin() as session:
-                    row, outcome = close(session, customer, period)
+                    row, outcome = close(session, customer, period, seller=seller)
                     line = f"{customer} {period}: draft {outcome} (total {_total(row)})"
                     report, explained = reconcile_and_store(session, customer, period, limit, who, row)
             except Refused as exc:
@@ -100,7 +100,8 @@ def cmd_approve(args) -> int:
     with database() as (_, sessions):
         with sessions.begin() as session:
             row = approve(session, which, who, threshold=Threshold.of(environment),
-                          profile_required=environment.production, treatments=environment.tax_treatments)
+                          profile_required=environment.production, treatments=environment.tax_treatments,
+                          seller=environment.seller)
             line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
     print(line)
     return OK
@@ -115,7 +116,7 @@ def cmd_issue(args) -> int:
     with database() as (_, sessions):
         with sessions.begin() as session:
             issued = issue(session, which, who, threshold=Threshold.of(environment),
-                           prefix=environment.invoice_prefix, locale=environment.locale)
+                           prefix=environment.invoice_prefix, locale=environment.locale, seller=environment.seller)
             row = issued.invoice
             if args.pdf:   # written before the commit: a PDF that cannot be written issues nothing
                 write_pdf(args.pdf, issued.pdf)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import TEST_SELLER
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -132,11 +133,12 @@ def _user() -> str:
 
 def _issue(sessions, customer: str, period: Period, **options) -> Invoice:
     with sessions.begin() as session:
-        close(session, customer, period)
+        close(session, customer, period, seller=TEST_SELLER)
     with sessions.begin() as session:
-        approve(session, Selector(customer, period), WHO, threshold=THRESHOLD)
+        approve(session, Selector(customer, period), WHO, threshold=THRESHOLD, seller=TEST_SELLER)
     with sessions.begin() as session:
-        return issue(session, Selector(customer, period), WHO, threshold=THRESHOLD, prefix="TEST", **options).invoice
+        return issue(session, Selector(customer, period), WHO, threshold=THRESHOLD, prefix="TEST", seller=TEST_SELLER,
+                     **options).invoice
 
 
 def _failing_pdf(invoice, number, issued_on, locale) -> bytes:
@@ -149,7 +151,7 @@ def _failing_pdf(invoice, number, issued_on, locale) -> bytes:
                                   "approve a stale draft", "issue what changed since approval"])
 def test_refusals_change_nothing(case, customers, cli, sessions, tmp_path):
     with sessions.begin() as session:
-        close(session, "tiny", MAY)
+        close(session, "tiny", MAY, seller=TEST_SELLER)
     if case in ("approve twice", "PDF that cannot be made", "PDF that cannot be written",
                 "issue what changed since approval"):
         assert cli("approve", "--customer", "tiny", "--period", "2026-05")[0] == 0
@@ -197,7 +199,8 @@ def test_refusals_change_nothing(case, customers, cli, sessions, tmp_path):
 def _refused_in_process(sessions) -> tuple[int, str, str]:
     try:
         with sessions.begin() as session:
-            issue(session, Selector("tiny", MAY), WHO, threshold=THRESHOLD, prefix="TEST", render=_failing_pdf)
+            issue(session, Selector("tiny", MAY), WHO, threshold=THRESHOLD, prefix="TEST", seller=TEST_SELLER,
+                  render=_failing_pdf)
     except Refused as exc:
         return 1, "", str(exc)
     return 0, "", ""
@@ -255,7 +258,7 @@ def test_issued_rows_refuse_update_and_delete_through_the_orm(customers, session
                 change(session)
     assert snapshot(sessions) == before
     with sessions.begin() as session:   # a draft is still recomputed freely
-        draft, _ = close(session, "tiny", JUNE)
+        draft, _ = close(session, "tiny", JUNE, seller=TEST_SELLER)
         draft.document = {**draft.document}
         session.delete(draft)
 
@@ -277,9 +280,9 @@ def test_a_later_period_counts_from_what_the_issued_invoice_counted(customers, s
 def test_numbers_have_no_gaps_under_concurrent_issuing(customers, sessions):
     for name in customers:
         with sessions.begin() as session:
-            close(session, name, MAY)
+            close(session, name, MAY, seller=TEST_SELLER)
         with sessions.begin() as session:
-            approve(session, Selector(name, MAY), WHO, threshold=THRESHOLD)
+            approve(session, Selector(name, MAY), WHO, threshold=THRESHOLD, seller=TEST_SELLER)
     processes = [subprocess.Popen([BILLING, "issue", "--customer", name, "--period", "2026-05"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "PYTHONWARNINGS": "ignore"}) for name in customers]
@@ -308,5 +311,5 @@ def test_contract_history_shows_a_voided_period_open_until_its_replacement(custo
         void(session, Selector(number=issued.number), WHO, "wrong")
     assert status_of_may() is None
     with sessions.begin() as session:
-        close(session, "tiny", MAY)
+        close(session, "tiny", MAY, seller=TEST_SELLER)
     assert status_of_may() == "draft"

@@ -10,6 +10,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from conftest import TEST_SELLER
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -164,7 +165,7 @@ def test_an_explanation_covers_only_the_discrepancies_it_explained(tiny, cli, se
     status, _, err = cli("approve", *which())
     assert status == 1 and "its reconciliation FAILED" in err
     with sessions.begin() as session, pytest.raises(Refused, match="reconciliation FAILED"):
-        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT)
+        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT, seller=TEST_SELLER)
 
 
 def test_usage_after_the_close_is_caught_until_closed_again(tiny, cli, sessions):
@@ -276,7 +277,7 @@ def test_the_reconciliation_is_an_approval_gate_and_runs_on_issue(tiny, sessions
     assert [gate.__name__ for gate in APPROVAL_GATES][-1] == "reconciliation_passed"
     assert cli("close", *which())[0] == 0
     with sessions.begin() as session:
-        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT)
+        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT, seller=TEST_SELLER)
     delete_an_event(sessions, tiny, cli)
     with sessions.begin() as session, pytest.raises(Refused, match="cannot be issued: its reconciliation FAILED"):
-        issue(session, Selector("tiny", MAY), WHO, threshold=STRICT, prefix="TEST")
+        issue(session, Selector("tiny", MAY), WHO, threshold=STRICT, prefix="TEST", seller=TEST_SELLER)

@@ -7,6 +7,7 @@ confirmation, credit note) in the test's temporary directory, or where BILLING_S
 
 from __future__ import annotations
 
+from conftest import TEST_SELLER
 import hashlib
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_finance_approves_issues_and_downloads_the_pdf(live_portal, browser_page
                                                        tmp_path):
     page, base = browser_page, live_portal
     with portal_sessions.begin() as session:
-        draft, _ = close(session, CUSTOMER, Period(2026, 6))
+        draft, _ = close(session, CUSTOMER, Period(2026, 6), seller=TEST_SELLER)
         draft_id, total = draft.id, draft.document["totals"]["total"]
     user = add_portal_user(portal_sessions, "fiona.finance@example.com", "finance")
     sign_in_with_password(page, base, user.email)

@@ -7,6 +7,7 @@ and records an explanation. Screenshots go to the test's temporary directory, or
 
 from __future__ import annotations
 
+from conftest import TEST_SELLER
 import re
 from decimal import Decimal
 
@@ -28,7 +29,7 @@ def a_drifted_june(sessions) -> str:
     """Closes June of the customer, then stores an event straight into the events table, without its rollup (as
     a hand-run script might); returns its site."""
     with sessions.begin() as session:
-        close(session, CUSTOMER, JUNE)
+        close(session, CUSTOMER, JUNE, seller=TEST_SELLER)
     with sessions.begin() as session:
         model = session.scalars(select(UsageEvent).where(UsageEvent.customer == CUSTOMER, UsageEvent.site == "lon-01",
                                                          UsageEvent.day >= JUNE.first_day)).first()

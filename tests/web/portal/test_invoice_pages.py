@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pypdf
 import pytest
+from conftest import TEST_SELLER
 from babel.numbers import format_decimal
 from sqlalchemy import select, text
 
@@ -59,7 +60,7 @@ def _ids_listed(html: str) -> set[int]:
 def fresh_june_draft(portal_sessions, invoice_ids) -> int:
     """The customer's June draft recomputed from its usage (the fixture's copy of April's would be stale)."""
     with portal_sessions.begin() as session:
-        row, _ = close(session, CUSTOMER, JUNE)
+        row, _ = close(session, CUSTOMER, JUNE, seller=TEST_SELLER)
         return row.id
 
 

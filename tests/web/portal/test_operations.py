@@ -9,6 +9,7 @@ import json
 import logging
 
 import pytest
+from conftest import TEST_SELLER
 from msgspec.structs import replace
 from sqlalchemy import create_engine, func, select
 
@@ -169,20 +170,20 @@ def test_invoice_transitions_and_reconciliations_are_counted_once_committed(port
 
     before = {name: count(name) for name in ("closed", "approved", "issued", "voided")}
     with portal_sessions.begin() as session:
-        close(session, CUSTOMER, JUNE)
+        close(session, CUSTOMER, JUNE, seller=TEST_SELLER)
         session.rollback()   # a close that is not committed did not happen
     assert count("closed") == before["closed"]
     with portal_sessions.begin() as session:
-        close(session, CUSTOMER, JUNE)
+        close(session, CUSTOMER, JUNE, seller=TEST_SELLER)
     assert count("closed") == before["closed"] + 1
     passed = sample(portal_app, "billing_reconciliations_total", result="passed")
     with portal_sessions.begin() as session:
         store_report(session, reconcile(session, CUSTOMER, JUNE, THRESHOLD), TEST_ACTOR)
     assert sample(portal_app, "billing_reconciliations_total", result="passed") == passed + 1
     with portal_sessions.begin() as session:
-        approve(session, Selector(CUSTOMER, JUNE), TEST_ACTOR, threshold=THRESHOLD)
+        approve(session, Selector(CUSTOMER, JUNE), TEST_ACTOR, threshold=THRESHOLD, seller=TEST_SELLER)
     with portal_sessions.begin() as session:
-        number = issue(session, Selector(CUSTOMER, JUNE), TEST_ACTOR, threshold=THRESHOLD, prefix="TEST").invoice.number
+        number = issue(session, Selector(CUSTOMER, JUNE), TEST_ACTOR, threshold=THRESHOLD, prefix="TEST", seller=TEST_SELLER).invoice.number
     with portal_sessions.begin() as session:
         void(session, Selector(number=number), TEST_ACTOR, "a test of the counters")
     assert [count(name) - before[name] for name in ("closed", "approved", "issued", "voided")] == [1, 1, 1, 1]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import TEST_SELLER
 
 from admin_app.refusals import WORDS, refusal_text
 from db.test_refusals import CASES as CLI_CASES
@@ -107,6 +108,10 @@ WEB_ELSEWHERE = {
     "wrong-code": "tests/web/portal/test_signin.py", "used-code": "tests/web/portal/test_signin.py",
     "locked": "tests/web/portal/test_signin.py", "disabled": "tests/web/portal/test_signin.py",
     "too-many-attempts": "tests/web/portal/test_signin.py", "slow-down": "tests/web/portal/test_signin.py",
+    "profile-incomplete": "tests/db/test_customer_profiles.py (approval, library and command line)",
+    "treatment-not-issued": "tests/db/test_customer_profiles.py", "terms-negative": "tests/db/test_customer_profiles.py",
+    "fx-currency": "tests/db/test_legal_invoice.py", "fx-rate": "tests/db/test_legal_invoice.py",
+    "fx-rate-missing": "tests/db/test_legal_invoice.py (issuing a USD invoice with UK VAT)",
 }
 # Previews answer with a fragment for the editor: the refusal is marked with the field it concerns.
 PREVIEW_CASES = {
@@ -124,9 +129,9 @@ def numbered(portal_sessions) -> int:
     """The customer's June invoice, closed, approved and issued with its number (a credit note needs one)."""
     threshold, june = Threshold.of(load_environment("test")), Selector(CUSTOMER, Period(2026, 6))
     with portal_sessions.begin() as session:
-        row, _ = close(session, CUSTOMER, june.period)
-        approve(session, june, TEST_ACTOR, threshold=threshold)
-        issue(session, june, TEST_ACTOR, threshold=threshold, prefix="TEST")
+        row, _ = close(session, CUSTOMER, june.period, seller=TEST_SELLER)
+        approve(session, june, TEST_ACTOR, threshold=threshold, seller=TEST_SELLER)
+        issue(session, june, TEST_ACTOR, threshold=threshold, prefix="TEST", seller=TEST_SELLER)
         return row.id
 
 
