@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from engine.lines import Broken, LineKind, Row, _json_source, _source, register_kind
+from engine.lines import Broken, LineKind, Row, register_kind, source_from_json, source_json
 from engine.money import Money
 from engine.periods import Period
 from engine.plan import Source
@@ -92,12 +92,12 @@ def _declare(line_type: type, title: str, plural: str, figures: tuple[str, ...],
     def to_json(line, money: Money) -> dict:
         shown = {name: money.format(value) for name, value in _figures(line, figures).items()}
         return {**shown, "amount": money.format(line.amount), "explanation": line.explanation,
-                "source": _json_source(line.source)}
+                "source": source_json(line.source)}
 
     def from_json(data: dict):
         values = {name: Decimal(data[name]) if name in data else None for name in figures}
         return line_type(**values, amount=Decimal(data["amount"]), explanation=data["explanation"],
-                         source=_source(data["source"]))
+                         source=source_from_json(data["source"]))
 
     def row(line, money: Money) -> Row:
         shown = {name: money.format(value) for name, value in _figures(line, figures).items()}

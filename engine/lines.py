@@ -185,11 +185,11 @@ def totals_titles() -> dict[str, str]:
     return titles
 
 
-def _source(data: dict | None) -> Source | None:
+def source_from_json(data: dict | None) -> Source | None:
     return Source(data["line"], data["column"], data["text"], data["block"]) if data else None
 
 
-def _json_source(source: Source | None) -> dict | None:
+def source_json(source: Source | None) -> dict | None:
     return source.as_dict() if source else None
 
 
@@ -213,7 +213,7 @@ def _usage_json(line: UsageLine, money: Money) -> dict:
             for t in line.tiers
         ],
         "events": line.events,
-        "source": _json_source(line.source),
+        "source": source_json(line.source),
         **({"disabled_by": line.disabled_by.as_dict()} if line.disabled_by else {}),
     }
 
@@ -222,8 +222,8 @@ def _usage_from_json(data: dict) -> UsageLine:
     tiers = tuple(TierShare(Decimal(t["quantity"]), Decimal(t["unit_price"]), Decimal(t["amount"]),
                             t.get("note", "")) for t in data["tiers"])
     return UsageLine(data["category"], data["label"], Decimal(data["quantity"]), data["events"],
-                     Decimal(data["amount"]), data["billed"], tiers, _source(data["source"]),
-                     _source(data.get("disabled_by")))
+                     Decimal(data["amount"]), data["billed"], tiers, source_from_json(data["source"]),
+                     source_from_json(data.get("disabled_by")))
 
 
 def _usage_row(line: UsageLine, money: Money) -> Row:
@@ -272,14 +272,14 @@ def _minimum_json(line: MinimumLine, money: Money) -> dict:
         "commitment_unit": line.unit,
         "amount": money.format(line.amount),
         "explanation": line.explanation,
-        "source": _json_source(line.source),
+        "source": source_json(line.source),
     }
 
 
 def _minimum_from_json(data: dict) -> MinimumLine:
     categories = tuple(data["categories"])
     return MinimumLine(categories, frozenset(categories), Decimal(data["commitment"]), data["commitment_unit"],
-                       UNMEASURED, Decimal(data["amount"]), data["explanation"], _source(data["source"]))
+                       UNMEASURED, Decimal(data["amount"]), data["explanation"], source_from_json(data["source"]))
 
 
 def _minimum_row(line: MinimumLine, money: Money) -> Row:
@@ -327,13 +327,14 @@ def _cap_json(line: CapLine, money: Money) -> dict:
         "in_scope": money.format(line.in_scope),
         "amount": money.format(line.amount),
         "explanation": line.explanation,
-        "source": _json_source(line.source),
+        "source": source_json(line.source),
     }
 
 
 def _cap_from_json(data: dict) -> CapLine:
     return CapLine(tuple(data["categories"]), Decimal(data["limit"]), Decimal(data["counted_before"]),
-                   Decimal(data["in_scope"]), Decimal(data["amount"]), data["explanation"], _source(data["source"]))
+                   Decimal(data["in_scope"]), Decimal(data["amount"]), data["explanation"],
+                   source_from_json(data["source"]))
 
 
 def _cap_row(line: CapLine, money: Money) -> Row:
