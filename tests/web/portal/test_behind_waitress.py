@@ -54,7 +54,7 @@ def server(db_url, portal_sessions, tmp_path):
                                 "--threads", "2"], env=env, cwd=Path(__file__).resolve().parents[3],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60   # two shared cores, other suites running
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
