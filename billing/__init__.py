@@ -2,7 +2,8 @@
 
     cli.py        the command: parses the arguments, runs a command of billing/commands/, maps errors to exit codes
     command_log.py  one JSON log line per command (where the environment's log goes)
-    commands/     one module per area (file mode, database, lifecycle, reconcile, web, portal, credit, customer, fx)
+    commands/     one module per area (file mode, database, lifecycle, reconcile, web, portal, credit, customer,
+                  fx, grant)
     contracts.py  contract versions loaded from files (`FILE@YYYY-MM`)
     output.py     exit codes and output helpers
     progress.py   a progress bar on standard error

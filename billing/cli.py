@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 
 from billing import command_log
-from billing.commands import credit, customer, db, file_mode, fx, lifecycle, portal, reconcile, web
+from billing.commands import credit, customer, db, file_mode, fx, grant, lifecycle, portal, reconcile, web
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
 from billing.refusals import refusal_text
 from engine.evaluate import OutsideContract
 from engine.refusal import Refused
 
-COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile, customer, fx)
+COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile, customer, fx, grant)
 
 
 def parser() -> argparse.ArgumentParser:

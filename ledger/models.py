@@ -5,6 +5,7 @@
     invoice_pdfs, invoice_voids             the issued PDF, voids (lifecycle/transitions.py)
     customer_profiles                       who an invoice bills: the buyer's legal details (versioned)
     fx_rates                                GBP per unit of a currency on a day, as finance recorded it
+    credit_grants ─< grant_draws            credits finance granted; what issued invoices drew from them
 """
 
 from __future__ import annotations
@@ -181,3 +182,34 @@ class FxRate(Base):
     gbp: Mapped[Decimal]
     recorded_by: Mapped[str]
     recorded_at: Mapped[dt.datetime]
+
+
+class CreditGrant(Base):
+    """A credit finance granted a customer (ledger/grants.py): a reduction of price that invoices of the periods
+    it allows draw on, by priority, then expiry, then age. Revoking it keeps the row."""
+
+    __tablename__ = "credit_grants"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    customer: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    amount: Mapped[Decimal]
+    from_period: Mapped[Period]
+    expires: Mapped[dt.date | None]            # its last valid day, included
+    priority: Mapped[int]
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[str]
+    granted_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    revoked_by: Mapped[str | None]
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class GrantDraw(Base):
+    """What an issued invoice drew from a grant, written when it is issued; a void gives it back (a draw counts
+    only while its invoice is in force)."""
+
+    __tablename__ = "grant_draws"
+
+    grant_id: Mapped[int] = mapped_column(ForeignKey("credit_grants.id"), primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    amount: Mapped[Decimal]

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from audit.log import Actor, record
+from engine.periods import Period
 from engine.refusal import Refusal, Refused
 from invoicing.legal import Legal
 from ledger.contracts import UnknownContract
 from ledger.fx import gbp_rate
+from ledger.grants import draws
 from ledger.models import TAX_TREATMENTS, Contract, CustomerProfile
 
 UTC = dt.timezone.utc
@@ -107,11 +110,13 @@ def revisions(session: Session, contract_id: str) -> list[dict]:
              "saved_by": row.saved_by, "saved_at": row.saved_at.isoformat()} for row in rows]
 
 
-def legal_terms(session: Session, document: dict, seller: Mapping, tax_point: dt.date | None,
-                credits: tuple = ()) -> Legal:
+def legal_terms(session: Session, document: dict, seller: Mapping, tax_point: dt.date | None) -> Legal:
     """What the invoice of `document` is made legal with: the seller's entity, the buyer's current profile
     (without one, the contract's customer name and no tax), the payment terms (the buyer's, else the seller's)
-    and, when issuing (a `tax_point`), finance's GBP rate for it: a draft states no GBP amount."""
+    the credits it draws from the customer's grants (ledger/grants.py), and, when issuing (a `tax_point`),
+    finance's GBP rate for it: a draft states no GBP amount."""
+    credits = draws(session, document["contract"], Period.parse(document["period"]),
+                    Decimal(document["totals"]["total"]), document["currency"])
     profile = profile_of(session, document["contract"])
     terms = seller.get("payment_terms_days", 30)
     if profile is None:

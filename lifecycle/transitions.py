@@ -46,6 +46,7 @@ from invoicing.legal import with_legal
 from invoicing.tax import needs_fx_rate
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
+from ledger.grants import consume
 from ledger.invoices import Selector, document_sha256, find, frozen_mismatch, status_of
 from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
@@ -228,6 +229,7 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
             from exc
     row.number, row.issued_by = number, who.name
     freeze(session, row, computed, now)
+    consume(session, row)
     sha256 = hashlib.sha256(pdf).hexdigest()
     session.add(InvoicePdf(invoice_id=row.id, pdf=pdf, sha256=sha256))
     session.flush()

@@ -112,6 +112,8 @@ WEB_ELSEWHERE = {
     "treatment-not-issued": "tests/db/test_customer_profiles.py", "terms-negative": "tests/db/test_customer_profiles.py",
     "fx-currency": "tests/db/test_legal_invoice.py", "fx-rate": "tests/db/test_legal_invoice.py",
     "fx-rate-missing": "tests/db/test_legal_invoice.py (issuing a USD invoice with UK VAT)",
+    "grant-amount": "tests/db/test_grants.py", "no-grant": "tests/db/test_grants.py",
+    "grant-revoked": "tests/db/test_grants.py",
 }
 # Previews answer with a fragment for the editor: the refusal is marked with the field it concerns.
 PREVIEW_CASES = {
