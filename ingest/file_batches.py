@@ -234,7 +234,10 @@ class FileReader:
             yield _make_batches(read_batches(self.path), backend, zones, self.batch_size, self.clock)
             return
         try:
-            self.settings.send((backend, zones))
+            try:
+                self.settings.send((backend, zones))
+            except BrokenPipeError:   # the worker has stopped already: taking its batches says how
+                pass
             yield self._taken()
         finally:
             self.close()
