@@ -169,6 +169,11 @@ def issue_invoice(invoice_id: int):
 
 
 @blueprint.post("/invoices/<int:invoice_id>/void")
+def _charges_vat(env) -> bool:
+    """As billing/commands/lifecycle.py says it: uk-prod corrects a VAT invoice by a credit note, never a void."""
+    return env.production and "uk_standard" in env.tax_treatments
+
+
 @allow("finance")
 def void_invoice(invoice_id: int):
     form = VoidForm()
@@ -176,7 +181,9 @@ def void_invoice(invoice_id: int):
         invoice = _visible_or_404(invoice_id, "invoice.void")
         return _page(invoice, "void", {"void": form, "credit": CreditForm(formdata=None)}, 400)
     return _step(invoice_id, "void",
-                 lambda invoice, who: void(db_session(), _selector(invoice), who, form.reason.data, now=now()),
+                 lambda invoice, who: void(db_session(), _selector(invoice), who, form.reason.data,
+                                           charges_vat=_charges_vat(current_app.config["BILLING_ENVIRONMENT"]),
+                                           now=now()),
                  "Voided. Closing the period again makes its replacement draft.", form=form)
 
 

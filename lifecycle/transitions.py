@@ -241,8 +241,10 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
     return Issued(row, pdf)
 
 
-def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.datetime | None = None) -> Invoice:
-    """Records the void of an issued invoice; the invoice row is not touched."""
+def void(session: Session, which: Selector, who: Actor, reason: str, *, charges_vat: bool = False,
+         now: dt.datetime | None = None) -> Invoice:
+    """Records the void of an issued invoice; the invoice row is not touched. Where the seller `charges_vat`
+    (uk-prod), an issued VAT invoice is never voided: a credit note corrects it (interfaces §4, Corrections)."""
     now = now or dt.datetime.now(UTC)
     if not reason.strip():
         raise Refused(Refusal("reason-missing", "a void needs a reason", field="reason"))
@@ -253,6 +255,10 @@ def void(session: Session, which: Selector, who: Actor, reason: str, *, now: dt.
         raise Refused(Refusal("not-issued", f"{which} is {status}: only an issued invoice can be voided"
                               + (" (a draft is simply recomputed)" if open_draft else ""),
                               params={"status": status, **_period_of(row)}, action="close" if open_draft else None))
+    if charges_vat:
+        raise Refused(Refusal("vat-invoice-not-voided", f"{which} is a VAT invoice: it is never voided, but "
+                                                        "corrected by a credit note (and a new invoice when needed)",
+                              params={"number": row.number}, action="credit"))
     from lifecycle.credit_notes import notes_of
 
     credited = notes_of(session, [row.id]).get(row.id)

@@ -37,6 +37,11 @@ def _selector(args):
     return Selector(args.customer, _period("--period", args.period))
 
 
+def charges_vat(environment) -> bool:
+    """A production entity that issues UK VAT invoices corrects them by credit notes, never by a void."""
+    return environment.production and "uk_standard" in environment.tax_treatments
+
+
 def _total(row) -> str:
     return f"{row.document['totals']['total']} {row.document.get('currency', '')}".rstrip()
 
@@ -141,10 +146,10 @@ def write_pdf(path: str, pdf: bytes) -> None:
 def cmd_void(args) -> int:
     from lifecycle.transitions import void
 
-    which, who = _selector(args), cli_actor()
+    which, who, environment = _selector(args), cli_actor(), cli_environment()
     with database() as (_, sessions):
         with sessions.begin() as session:
-            row = void(session, which, who, args.reason)
+            row = void(session, which, who, args.reason, charges_vat=charges_vat(environment))
             line = (f"{row.customer} {row.period}: {row.number or f'invoice #{row.id}'} voided; "
                     f"`billing close --customer {row.customer} --period {row.period}` makes its replacement")
     print(line)

@@ -93,3 +93,21 @@ def test_a_usd_invoice_with_uk_vat_waits_for_the_gbp_rate_of_its_tax_point(cli, 
     status, out, _ = cli("invoice", "--customer", "tiny", "--period", "2026-05", "--format", "json")
     tax = json.loads(out)["tax"]
     assert tax["fx_rate"] == "0.7931" and tax["amount_gbp"] is not None
+
+
+def test_where_the_seller_charges_vat_an_issued_invoice_is_credited_never_voided(customers, sessions):
+    from lifecycle.transitions import void
+
+    _profile(sessions)
+    with sessions.begin() as session:
+        close(session, "tiny", MAY, seller=TEST_SELLER)
+    with sessions.begin() as session:
+        approve(session, Selector("tiny", MAY), WHO, threshold=THRESHOLD, seller=TEST_SELLER)
+    with sessions.begin() as session:
+        number = issue(session, Selector("tiny", MAY), WHO, threshold=THRESHOLD, prefix="TEST",
+                       seller=TEST_SELLER).invoice.number
+    before = snapshot(sessions)
+    with sessions.begin() as session, pytest.raises(Refused) as refused:
+        void(session, Selector(number=number), WHO, "wrong sites", charges_vat=True)
+    assert refused.value.refusal.code == "vat-invoice-not-voided" and refused.value.refusal.action == "credit"
+    assert snapshot(sessions) == before

@@ -114,6 +114,7 @@ WEB_ELSEWHERE = {
     "fx-rate-missing": "tests/db/test_legal_invoice.py (issuing a USD invoice with UK VAT)",
     "grant-amount": "tests/db/test_grants.py", "no-grant": "tests/db/test_grants.py",
     "grant-revoked": "tests/db/test_grants.py",
+    "vat-invoice-not-voided": "tests/db/test_legal_invoice.py (uk-prod corrects by a credit note)",
 }
 # Previews answer with a fragment for the editor: the refusal is marked with the field it concerns.
 PREVIEW_CASES = {
