@@ -168,12 +168,12 @@ def issue_invoice(invoice_id: int):
     return _step(invoice_id, "issue", step, "Issued as {number}; its PDF is stored.")
 
 
-@blueprint.post("/invoices/<int:invoice_id>/void")
 def _charges_vat(env) -> bool:
     """As billing/commands/lifecycle.py says it: uk-prod corrects a VAT invoice by a credit note, never a void."""
     return env.production and "uk_standard" in env.tax_treatments
 
 
+@blueprint.post("/invoices/<int:invoice_id>/void")
 @allow("finance")
 def void_invoice(invoice_id: int):
     form = VoidForm()
