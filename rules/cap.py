@@ -73,6 +73,7 @@ def run(step: Step, sheet) -> None:
     before = sheet.ledger.before(sheet.site, params.scope.key)
     limit = sheet.money.round(params.limit)  # as the too-many-decimals warning says
     reduction = min(now, max(Decimal(0), before + now - limit))
+    money = sheet.money   # figures in the explanation as amounts: a count carried as 0 reads 0.00
     sheet.ledger.count(sheet.site, params.scope.key, now - reduction)
     if not reduction:
         return
@@ -83,8 +84,9 @@ def run(step: Step, sheet) -> None:
             counted_before=before,
             in_scope=now,
             amount=-reduction,
-            explanation=f"annual cap {limit} on {scope_label(params.scope)}; "
-            f"{before} counted before this period, {now} in scope now; reduction {reduction}",
+            explanation=f"annual cap {money.format(limit)} on {scope_label(params.scope)}; "
+            f"{money.format(before)} counted before this period, {money.format(now)} in scope now; "
+            f"reduction {money.format(reduction)}",
             source=step.source,
         )
     )
