@@ -268,5 +268,5 @@ def test_no_log_line_carries_a_secret(portal_app, portal_client, portal_sessions
     assert any('"route": "/api/v1/events"' in line and f'"actor": "apikey:{prefix}"' in line for line in lines)
     assert any('"route": "/login/code"' in line for line in lines)
     assert any('"route": "/account/password"' in line for line in lines)
-    for secret in (PASSWORD, new_password, code, key, key.split("_")[-1], token, cookie, finance.secret):
+    for secret in (PASSWORD, new_password, code, key, key.split("_", 2)[2], token, cookie, finance.secret):
         assert not [line for line in lines if secret in line], secret
