@@ -9,17 +9,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from rules.diagnostics import Diagnostic, error
+from rules.diagnostics import Diagnostic
 from rules.pricing import check_not_negative
+from rules.scoped import check_currency_places
 from rules.written import Amount
 
 
 def check_account_amount(amount: Amount, ctx, what: str) -> Iterable[Diagnostic]:
     yield from check_not_negative(amount, f"the account {what}")
-    if ctx.money is not None and amount.places > ctx.money.places:
-        yield error(
-            "account-amount-places",
-            amount.span,
-            f"the account {what} {amount.value} has more decimal places than {ctx.money.currency} has "
-            f"({ctx.money.places}); it would round to {ctx.money.round(amount.value)}: write that",
-        )
+    yield from check_currency_places(amount, ctx, f"account {what}", code="account-amount-places")

@@ -32,12 +32,12 @@ def check_single_category(scope: Scope, code: str, rule: str) -> Iterable[Diagno
         )
 
 
-def check_currency_places(amount: Amount, ctx, what: str) -> Iterable[Diagnostic]:
-    """A spend minimum or cap is money: more places than the currency has is an error (§5), never rounded
-    silently, so that every step uses the figure the contract says."""
+def check_currency_places(amount: Amount, ctx, what: str, code: str = "too-many-decimals") -> Iterable[Diagnostic]:
+    """A spend minimum, cap or account amount is money: more places than the currency has is an error (§5),
+    never rounded silently, so that every step uses the figure the contract says."""
     if ctx.money is not None and amount.places > ctx.money.places:
         yield error(
-            "too-many-decimals",
+            code,
             amount.span,
             f"the {what} {amount.value} has more decimal places than {ctx.money.currency} has "
             f"({ctx.money.places}); it would round to {ctx.money.round(amount.value)}: write that",
