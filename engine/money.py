@@ -72,3 +72,22 @@ def format_quantity(quantity: Decimal) -> str:
     """A quantity as exact decimal text, never in exponent form."""
     text = f"{quantity:f}"
     return text if quantity else text.lstrip("-")
+
+
+@lru_cache(maxsize=64)
+def _currency_format(locale: str):
+    from babel import Locale
+    parsed = Locale.parse(locale)
+    return parsed.currency_formats["standard"], parsed
+
+
+def display(amount: Decimal, currency: str, locale: str = "en_GB") -> str:
+    """Money as people read it, the one way the product writes it (pages, PDFs, CSV headers, CLI text):
+    the locale's currency pattern from Babel, the currency's minor-unit places, exact (no float), never `-0`.
+
+        display(Decimal("7802"), "GBP")            # '£7,802.00'
+        display(Decimal("-12.5"), "USD", "en_US")  # '-$12.50'
+    """
+    pattern, parsed = _currency_format(locale)
+    money = Money.of(currency)
+    return pattern.apply(money.round(Decimal(amount)), parsed, currency=currency, currency_digits=True)
