@@ -5,12 +5,23 @@
 
 Navigation shows an area only to roles its route admits (admin_app/access.py),
 so the menu and the access rules cannot disagree.
+
+Money on every page is written ONE way, by the `money` template filter (and the `money`
+template global for Python-side callers of render_template):
+
+    {{ amount|money(currency) }}        ->  £7,802.00   (en_GB),  $7,802.00 (en_US)
+
+It calls engine.money.display with the environment's locale (settings: `locale`), so never
+write `GBP {{ x }}`, `{{ x }} {{ currency }}` or a bare `{{ x }}` for an amount. In a view,
+use portal.money(amount, currency) for the same text. Amounts may be Decimal or decimal text;
+None (no amount) renders as an empty string.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from flask_login import current_user
@@ -21,6 +32,7 @@ from admin_app.access import public, signed_in
 from admin_app.database import db_session
 from admin_app.refusals import refusal_text
 from audit.log import DENIED
+from engine.money import display
 
 blueprint = Blueprint("portal", __name__)
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -46,6 +58,8 @@ AREAS = (
 def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"areas": areas_for_current_user()})
     app.add_template_filter(refusal_text, "refusal_text")
+    app.add_template_filter(money, "money")
+    app.add_template_global(money, "money")
 
     @app.after_request
     def no_store(response):
@@ -72,6 +86,19 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(405)
     def method_not_allowed(error):
         return error_page(405, "Not allowed", "This page does not take that kind of request.")
+
+
+def environment_locale() -> str:
+    """The locale money and dates are written in: the environment's (settings/environments/*.toml)."""
+    env = current_app.config.get("BILLING_ENVIRONMENT")
+    return getattr(env, "locale", None) or "en_GB"
+
+
+def money(amount, currency: str) -> str:
+    """An amount as people read it, in the environment's locale: `{{ amount|money(currency) }}`."""
+    if amount is None or amount == "":
+        return ""
+    return display(Decimal(str(amount)), currency, environment_locale())
 
 
 def allowed(endpoint: str, role: str | None) -> bool:
