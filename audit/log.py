@@ -56,6 +56,7 @@ class AuditEntry(Base):
         Index("audit_log_actor", "actor", "at"),
         Index("audit_log_ip", "ip", "at"),
         Index("audit_log_resource", "resource", "at"),   # failed sign-ins per email (identity/signin.py)
+        Index("audit_log_action", "action", "at"),       # the viewer's action filter and sort
     )
 
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -21,7 +21,7 @@ import datetime as dt
 import re
 import secrets
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, delete, func, select, update
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, delete, false, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import generate_password_hash
 
@@ -41,7 +41,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 class User(Base):
     __tablename__ = "users"
     __versioned__ = {"exclude": ["password_hash", "totp_secret", "last_totp_step", "failed_attempts",
-                                 "locked_until"]}
+                                 "locked_until", "must_change_password"]}
     __table_args__ = (
         CheckConstraint(f"role IN {ROLES}", name="users_role"),
         CheckConstraint(f"(role = '{CUSTOMER_ROLE}') = (customer IS NOT NULL)", name="users_customer_role"),
@@ -58,6 +58,7 @@ class User(Base):
     failed_attempts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None]
     disabled: Mapped[bool] = mapped_column(default=False)
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())   # an admin's reset
     created_at: Mapped[dt.datetime]
 
     @property
