@@ -2,6 +2,7 @@
 
     GET /                  what the signed-in user's role may open
     GET /environment.css   the environment's banner colour (the CSP allows no inline style)
+    GET /favicon.ico       the portal's icon (public: browsers ask for it on every page)
 
 Navigation shows an area only to roles its route admits (admin_app/access.py),
 so the menu and the access rules cannot disagree.
@@ -23,7 +24,15 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    render_template,
+    request,
+    send_from_directory,
+)
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -33,6 +42,7 @@ from admin_app.database import db_session
 from admin_app.refusals import refusal_text
 from audit.log import DENIED
 from engine.money import display
+from ledger.models import Contract
 
 blueprint = Blueprint("portal", __name__)
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -43,11 +53,20 @@ class Area:
     endpoint: str
     title: str
     summary: str
+    includes: tuple[str, ...] = ()   # other blueprints whose pages belong to this area (highlighted as it)
+
+    def holds(self, endpoint: str | None) -> bool:
+        """Whether the page of this endpoint is in this area (the navigation marks it as current)."""
+        if not endpoint:
+            return False
+        blueprint = endpoint.split(".")[0]
+        return blueprint == self.endpoint.split(".")[0] or blueprint in self.includes
 
 
 AREAS = (
     Area("dashboard.index", "Dashboard", "The current period per customer and site: usage, minimums, caps, charges."),
-    Area("contracts.index", "Contracts", "Edit contracts with live checks, preview, save versions, compare, backtest."),
+    Area("contracts.index", "Contracts", "Edit contracts with live checks, preview, save versions, compare, backtest.",
+         includes=("whatif",)),
     Area("invoices.index", "Invoices", "Issued invoices and their lines."),
     Area("reconciliation.index", "Reconciliation", "Each period's checks: rollups, dashboard and invoice agree."),
     Area("audit.index", "Audit log", "Who did what, when and from where; filter by actor, action, resource, date."),
@@ -56,7 +75,7 @@ AREAS = (
 
 
 def init_app(app: Flask) -> None:
-    app.context_processor(lambda: {"areas": areas_for_current_user()})
+    app.context_processor(lambda: {"areas": areas_for_current_user(), "customer_name": customer_name})
     app.add_template_filter(refusal_text, "refusal_text")
     app.add_template_filter(money, "money")
     app.add_template_global(money, "money")
@@ -101,6 +120,15 @@ def money(amount, currency: str) -> str:
     return display(Decimal(str(amount)), currency, environment_locale())
 
 
+def customer_name(customer_id: str | None) -> str:
+    """A customer as people know it: the name its contract writes (`customer "Acme Health Ltd"`),
+    or the id when no contract of that id is stored."""
+    if not customer_id:
+        return ""
+    contract = db_session().get(Contract, customer_id)
+    return contract.customer if contract is not None and contract.customer else customer_id
+
+
 def allowed(endpoint: str, role: str | None) -> bool:
     rule = access.rule_for(endpoint)
     if rule is None:
@@ -134,3 +162,10 @@ def environment_css():
     colour = colour if COLOUR.fullmatch(colour) else "#52606d"
     return Response(f":root {{ --environment: {colour}; }}\n", mimetype="text/css",
                     headers={"Cache-Control": "public, max-age=300"})
+
+
+@blueprint.get("/favicon.ico")
+@public
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                               max_age=86400)
