@@ -19,6 +19,14 @@ from engine.evaluate import OutsideContract
 from engine.refusal import Refused
 
 COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile, customer, fx, grant)
+# Commands that only work on what is already recorded: on a SQLite file that is not there they say so (exit 2)
+# rather than create an empty database and find nothing in it (issue 14). `invoice` when it reads (--customer).
+NEED_RECORDS = (
+    db.cmd_contract_history, customer.cmd_show, customer.cmd_set, grant.cmd_list, grant.cmd_add, grant.cmd_revoke,
+    lifecycle.cmd_close, lifecycle.cmd_approve, lifecycle.cmd_issue, lifecycle.cmd_void, credit.cmd_credit,
+    reconcile.cmd_reconcile, portal.cmd_user_list, portal.cmd_user_change, portal.cmd_audit_verify,
+    web.cmd_apikey_list, web.cmd_apikey_revoke,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     try:
+        if args.run in NEED_RECORDS or (args.run is file_mode.cmd_invoice and args.customer):
+            _require_database()
         return args.run(args)
     except UsageError as exc:
         say(f"billing {args.command}: {exc}")
@@ -55,3 +65,18 @@ def _run(args) -> int:
     except Exception:
         command_log.failed(args)
         raise
+
+
+def _require_database() -> None:
+    """A SQLite file that is not there: which one was looked for, and how to make one."""
+    from pathlib import Path
+
+    from storage.db import shown, sqlite_file
+
+    url = portal.cli_environment().database_url
+    path = sqlite_file(url)
+    if path is not None and not Path(path).exists():
+        raise UsageError(f"there is no database {shown(url)} (no file {Path(path).resolve()}; the URL is "
+                         "BILLING_DATABASE_URL, else the environment's): create one with `billing db upgrade`, or "
+                         "build the demonstration with `billing demo` and run commands on it with "
+                         "BILLING_DATABASE_URL=sqlite:///billing-demo.db before them")

@@ -7,6 +7,7 @@ created on first use) is the embedded default; PostgreSQL
 (`postgresql+psycopg://…`) is the production choice.
 
     engine = connect(url)               # DatabaseUnavailable: one clear sentence, no traceback
+    sqlite_file(url)                    # "billing.db" for sqlite:///billing.db: a command that only reads checks it exists
     sessions = session_factory(engine)
     with sessions.begin() as session:   # one transaction
         ...
@@ -109,6 +110,18 @@ def _decimal_add(a: str | None, b: str | None) -> str | None:
     if a.isdigit() and b.isdigit():   # whole numbers, the common case: no Decimal needed
         return str(int(a) + int(b))
     return decimal_text(EXACT.add(Decimal(a), Decimal(b)))
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (as SQLite will open it, relative to the working directory), else None:
+    another database, or SQLite in memory."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def connect(url: str) -> Engine:

@@ -19,6 +19,7 @@ app on it with waitress.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -191,8 +192,9 @@ def cmd_demo(args) -> int:
     except db.DatabaseUnavailable as exc:
         raise UsageError(str(exc)) from None
     print(f"Demonstration database {path} (environment {ENVIRONMENT}):")
+    on_demo = f"BILLING_DATABASE_URL={shlex.quote(url)} "   # the hints work pasted: not on the default billing.db
     for contract in summary.contracts:
-        _print_contract(contract)
+        _print_contract(contract, on_demo)
     _print_users(summary.users)
     _print_api_key(summary.api_key, args.host, args.port)
     _print_sign_in(summary.users, args.host, args.port, url if args.no_serve else None)
@@ -201,21 +203,21 @@ def cmd_demo(args) -> int:
     return _serve(url, args.host, args.port)
 
 
-def _print_contract(contract) -> None:
+def _print_contract(contract, on_demo: str) -> None:
     print(f"  {contract.contract_id} ({contract.customer}): {contract.events:,} usage events")
     issued = contract.with_status("issued")
     if issued:
         print(f"    issued    {_periods(issued)}: {len(issued)} invoice{'s' * (len(issued) != 1)}, numbered "
               f"{issued[0].number} to {issued[-1].number}, PDFs stored")
     for invoice in contract.with_status("approved"):
-        print(f"    approved  {invoice.period}: ready to issue (Invoices, or `billing issue --customer "
+        print(f"    approved  {invoice.period}: ready to issue (Invoices, or `{on_demo}billing issue --customer "
               f"{contract.contract_id} --period {invoice.period}`)")
     drafts = contract.with_status("draft")
     if drafts:
         print(f"    drafts    {', '.join(str(invoice.period) for invoice in drafts)} (the last one: the month so far)")
     if contract.amendment is not None:
         print(f"    versions  2: an amendment in effect from {contract.amendment} "
-              f"(`billing contract history {contract.contract_id}`, or the contract's page)")
+              f"(`{on_demo}billing contract history {contract.contract_id}`, or the contract's page)")
     for invoice in contract.invoices:
         if invoice.refusal:
             say(f"    {contract.contract_id} {invoice.period}: left {invoice.status}: {invoice.refusal}")

@@ -175,3 +175,23 @@ def test_the_demo_on_either_database(db_url):
         assert verify(session) is None
         assert session.scalar(select(func.count()).select_from(InvoicePdf)) == 16
     engine.dispose()
+
+
+@pytest.mark.parametrize("command", [
+    ("contract", "history", "acme-health"),
+    ("invoice", "--customer", "acme-health", "--period", "2026-05"),
+    ("customer", "show", "acme-health"),
+    ("grant", "list", "--customer", "acme-health"),
+    ("close", "--customer", "acme-health", "--period", "2026-05"),
+    ("audit", "verify"),
+])
+def test_a_command_on_a_database_that_is_not_there_says_so_and_creates_nothing(tmp_path, capsys, monkeypatch,
+                                                                               command):
+    """Issue 14: `billing contract history` on a missing billing.db made an empty one and said "no contract"."""
+    missing = tmp_path / "billing.db"
+    monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{missing}")
+    status, out, err = run(capsys, *command)
+    assert status == 2 and out == ""
+    assert f"there is no database sqlite:///{missing}" in err and "`billing db upgrade`" in err
+    assert "`billing demo`" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
