@@ -5,18 +5,24 @@ A problem between two lines (a repeat, a conflict) is reported at the later one.
 Rules are checked in their own block and again as each site sees them after
 the defaults are applied (dsl/resolve.py), so a default that clashes with a
 site's rule is caught at the site's line.
+
+An error caused by another is not reported as its own: the checks that compare
+rules (from check_block_rules on) see a rule naming an undeclared category as
+`Unresolved` (its kind kept, its scope not reasoned about), so a typo such as
+`on standrd, expedited` is reported once, as the undeclared category, never also
+as a minimum straddling a cap or two overlapping scopes it only seems to make.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from decimal import Decimal
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsl.parse import KEYWORDS
-from dsl.resolve import Effective, effective_rules, kind_of
-from dsl.syntax import Block, Contract, NoRule, RateOverride
+from dsl.resolve import Effective, categories_of, effective_rules, kind_of, per_category
+from dsl.syntax import Block, Contract, NoRule, RateOverride, Unresolved
 from engine.money import is_currency
 from rules.diagnostics import Diagnostic, Span, error, later, warning
 from rules.primitive import Context, Primitive
@@ -437,8 +443,33 @@ CHECKS = (
     warn_unbilled_categories,
 )
 
+# The checks from here on compare rules with each other: they run on the contract as resolved.
+RELATIONAL = CHECKS.index(check_block_rules)
+
+
 def run_checks(contract: Contract, ctx: Context) -> list[Diagnostic]:
-    return [diagnostic for check in CHECKS for diagnostic in check(contract, ctx)]
+    resolved = _resolved(contract)
+    return [diagnostic for i, check in enumerate(CHECKS)
+            for diagnostic in check(resolved if i >= RELATIONAL else contract, ctx)]
+
+
+def _resolved(contract: Contract) -> Contract:
+    """The contract with each rule that names an undeclared category replaced by an `Unresolved` one."""
+    declared = set(contract.category_ids)
+
+    def unresolved(rule) -> bool:
+        return any(isinstance(node, Ref) and node.name not in declared for node in _walk(rule))
+
+    def block(b: Block | None) -> Block | None:
+        if b is None or not any(unresolved(rule) for rule in b.rules):
+            return b
+        return replace(b, rules=tuple(
+            Unresolved(kind_of(rule), per_category(rule), tuple(c for c in categories_of(rule) if c in declared),
+                       rule.span) if unresolved(rule) else rule
+            for rule in b.rules))
+
+    return replace(contract, defaults=block(contract.defaults), account=block(contract.account),
+                   sites=tuple(replace(site, block=block(site.block)) for site in contract.sites))
 
 
 # --- walking the tree ----------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dsl.syntax import Contract, NoRule, RateOverride, Site
+from dsl.syntax import Contract, NoRule, RateOverride, Site, Unresolved
 from rules.registry import primitive
 
 
@@ -26,7 +26,7 @@ class Effective:
 
 
 def kind_of(node) -> str:
-    if isinstance(node, NoRule):
+    if isinstance(node, (NoRule, Unresolved)):
         return node.kind
     if isinstance(node, RateOverride):
         return "rate"
@@ -34,6 +34,8 @@ def kind_of(node) -> str:
 
 
 def per_category(node) -> bool:
+    if isinstance(node, Unresolved):
+        return node.per_category
     if isinstance(node, (NoRule,)):
         return False
     if isinstance(node, RateOverride):
@@ -46,6 +48,8 @@ def categories_of(node) -> tuple[str, ...]:
         return (node.category.name,)
     if isinstance(node, NoRule):
         return ()
+    if isinstance(node, Unresolved):
+        return node.categories
     return primitive(node.primitive).governs(node)
 
 

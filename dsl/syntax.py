@@ -49,6 +49,18 @@ class NoRule:
 
 
 @dataclass(frozen=True)
+class Unresolved:
+    """A rule that names a category the contract does not declare, as the checks that compare rules see it:
+    it still replaces the defaults of its kind (so a site keeps the rules it meant to have), but no check
+    reasons about its scope, price or limit; the undeclared name is the one error reported for it."""
+
+    kind: str
+    per_category: bool
+    categories: tuple[str, ...]   # the declared ones among those it names
+    span: Span
+
+
+@dataclass(frozen=True)
 class Block:
     """The rules of `defaults` or of one site, in the order written."""
 
