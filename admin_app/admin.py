@@ -1,25 +1,34 @@
-"""User administration, for admins: list, add, change role, disable and enable, unlock, reset MFA.
+"""User administration, for admins: list, add, change role, disable and enable, unlock, reset MFA, reset the
+password.
 
     GET      /admin/users                      every user, with state (locked, disabled, not enrolled)
     GET/POST /admin/users/new                  a new user; its first password is shown once
     GET      /admin/users/<id>                 one user and what may be done to it
-    POST     /admin/users/<id>/role | disable | enable | unlock | reset-mfa
+    POST     /admin/users/<id>/role | enable | unlock
+    GET/POST /admin/users/<id>/disable | reset-mfa | reset-password
+                                               a page that says what will happen, then its confirmed POST; a
+                                               reset password is shown once, and changed at the next sign-in
 
-The changes are store/accounts.py's, which record each one in the audit log
-(the same functions `billing user …` calls).
+The changes are identity/accounts.py's, which record each one in the audit log
+(the same functions `billing user …` calls). A user whose password an admin
+reset reaches nothing but the password change page (and sign-out) until they
+change it (`init_app`'s hook, after access.py's check).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import SelectChoice
+from wtforms import HiddenField, PasswordField, SelectChoice
+from wtforms.validators import Length, Optional
 
 from admin_app import auditing
-from admin_app.access import allow
+from admin_app.access import API_KEY, PUBLIC, allow, rule_for
 from admin_app.database import db_session
 from admin_app.forms import ActionForm, RoleForm, UserForm
-from admin_app.refusals import beside_field, not_done
+from admin_app.refusals import beside_field, not_done, refusal_text
 from admin_app.sessions import now
 from identity import accounts
 from engine.refusal import Refused
@@ -28,6 +37,38 @@ from identity.signin import recovery_codes_left
 from ledger.models import Contract
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+WHILE_PASSWORD_MUST_CHANGE = ("auth.password", "auth.logout")
+
+
+class ConfirmForm(FlaskForm):
+    """The confirmation page's button: its CSRF token and the mark that the page was seen."""
+
+    confirmed = HiddenField()   # "yes" on the page (no default: a POST without it is not confirmed)
+
+
+class ResetPasswordForm(ConfirmForm):
+    password = PasswordField("Temporary password", validators=[Optional(), Length(max=1024)],
+                             description="Leave it empty for a new random one, shown once on the next page. "
+                                         "The user must change it at their next sign-in.",
+                             render_kw={"autocomplete": "new-password"})
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_password_change_first)
+
+
+def _password_change_first():
+    """After access.py's check: a user whose password an admin reset is sent to the password change page."""
+    rule = rule_for(request.endpoint)
+    if rule is None or rule.kind in (PUBLIC, API_KEY) or not current_user.is_authenticated:
+        return None
+    user = db_session().get(User, current_user.user_id)
+    if user is None or not user.must_change_password:
+        return None
+    g.must_change_password = True
+    if request.endpoint in WHILE_PASSWORD_MUST_CHANGE:
+        return None
+    return redirect(url_for("auth.password"))
 
 
 def _customer_choices() -> list[SelectChoice]:
@@ -123,10 +164,41 @@ def _change(user_id: int, change, done: str):
     return redirect(url_for("admin.user", user_id=user_id))
 
 
-@blueprint.post("/users/<int:user_id>/disable")
+CONFIRMATIONS = {
+    "disable": ("Disable {email}?", "They can no longer sign in, and their open sessions end now. An admin can "
+                "enable them again.", "Disable the user"),
+    "reset-mfa": ("Reset the two-step sign-in of {email}?", "Their authenticator and recovery codes stop working "
+                  "and their open sessions end now. At their next sign-in they set up a new authenticator app.",
+                  "Reset MFA"),
+    "reset-password": ("Reset the password of {email}?", "Their current password stops working and their open "
+                       "sessions end now. They sign in with the temporary password and must choose a new one "
+                       "before anything else.", "Reset the password"),
+}
+
+
+def _confirm_page(user: User, what: str, form: FlaskForm, status: int = 200):
+    title, consequence, button = CONFIRMATIONS[what]
+    return render_template("portal/admin/confirm.html", user=user, form=form, title=title.format(email=user.email),
+                           consequence=consequence, button=button, action=url_for(request.endpoint, user_id=user.id)
+                           ), status
+
+
+def _confirmed(user_id: int, what: str, change, done: str):
+    """GET: the page that says what will happen; POST from it: the change. A POST without the page's mark (an
+    old form, a replayed request) shows the page instead of acting."""
+    user = _user(user_id)
+    form = ConfirmForm()
+    if request.method == "POST" and not form.validate_on_submit():
+        abort(400)
+    if request.method == "GET" or form.confirmed.data != "yes":
+        return _confirm_page(user, what, form)
+    return _change(user_id, change, done)
+
+
+@blueprint.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
 @allow("admin")
 def disable(user_id: int):
-    return _change(user_id, accounts.disable_user, "{email} is disabled; their sessions have ended.")
+    return _confirmed(user_id, "disable", accounts.disable_user, "{email} is disabled; their sessions have ended.")
 
 
 @blueprint.post("/users/<int:user_id>/enable")
@@ -141,8 +213,29 @@ def unlock(user_id: int):
     return _change(user_id, accounts.unlock_user, "{email} is unlocked.")
 
 
-@blueprint.post("/users/<int:user_id>/reset-mfa")
+@blueprint.route("/users/<int:user_id>/reset-mfa", methods=["GET", "POST"])
 @allow("admin")
 def reset_mfa(user_id: int):
-    return _change(user_id, accounts.reset_mfa,
-                   "MFA of {email} is reset: their next sign-in sets up a new authenticator.")
+    return _confirmed(user_id, "reset-mfa", accounts.reset_mfa,
+                      "MFA of {email} is reset: their next sign-in sets up a new authenticator.")
+
+
+@blueprint.route("/users/<int:user_id>/reset-password", methods=["GET", "POST"])
+@allow("admin")
+def reset_password(user_id: int):
+    user = _user(user_id)
+    form = ResetPasswordForm()
+    if request.method == "POST" and not form.validate_on_submit():
+        abort(400)
+    if request.method == "GET" or form.confirmed.data != "yes":
+        return _confirm_page(user, "reset-password", form)
+    try:
+        password = accounts.reset_password(db_session(), auditing.actor(), user, form.password.data or None,
+                                           now=now())
+    except Refused as refused:
+        db_session().rollback()
+        form.password.errors.append(refusal_text(refused.refusal))
+        return _confirm_page(user, "reset-password", form, 400)
+    db_session().commit()
+    return render_template("portal/admin/password_reset.html", user=user, password=password,
+                           typed=bool(form.password.data))

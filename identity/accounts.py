@@ -5,6 +5,7 @@
     disable_user(session, who, user)       # also ends the user's sessions
     unlock_user(session, who, user)        # lifts a lockout after repeated failures
     reset_mfa(session, who, user)          # the next sign-in enrols a new authenticator
+    password = reset_password(session, who, user)   # a temporary one: changed at the next sign-in
     change_role(session, who, user, "finance")
 
 Every change is recorded in the audit log by the function that makes it, so the
@@ -133,11 +134,12 @@ def check_role(session: Session, role: str, customer: str | None) -> str | None:
         raise _refused("unknown-role", "role", f"the role must be one of {', '.join(ROLES)}")
     if role != CUSTOMER_ROLE:
         if customer:
-            raise _refused("customer-not-allowed", "customer", f"only a {CUSTOMER_ROLE} user is bound to a customer")
+            raise _refused("customer-not-allowed", "customer",
+                       "only a customer finance user sees one customer: leave the customer empty for this role")
         return None
     if not customer:
         raise _refused("customer-needed", "customer",
-                       f"a {CUSTOMER_ROLE} user needs the customer (contract id) it may see")
+                       "choose the customer whose invoices and usage this customer finance user may see")
     if session.get(Contract, customer) is None:
         raise _refused("unknown-customer", "customer", f"there is no contract '{customer}'")
     return customer
@@ -197,6 +199,21 @@ def reset_mfa(session: Session, who: Actor, user: User, *, now: dt.datetime | No
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     end_sessions(session, user, "mfa reset", now=now)
     record(session, who, "user.reset_mfa", user_resource(user), at=now)
+
+
+def reset_password(session: Session, who: Actor, user: User, password: str | None = None, *,
+                   now: dt.datetime | None = None) -> str:
+    """A temporary password (the one given, or a new one to hand over once) that the user must change at the next
+    sign-in, before anything else; the user's sessions end."""
+    typed = password is not None
+    password = password if typed else new_password()
+    check_password_rules(password, user.email)
+    user.password_hash = hash_password(password)
+    user.must_change_password = True
+    ended = end_sessions(session, user, "password reset", now=now)
+    record(session, who, "user.reset_password", user_resource(user),
+           details={"password": "typed by the admin" if typed else "generated", "sessions_ended": ended}, at=now)
+    return password
 
 
 def change_role(session: Session, who: Actor, user: User, role: str, customer: str | None = None, *,

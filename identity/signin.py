@@ -7,6 +7,7 @@
     step = check_second_factor(session, who, user, "492039", policy, now)
     token, row = open_session(session, user, who.ip, now)
     ended = change_password(session, who, user, current, new, policy, now, keep=row)   # other sessions ended
+    user.must_change_password                 # after an admin's reset_password: the portal asks for a change first
 
 Every attempt, good or bad, is recorded in the audit log. The password step
 answers alike whether the email names an account or not (OWASP Authentication
@@ -205,13 +206,16 @@ def change_password(session: Session, who: Actor, user: User, current: str, new:
     if new == current:
         return Refusal("same-password", SAME_PASSWORD, field="new_password")
     user.password_hash = hash_password(new)
+    forced = user.must_change_password
+    user.must_change_password = False
     _signed_in(user)
     others = update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
     if keep is not None:
         others = others.where(UserSession.id != keep.id)
     ended = session.execute(others.values(ended_at=now, ended_because="password change")
                             .execution_options(synchronize_session=False)).rowcount
-    record(session, who, "user.password", user_resource(user), details={"other_sessions_ended": ended}, at=now)
+    record(session, who, "user.password", user_resource(user),
+           details={"other_sessions_ended": ended, **({"after_reset": True} if forced else {})}, at=now)
     return ended
 
 

@@ -3,6 +3,8 @@
     billing user add ana@example.com --role customer_finance --customer acme-health   # prints a first password
     billing user list
     billing user disable|enable|unlock|reset-mfa ana@example.com
+    billing user reset-password ana@example.com [--password-stdin]   # prints a temporary password, changed
+                                                                     # at the next sign-in before anything else
     billing audit verify            # exit 1 and the first edited, inserted or deleted entry, if any, or the
                                     # first signed anchor (audit/anchors.py) the chain no longer holds
     billing audit anchor            # sign the chain's head into the anchor file now (from a timer)
@@ -120,6 +122,28 @@ def cmd_user_change(args) -> int:
         except Refused as exc:
             raise InputError(f"{args.email}: {exc}") from None
     print(f"{args.email}: {done}")
+    return OK
+
+
+def cmd_user_reset_password(args) -> int:
+    from engine.refusal import Refused
+    from identity import accounts
+
+    who = cli_actor()
+    typed = _password(args)
+    with database() as (_, sessions):
+        try:
+            with sessions.begin() as session:
+                user = accounts.find_user(session, args.email)
+                if user is None:
+                    raise InputError(f"no user {args.email}")
+                password = accounts.reset_password(session, who, user, typed)
+        except Refused as exc:
+            raise InputError(f"{args.email}: password not reset: {exc}") from None
+    say(f"{args.email}: password reset; their sessions have ended; they must change it at their next sign-in")
+    if typed is None:
+        print(password)
+        say("the temporary password above is shown only this once (the database keeps only its hash)")
     return OK
 
 
@@ -268,7 +292,7 @@ def _serve(url: str, host: str, port: int) -> int:
 
 
 def register(commands) -> None:
-    user = commands.add_parser("user", help="portal users: add, list, disable, enable, unlock, reset MFA")
+    user = commands.add_parser("user", help="portal users: add, list, disable, enable, unlock, reset MFA, reset the password")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
     add = user_commands.add_parser("add", help="add a user; prints a first password unless --password-stdin")
     add.add_argument("email", metavar="EMAIL")
@@ -281,6 +305,11 @@ def register(commands) -> None:
         change = user_commands.add_parser(name, help=f"{name} a user ({done})")
         change.add_argument("email", metavar="EMAIL")
         change.set_defaults(run=cmd_user_change)
+    reset = user_commands.add_parser("reset-password", help="reset a user's password: prints a temporary one "
+                                                            "(unless --password-stdin), to change at next sign-in")
+    reset.add_argument("email", metavar="EMAIL")
+    reset.add_argument("--password-stdin", action="store_true", help="read the temporary password from standard input")
+    reset.set_defaults(run=cmd_user_reset_password)
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
