@@ -37,8 +37,9 @@ class CreditNote(Base):
     customer: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(Text)
-    lines: Mapped[list] = mapped_column(JSON)             # [{"site", "name", "amount": "decimal"}], in site order
-    total: Mapped[Decimal]
+    lines: Mapped[list] = mapped_column(JSON)             # [{"site"|"account", "name", "amount"}]: the net credited
+    tax: Mapped[dict | None] = mapped_column(JSON)        # the tax credited (None: the invoice has no tax section)
+    total: Mapped[Decimal]                                # the lines plus the tax's amount
     issued_at: Mapped[dt.datetime]
     issued_by: Mapped[str]
     pdf: Mapped[bytes] = mapped_column(LargeBinary)

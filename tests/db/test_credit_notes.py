@@ -104,7 +104,7 @@ def _failing_pdf(note, locale) -> bytes:
     ("too many places", "more than the 2 decimal places of GBP"),
     ("same site twice", "stated twice"),
     ("no reason", "needs a reason"),
-    ("unpaired", "give each --site its --amount"),
+    ("unpaired", "give each --site or --account its --amount"),
     ("PDF that cannot be made", "PDF cannot be made, so nothing was issued"),
     ("PDF that cannot be written", "nothing was issued"),
 ])
