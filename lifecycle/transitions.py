@@ -1,6 +1,8 @@
 """The invoice lifecycle: draft (recomputed freely) → approved → issued → void.
 
     close(session, "acme-health", Period(2026, 5))              # a draft, created or recomputed
+    close_and_reconcile(session, "acme-health", Period(2026, 5), who, threshold=threshold)   # … and reconciled
+    why_stale(session, draft, invoice_from_db(…))               # None, or why approving it would be refused
     approve(session, Selector("acme-health", Period(2026, 5)), who, threshold=threshold,   # APPROVAL_GATES first
             profile_required=True, treatments=("uk_standard", "reverse_charge"))           # production's policy
     issue(session, Selector(...), who, threshold=threshold, prefix="UK", locale="en_GB")   # UK-2026-000042, its PDF
@@ -35,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit.log import Actor, invoice_resource, record
@@ -52,7 +54,17 @@ from ledger.issuing import computed_fields, freeze
 from ledger.models import Contract, Invoice, InvoicePdf, InvoiceVoid
 from ledger.profiles import legal_terms, missing_for, profile_of
 from lifecycle.models import InvoiceCounter
-from review.reconcile import Threshold, take_snapshot
+from review.models import ReconciliationExplanation
+from review.reconcile import (
+    EventQuery,
+    Report,
+    Threshold,
+    explanation_of,
+    headline,
+    reconcile,
+    store_report,
+    take_snapshot,
+)
 from storage.db import dialect_insert
 from telemetry.metrics import INVOICES, count_on_commit
 
@@ -74,12 +86,122 @@ class Policy:
 Gate = Callable[[Session, Invoice, ComputedInvoice, Policy], "Refusal | None"]
 
 
+@dataclass(frozen=True)
+class Stale:
+    """Why a draft is not what closing its period now would make: one reason a clause, in the order of
+    `why_stale`, and the totals then and now (the documents' decimal strings)."""
+
+    made_at: dt.datetime
+    reasons: tuple[str, ...]
+    total_then: str
+    total_now: str
+    currency: str
+
+    def sentence(self) -> str:
+        return (f"what it bills changed since the draft was made ({self.made_at.astimezone(UTC):%Y-%m-%d %H:%M} "
+                f"UTC): {'; '.join(self.reasons)}")
+
+
+def why_stale(session: Session, draft: Invoice, computed: ComputedInvoice) -> Stale | None:
+    """None when `draft` is what `computed` (its period computed now, with the same legal terms) would store;
+    else every reason it is not: the contract version, the usage (events that arrived since it was made), the
+    customer's billing profile, the credit grants, the tax rate, the seller; what the approval gate says and
+    what the invoice page shows before Approve."""
+    if draft.usage_hash == computed.usage_hash and draft.document == computed.document:
+        return None
+    then, now = draft.document, computed.document
+    reasons = []
+    in_force_now = computed.result.plan.terms.version
+    if draft.contract_sha != in_force_now:
+        reasons.append(_contract_changed(session, draft, in_force_now))
+    if draft.usage_hash != computed.usage_hash:
+        reasons.append(_usage_changed(session, draft))
+    if ("seller" in then) != ("seller" in now):
+        reasons.append("the draft was made without the legal terms (seller, buyer, tax) this environment bills with"
+                       if "seller" in now else "the draft has legal terms (seller, buyer, tax) this environment has not")
+    else:
+        reasons += _legal_changed(session, draft, then, now)
+    if not reasons:
+        reasons.append("the charges computed now differ from the draft's")
+    return Stale(draft.created_at, tuple(reasons), then["totals"]["total"], now["totals"]["total"],
+                 now.get("currency", ""))
+
+
+def stale_now(session: Session, row: Invoice, *, seller: Mapping | None = None,
+              now: dt.datetime | None = None) -> Stale | None:
+    """`why_stale` of an open (draft or approved) invoice against its period computed now, as approving it
+    would compute it. Refused as `close` is: no contract, a period outside it, a version that no longer compiles."""
+    now = now or dt.datetime.now(UTC)
+    return why_stale(session, row, _legal(session, _compute(session, row.customer, row.period), seller, None, now))
+
+
+def _legal_changed(session: Session, draft: Invoice, then: dict, now: dict) -> list[str]:
+    """What changed in the legal terms (invoicing/legal.py): the buyer's profile, the tax rate, the credits
+    drawn, the seller."""
+    reasons = []
+    tax_then, tax_now = then.get("tax") or {}, now.get("tax") or {}
+    if (then.get("buyer"), then.get("payment_terms"), tax_then.get("treatment")) != \
+            (now.get("buyer"), now.get("payment_terms"), tax_now.get("treatment")):
+        profile = profile_of(session, draft.customer)
+        reasons.append("the customer's billing profile changed" + (
+            f" (now revision {profile.revision}, saved by {profile.saved_by} on {profile.saved_at:%Y-%m-%d})"
+            if profile is not None else " (it has none now)"))
+    elif tax_then.get("rate") != tax_now.get("rate"):
+        reasons.append(f"the tax rate in force changed ({tax_then.get('rate')}% then, {tax_now.get('rate')}% now)")
+    if then.get("credits", []) != now.get("credits", []):
+        reasons.append(f"the credit grants it draws on changed (credits {then['totals'].get('credits', '0')} then, "
+                       f"{now['totals'].get('credits', '0')} now)")
+    if then.get("seller") != now.get("seller"):
+        reasons.append("the seller's details this environment bills with changed")
+    return reasons
+
+
+def _contract_changed(session: Session, draft: Invoice, in_force_now: str) -> str:
+    """Which saved version (ledger/history.py numbers them in the order saved) the draft used and which bills
+    its period now, with the period each is in effect from."""
+    from ledger.history import contract_history
+
+    versions = contract_history(session, draft.customer).versions
+    used = next((v for v in versions if v.sha256 == draft.contract_sha), None)
+    current = next((v for v in reversed(versions) if v.sha256 == in_force_now and v.effective <= draft.period
+                    and v.replaced_by is None), None) or next((v for v in versions if v.sha256 == in_force_now), None)
+
+    def named(version) -> str:
+        return f"version {version.number} (in effect from {version.effective})" if version else "a version since replaced"
+
+    return f"the contract changed: the draft used {named(used)}, {named(current)} bills {draft.period} now"
+
+
+def _usage_changed(session: Session, draft: Invoice) -> str:
+    """How many events of the period, late events of earlier ones (which a draft bills), and conflicting
+    repeats arrived since the draft was made (review/reconcile.py's EventQuery: the events finance can list)."""
+    period = draft.period
+    earlier_late = dict(first_day=dt.date.min, last_day=period.first_day - dt.timedelta(days=1), late=True)
+
+    def arrived(conflicts: bool) -> int:
+        found = 0
+        for query in (EventQuery(draft.customer, period.first_day, period.last_day, conflicts=conflicts),
+                      EventQuery(draft.customer, conflicts=conflicts, **earlier_late)):
+            statement = query.statement().order_by(None)
+            statement = statement.where(statement.selected_columns.received_at > draft.created_at)
+            found += session.scalar(select(func.count()).select_from(statement.subquery()))
+        return found
+
+    events, conflicts = arrived(False), arrived(True)
+    if not events and not conflicts:
+        return ("the usage it counted changed, though no event arrived since: the rollups differ from what it "
+                "counted (the reconciliation compares them with the events)")
+    said = [f"{events} event{'s' if events != 1 else ''}"] if events else []
+    said += [f"{conflicts} conflicting repeat{'s' if conflicts != 1 else ''}"] if conflicts else []
+    return f"{' and '.join(said)} arrived since"
+
+
 def draft_is_current(session: Session, draft: Invoice, computed: ComputedInvoice,
                      policy: Policy) -> Refusal | None:
-    """What is approved is what was reviewed: usage or contract changes since the close need a new close."""
-    if draft.usage_hash != computed.usage_hash or draft.document != computed.document:
-        return Refusal("draft-outdated", "the usage or the contract changed since the draft was made",
-                       params=_period_of(draft), action="close")
+    """What is approved is what was reviewed: any change since the close (why_stale) needs a new close."""
+    stale = why_stale(session, draft, computed)
+    if stale is not None:
+        return Refusal("draft-outdated", stale.sentence(), params=_period_of(draft), action="close")
     return None
 
 
@@ -107,8 +229,6 @@ def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedIn
                           policy: Policy) -> Refusal | None:
     """The reconciliation of the period (review/reconcile.py), run now, finds no discrepancy above the
     environment's threshold, or finance recorded an explanation of exactly the discrepancies it finds."""
-    from review.reconcile import explanation_of, headline, reconcile
-
     report = reconcile(session, draft.customer, draft.period, policy.threshold, computed=computed,
                        invoice=draft)
     if report.passed or explanation_of(session, draft, report) is not None:
@@ -159,6 +279,33 @@ def close(session: Session, customer: str, period: Period, *, now: dt.datetime |
     session.flush()
     take_snapshot(session, customer, period, draft.id, now=now)
     return draft, "created"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A period's draft closed and reconciled: what `billing close` prints and the portal shows."""
+
+    invoice: Invoice
+    outcome: str                                   # created, refreshed, unchanged
+    report: Report
+    explanation: ReconciliationExplanation | None  # recorded earlier for exactly these discrepancies
+
+    @property
+    def passed(self) -> bool:
+        """Approval may follow: no discrepancy above the threshold, or each one explained."""
+        return self.report.passed or self.explanation is not None
+
+
+def close_and_reconcile(session: Session, customer: str, period: Period, who: Actor, *, threshold: Threshold,
+                        seller: Mapping | None = None, now: dt.datetime | None = None) -> Closed:
+    """The one "close a period": the draft created or recomputed (`close`), then the period's reconciliation
+    run on it and stored, audited as `reconciliation.run` (review/reconcile.py), in the caller's transaction.
+    A failed reconciliation keeps the draft; approval refuses it until it is resolved or explained."""
+    row, outcome = close(session, customer, period, now=now, seller=seller)
+    report = reconcile(session, customer, period, threshold, invoice=row, now=now)
+    store_report(session, report, who)
+    explained = explanation_of(session, row, report) if not report.passed else None
+    return Closed(row, outcome, report, explained)
 
 
 def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold, profile_required: bool = False,

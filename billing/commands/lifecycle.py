@@ -8,7 +8,8 @@
 Each step is one transaction (lifecycle/transitions.py); a refusal changes nothing,
 is said as billing/refusals.py words it, and exits 1. `close` records the
 dashboard's figures and runs the reconciliation in the transaction of each draft
-(billing/commands/reconcile.py); a draft whose reconciliation failed is kept, and
+(`lifecycle.transitions.close_and_reconcile`, which the portal's close calls too); a
+draft whose reconciliation failed is kept, and
 close exits 1 saying why. The actor in the audit log is `cli:` and the user
 running the command.
 """
@@ -60,9 +61,9 @@ def customers_to(sessions, customer: str | None, period) -> list[str]:
 
 
 def cmd_close(args) -> int:
-    from billing.commands.reconcile import reconcile_and_store, threshold
+    from billing.commands.reconcile import threshold
     from engine.refusal import Refused
-    from lifecycle.transitions import close
+    from lifecycle.transitions import close_and_reconcile
     from review.reconcile import render_text
 
     period = _period("--period", args.period)
@@ -73,9 +74,9 @@ def cmd_close(args) -> int:
         for customer in customers:
             try:
                 with sessions.begin() as session:
-                    row, outcome = close(session, customer, period, seller=seller)
-                    line = f"{customer} {period}: draft {outcome} (total {_total(row)})"
-                    report, explained = reconcile_and_store(session, customer, period, limit, who, row)
+                    closed = close_and_reconcile(session, customer, period, who, threshold=limit, seller=seller)
+                    line = f"{customer} {period}: draft {closed.outcome} (total {_total(closed.invoice)})"
+                    report, explained = closed.report, closed.explanation
             except Refused as exc:
                 if args.customer:
                     raise

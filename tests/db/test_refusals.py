@@ -35,8 +35,8 @@ CASES = {
     "not-a-draft": ((CLOSE, APPROVE, ISSUE), ("approve", "--number", NUMBER),
                     [f"{NUMBER} is issued: only a draft can be approved"]),
     "draft-outdated": ((CLOSE, MORE_USAGE), APPROVE, [
-        "cannot be approved: the usage or the contract changed since the draft was made; "
-        "run `billing close --customer tiny --period 2026-05`"]),
+        "cannot be approved: what it bills changed since the draft was made (",
+        "UTC): 1 event arrived since; run `billing close --customer tiny --period 2026-05`"]),
     "changed-since-approval": ((CLOSE, APPROVE, MORE_USAGE), ISSUE, [
         "changed since it was approved (usage or contract), so it must be reviewed and approved again; "
         "run `billing close --customer tiny --period 2026-05`"]),

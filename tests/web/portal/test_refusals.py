@@ -90,8 +90,8 @@ CASES = {
     "other-contract": Case("deal_desk", "/contracts/acme-health/backtest", {"source": NORTHWIND, "periods": "2"},
                            200, "source", "The draft is the contract 'northwind', not 'acme-health'"),
     "draft-outdated": Case("finance", "/invoices/{draft}/approve", {}, 302, None,
-                           "Not done: the invoice of 'acme-health' for 2026-06 cannot be approved: the usage or the "
-                           "contract changed since the draft was made; close the period again.",
+                           "Not done: the invoice of 'acme-health' for 2026-06 cannot be approved: what it bills "
+                           "changed since the draft was made (",
                            page="/invoices/{draft}?confirm=approve"),
     "not-this-invoice": Case("finance", "/invoices/{unnumbered}/approve", {}, 302, None,
                              "Not done: invoice #{unnumbered} is issued: it cannot take this step.",
