@@ -11,14 +11,26 @@ from __future__ import annotations
 import argparse
 
 from billing import command_log
-from billing.commands import credit, customer, db, file_mode, fx, grant, lifecycle, portal, reconcile, web
+from billing.commands import (
+    credit,
+    customer,
+    db,
+    file_mode,
+    fx,
+    grant,
+    journal,
+    lifecycle,
+    portal,
+    reconcile,
+    web,
+)
 from billing.contracts import InputError, UsageError
 from billing.output import MISUSE, WRONG_INPUT, say
 from billing.refusals import refusal_text
 from engine.evaluate import OutsideContract
 from engine.refusal import Refused
 
-COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile, customer, fx, grant)
+COMMAND_MODULES = (file_mode, db, lifecycle, web, portal, credit, reconcile, customer, fx, grant, journal)
 # Commands that only work on what is already recorded: on a SQLite file that is not there they say so (exit 2)
 # rather than create an empty database and find nothing in it (issue 14). `invoice` when it reads (--customer).
 NEED_RECORDS = (

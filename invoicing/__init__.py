@@ -9,6 +9,8 @@
     stored.py       an issued invoice read back from its stored JSON
     legal.py        the legal invoice: seller, buyer, dates, credits, tax, net and due (database mode)
     tax.py          tax treatments, UK VAT's dated rates, tax rounded down once on the net
+    journal.py      a document as double-entry journal lines (account codes handed in), and as CSV
+    legal_view.py   the legal invoice as the documents word it: "Not a VAT invoice", labels, the sums they prove
 
 Knows nothing of how lines were computed (the engine's), of the database or of the web.
 """

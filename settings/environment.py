@@ -14,7 +14,7 @@ as configured (a test or weak secret, a shared database, no trusted proxy addres
 This is the only module that reads the process environment. The command line and
 the web app call `load()` once and hand each service the value it needs: the
 database URL to storage.db, the threshold to the reconciliation and the approval
-gate, the prefix and locale to issuing.
+gate, the prefix and locale to issuing, the account codes to the journal.
 
     environment = load()                  # BILLING_ENV, else "test"
     engine = storage.db.connect(environment.database_url)
@@ -71,6 +71,9 @@ class Environment:
     # timezone) printed on every document, and the tax treatments its invoices may carry.
     seller: Mapping | None = None
     tax_treatments: tuple[str, ...] = ()
+    # The accountant's journal (docs/journal.md): the ledger account codes its lines post to ([accounts]: receivable,
+    # revenue, tax_payable, customer_credits, credit_notes; revenue per line kind and per category; names).
+    accounts: Mapping | None = None
 
 
 # A secret made for a test environment starts with this mark (deploy/environments/test.env), so that production,
