@@ -4,6 +4,11 @@
     GET /dashboard/<customer>            one customer's period (?period=YYYY-MM for another one)
     GET /dashboard/<customer>/data       the same figures as JSON, for the page's refresh every 15 s
 
+A period with an issued invoice shows that invoice as stored, with its number;
+one whose stored document is not what was issued (ledger/invoices.py
+`frozen_mismatch`) is withheld: the page and the JSON say so (500) instead of
+showing it, and every such read is recorded as a failure with code `tampered`.
+
 The figures are review/dashboard.py's (the draft invoice computed now from the
 rollups), kept in memory by review/dashboard_cache.py until the data under them
 changes; the page's rendered figures and the JSON (admin_app/dashboard_view.py)
@@ -25,7 +30,15 @@ import json
 import threading
 from collections import OrderedDict
 
-from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+)
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import Select, select
@@ -36,7 +49,7 @@ from admin_app.dashboard_view import Formats, view_of
 from admin_app.database import db_session, reading
 from admin_app.portal import error_page
 from admin_app.sessions import SignedIn
-from audit.log import DENIED
+from audit.log import DENIED, FAILURE
 from engine.evaluate import OutsideContract
 from engine.periods import Period
 from identity.accounts import CUSTOMER_ROLE
@@ -124,8 +137,14 @@ def show(customer: str):
         contract, period, board = _asked(customer, "dashboard.view")
     except Unavailable as exc:
         return error_page(400, "Period not available", str(exc))
+    if board.withheld:
+        _audit_withheld(board, "dashboard.view")
+    if board.tampered:
+        return error_page(500, "Invoice withheld", f"{board.tampered}; it is not shown. Tell the engineers: the "
+                                                   "database was changed outside the application.")
     auditing.record("dashboard.view", resource(contract.id, period),
-                    details={"total": str(board.figures.total), "currency": board.money.currency})
+                    details={"total": str(board.totals["total"]), "currency": board.money.currency,
+                             **({"invoice": board.issued.number} if board.issued else {})})
     db_session().commit()
     site = _site(board)
     return render_template("portal/dashboard/show.html", board=board, figures=rendered(board, formats(), site),
@@ -139,9 +158,21 @@ def data(customer: str):
         contract, period, board = _asked(customer, "dashboard.refresh")
     except Unavailable as exc:
         return {"error": str(exc)}, 400
+    if board.withheld:
+        _audit_withheld(board, "dashboard.refresh")
+    if board.tampered:
+        return {"error": f"{board.tampered}; it is not shown", "status": "withheld"}, 500
     _audit_refresh_once(contract, period)
     body = board_json(board, formats(), _site(board))
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _audit_withheld(board: Dashboard, action: str) -> None:
+    """Each issued invoice the figures read that is not what was issued: a failure in the audit log, every time."""
+    for period, reason in board.withheld:
+        auditing.record(action, resource(board.customer, period), outcome=FAILURE,
+                        details={"reason": reason, "code": "tampered"})
+    db_session().commit()
 
 
 def _audit_refresh_once(contract: Contract, period: Period) -> None:

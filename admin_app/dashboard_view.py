@@ -9,9 +9,10 @@ Nothing here reads a request or the database: admin_app/dashboard.py hands over 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -30,6 +31,14 @@ class Formats:
     def money(self, board: Dashboard, amount: Decimal) -> str:
         pattern, locale = currency_pattern(self.locale)
         return pattern.apply(board.money.round(amount), locale, currency=board.money.currency, currency_digits=True)
+
+    def axis_money(self, board: Dashboard, amount: Decimal) -> str:
+        """An axis tick: the currency, no places the round value does not have (£5,000, £2.5)."""
+        pattern, locale = currency_pattern(self.locale)
+        places = max(0, -amount.normalize().as_tuple().exponent)
+        pattern = copy.copy(pattern)
+        pattern.frac_prec = (places, places)
+        return pattern.apply(amount, locale, currency=board.money.currency, currency_digits=False)
 
     def quantity(self, amount: Decimal) -> str:
         return format_decimal(amount, locale=self.locale, decimal_quantization=False)
@@ -69,23 +78,40 @@ def view_of(board: Dashboard, fmt: Formats, site=None) -> dict:
             "detail_usage": usage}
 
 
+def status_of(board: Dashboard) -> str:
+    """open (the engine's draft now), issued (the issued invoice as stored) or withheld (not what was issued)."""
+    return "withheld" if board.tampered else "issued" if board.issued else "open"
+
+
 def board_view(board: Dashboard, fmt: Formats) -> dict:
-    """The customer's figures: totals, usage per category, each site with its minimums and caps, the history."""
+    """The customer's figures: totals, usage per category, each site with its minimums and caps, the history,
+    and with an account block its contract year (cap, commitment, burn-down and projection)."""
     display: dict[str, str] = {}
     bars: dict[str, float] = {}
     day, days = fmt.elapsed(board)
+    status = status_of(board)
+    if status == "withheld":     # nothing of the stored figures is shown: only why
+        return {"customer": board.customer, "name": board.name, "period": str(board.period),
+                "currency": board.money.currency, "status": status, "withheld": board.tampered,
+                "invoice_number": board.issued.number, "display": {}, "bars": {}}
     _headline(board, fmt, display, bars, (day, days))
     amount = board.money.format
     return {
         "customer": board.customer, "name": board.name, "period": str(board.period),
-        "currency": board.money.currency, "status": "issued" if board.issued else "open",
+        "currency": board.money.currency, "status": status,
         "invoice_number": board.issued.number if board.issued else None,
-        "computed_at": board.computed_at.isoformat(), "elapsed_days": day, "period_days": days,
+        "computed_at": board.computed_at.isoformat(),
+        "elapsed_days": None if board.issued else day, "period_days": days,
         "totals": {kind: amount(value) for kind, value in board.totals.items()},
         "events": board.events, "unbilled_events": board.unbilled_events,
         "categories": _categories(board, fmt, display, bars),
         "sites": [_site(board, site, fmt, display, bars) for site in board.sites],
+        "account_lines": [{"kind": line.kind, "amount": amount(line.amount), "explanation": line.explanation}
+                          for line in board.account_lines],
+        "account": account_view(board, fmt, display, bars, (day, days)),
         "history": _history(board, fmt, display, bars),
+        "history_ticks": sum(key.startswith("hist:tick:") for key in bars),
+        "withheld": [{"period": str(period), "reason": reason} for period, reason in board.withheld],
         "display": display, "bars": bars,
     }
 
@@ -93,12 +119,109 @@ def board_view(board: Dashboard, fmt: Formats) -> dict:
 def _headline(board: Dashboard, fmt: Formats, display: dict, bars: dict, elapsed: tuple[int, int]) -> None:
     for kind in board.totals:   # every `totals` entry of the invoice, and its total
         display[kind] = fmt.money(board, board.totals[kind])
+    display["sites_total"] = fmt.money(board, sum((site.charges for site in board.sites), Decimal(0)))
     display["events"] = fmt.count(board.events)
     display["unbilled"] = fmt.count(board.unbilled_events)
     day, days = elapsed
-    display["elapsed"] = f"day {day} of {days}"
-    bars["elapsed"] = round(day / days, 4)
+    if board.issued:
+        display["elapsed"] = f"invoice {board.issued.number}" if board.issued.number else "issued invoice"
+        bars["elapsed"] = 1.0
+    else:
+        display["elapsed"] = f"day {day} of {days}"
+        bars["elapsed"] = round(day / days, 4)
     display["computed_at"] = board.computed_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    for index, line in enumerate(board.account_lines):
+        display[f"acct:line:{index}"] = fmt.money(board, line.amount)
+
+
+def round_ticks(top: Decimal, intervals: int = 4) -> tuple[Decimal, list[Decimal]]:
+    """For drawing: the axis's end and its ticks from 0, at a round step (1, 2, 2.5 or 5 × 10ⁿ) that covers `top`
+    in at most `intervals` steps."""
+    if top <= 0:
+        return Decimal(1), [Decimal(0), Decimal(1)]
+    step = Decimal(1).scaleb((top / intervals).adjusted())
+    while True:
+        for factor in (1, 2, Decimal("2.5"), 5):
+            candidate = step * factor
+            count = (top / candidate).to_integral_value(rounding=ROUND_CEILING)
+            if count <= intervals:
+                ticks = [(candidate * n).normalize() + 0 for n in range(int(count) + 1)]
+                return ticks[-1], ticks
+        step *= 10
+
+
+def _axis(board: Dashboard, fmt: Formats, prefix: str, top: Decimal, display: dict, bars: dict) -> Decimal:
+    """Ticks of a chart's y axis at round steps: their texts and positions under `prefix:tick:N`."""
+    end, ticks = round_ticks(top)
+    for index, tick in enumerate(ticks):
+        display[f"{prefix}:tick:{index}"] = fmt.axis_money(board, tick) if tick else "0"
+        bars[f"{prefix}:tick:{index}"] = _fraction(tick, end)
+    return end
+
+
+def account_view(board: Dashboard, fmt: Formats, display: dict, bars: dict, elapsed: tuple[int, int]) -> dict | None:
+    """The account block's contract year: the cap's progress, the commitment's balance, the months of the year
+    (actual, then projected at the run rate, review/account_year.py) and the projection's outcome."""
+    year = board.account
+    if year is None:
+        return None
+    amount, money = board.money.format, (lambda value: fmt.money(board, value))
+    day, days = (elapsed[1], elapsed[1]) if board.issued else elapsed
+    outlook = year.projection(day, days)
+    view = {"year_start": str(year.year_start), "year_end": str(year.year_end),
+            "minimum": amount(year.minimum) if year.minimum is not None else None}
+    if year.cap_limit is not None:
+        limit = board.money.round(year.cap_limit)
+        view["cap"] = {"limit": amount(limit), "counted": amount(year.cap_counted),
+                       "remaining": amount(year.cap_remaining), "reached": not year.cap_remaining,
+                       "projected_reached_in": str(outlook.cap_reached_in) if outlook.cap_reached_in else None,
+                       "projected_overrun": amount(outlook.overrun)}
+        bars["acct:cap"] = _fraction(year.cap_counted, limit)
+        display["acct:cap"] = f"{money(year.cap_counted)} of {money(limit)}"
+        display["acct:cap:state"] = "reached" if not year.cap_remaining else f"{money(year.cap_remaining)} left"
+        display["acct:proj:cap"] = (
+            f"reached in {outlook.cap_reached_in}: {money(outlook.overrun)} above the cap is not billed"
+            if outlook.cap_reached_in else f"not reached: {money(limit - outlook.year_counted)} to spare")
+    if year.commitment is not None:
+        commitment = board.money.round(year.commitment)
+        used = year.drawn if year.billing == "prepaid" else year.spent
+        view["commitment"] = {"amount": amount(commitment), "billing": year.billing, "drawn": amount(year.drawn),
+                              "spent": amount(year.spent), "balance": amount(year.balance),
+                              "projected_shortfall": amount(outlook.shortfall),
+                              "shortfall_in": str(outlook.shortfall_in) if outlook.shortfall_in else None,
+                              "met_in": str(outlook.commitment_met_in) if outlook.commitment_met_in else None}
+        bars["acct:commit"] = _fraction(used, commitment)
+        if year.billing == "prepaid":
+            display["acct:commit"] = f"{money(year.balance)} left of {money(commitment)}"
+        else:
+            display["acct:commit"] = f"{money(year.spent)} spent of {money(commitment)}"
+        if outlook.shortfall:
+            what = "expires unrefunded" if year.billing == "prepaid" else "billed as a true-up"
+            display["acct:proj:commit"] = f"short {money(outlook.shortfall)}: {what} in {outlook.shortfall_in}"
+        else:
+            display["acct:proj:commit"] = f"met in {outlook.commitment_met_in}"
+    display["acct:proj:spend"] = money(outlook.year_spend)
+    display["acct:proj:rate"] = money(outlook.rate)
+    top = max([outlook.year_spend, outlook.year_counted, *(board.money.round(v) for v in (year.cap_limit,
+              year.commitment) if v is not None)])
+    end = _axis(board, fmt, "burn", top, display, bars)
+    months, running = [], Decimal(0)
+    for month in outlook.months:
+        running += month.billed
+        key = f"burn:{month.period}"
+        bars[key] = _fraction(running, end)
+        display[key] = money(running)
+        display[f"{key}:month"] = money(month.billed)
+        months.append({"period": str(month.period), "source": month.source, "counted": amount(month.counted),
+                       "billed": amount(month.billed), "cumulative": amount(running)})
+    for name, value in (("commit", year.commitment), ("cap", year.cap_limit)):
+        if value is not None:
+            bars[f"burn:line:{name}"] = _fraction(board.money.round(value), end)
+    view["ticks"] = sum(key.startswith("burn:tick:") for key in bars)
+    view["projection"] = {"method": outlook.method, "rate": amount(outlook.rate),
+                          "year_counted": amount(outlook.year_counted), "year_spend": amount(outlook.year_spend),
+                          "months": months}
+    return view
 
 
 def _usage_json(board: Dashboard, usage) -> dict:
@@ -168,8 +291,8 @@ def _cap(board: Dashboard, cap, key: str, fmt: Formats, display: dict, bars: dic
 
 def _history(board: Dashboard, fmt: Formats, display: dict, bars: dict) -> list[dict]:
     amount = board.money.format
-    top = max((max(point.charges, point.usage) for point in board.history), default=Decimal(0))
-    display["hist:top"], display["hist:mid"] = fmt.money(board, top), fmt.money(board, top / 2)
+    top = _axis(board, fmt, "hist", max((max(point.charges, point.usage) for point in board.history),
+                                        default=Decimal(0)), display, bars)
     history = []
     for point in board.history:
         key = f"hist:{point.period}"

@@ -7,12 +7,22 @@
     board.sites[0].minimums[0].shortfall    # the true-up if the period closed now
     board.sites[0].caps[0].remaining        # what the annual cap leaves in the contract year
     board.history                           # the last periods: issued invoices as frozen, open ones computed
+    board.issued                            # this period's issued invoice: then every figure is its frozen one
+    board.account                           # an account block's year: cap, commitment, months (review/account_year.py)
+    board.withheld                          # issued invoices whose stored document is not the one issued
 
 The dashboard and the invoice are one computation (store/billing_from_db.py on
 the same rollups with the same contract version), so the dashboard's figure of a
 period can only differ from its invoice when the data under them changed; the
 reconciliation (store/reconcile.py) records these figures when a period closes
 and compares them with the draft.
+
+A period with an issued invoice in force shows that invoice: its sites, lines and
+totals are read from the stored document (invoicing/stored.py), never recomputed,
+and its caps' counts are the ones it froze. Every issued document the dashboard
+reads is first checked against the digest recorded when it was issued
+(ledger/invoices.py `frozen_mismatch`); one that is not what was issued is
+withheld (`withheld`), never shown as if it were.
 
 Progress toward minimums and caps is read from the engine, never worked out
 again here:
@@ -36,14 +46,22 @@ from typing import Callable
 
 from sqlalchemy.orm import Session
 
+from engine.account_lines import ACCOUNT_CAP, ACCOUNT_MINIMUM
 from engine.evaluate import run_period
 from engine.lines import CapLine, MinimumLine, UsageLine, kind_of, totals_titles
 from engine.money import Money
-from engine.periods import Period
-from engine.sheet import CapLedger
+from engine.periods import Period, contract_year_start
+from engine.sheet import AccountCounts, CapLedger
 from invoicing.invoice import Invoice as InvoiceView
+from invoicing.stored import invoice_from_document
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
-from ledger.invoices import issued_invoices
+from ledger.invoices import (
+    account_counts_from_json,
+    counts_from_json,
+    frozen_mismatch,
+    issued_invoices,
+)
+from review.account_year import AccountYear, YearMonth, account_year, year_of
 
 ZERO = Decimal(0)
 HISTORY_PERIODS = 12
@@ -152,11 +170,14 @@ class SiteDashboard:
 @dataclass(frozen=True)
 class PeriodPoint:
     period: Period
-    source: str                 # "issued": the issued invoice's frozen figures; "computed": the engine now
+    source: str                 # "issued": the issued invoice's frozen figures; "computed": the engine now;
+                                # "withheld": an issued invoice whose stored document is not the one issued
     charges: Decimal
     usage: Decimal              # the usage lines' amounts
     events: int                 # events on the usage lines
     number: str | None = None   # the issued invoice's number
+    counted: Decimal = ZERO     # the site totals and account minimum: what an account cap counts
+    account_cap: Decimal = ZERO # the account cap's reduction (0 or less)
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,9 @@ class Dashboard:
     history: tuple[PeriodPoint, ...]         # oldest first, ending with this period
     issued: PeriodPoint | None               # this period's issued invoice, if it has one in force
     computed_at: dt.datetime
+    invoice: InvoiceView | None = None       # the invoice shown: the issued one as stored, else the draft computed now
+    account: AccountYear | None = None       # the account block's contract year (None without one)
+    withheld: tuple[tuple[Period, str], ...] = ()   # issued invoices read here that are not what was issued: why
 
     @property
     def customer(self) -> str:
@@ -180,9 +204,17 @@ class Dashboard:
         return self.figures.period
 
     @property
+    def shown(self) -> InvoiceView:
+        return self.invoice or self.figures.computed.invoice
+
+    @property
     def totals(self) -> dict[str, Decimal]:
-        """usage, minimum, cap and total: the invoice's own sums of its lines."""
-        return self.figures.computed.invoice.totals
+        """usage, minimum, cap (account, with an account block) and total: the invoice's own sums of its lines."""
+        return self.shown.totals
+
+    @property
+    def account_lines(self) -> tuple:
+        return self.shown.account.lines if self.shown.account else ()
 
     @property
     def events(self) -> int:
@@ -190,49 +222,118 @@ class Dashboard:
 
     @property
     def unbilled_events(self) -> int:
-        return sum(group.events for group in self.figures.computed.invoice.unbilled)
+        return sum(group.events for group in self.shown.unbilled)
+
+    @property
+    def tampered(self) -> str | None:
+        """Why this period's issued invoice is withheld, if it is."""
+        return dict(self.withheld).get(self.period)
 
 
 def dashboard(session: Session, customer: str, period: Period, *, history: int = HISTORY_PERIODS,
               earlier: Callable[[Period], PeriodPoint] | None = None, now: dt.datetime | None = None) -> Dashboard:
-    """The figures of `period` with their usage, minimum and cap progress per site, and the periods before it.
+    """The figures of `period` with their usage, minimum and cap progress per site, the periods before it and,
+    with an account block, its contract year.
 
     `earlier(period)` gives an earlier open period's point of the history (store/dashboard_cache.py passes its
     own cached figures); by default it is computed here. Raises what `figures` raises.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     current = figures(session, customer, period)
     computed = current.computed
-    invoice = computed.invoice
     plan = computed.result.plan
-    before = computed.result.cap_counts_before
+    terms = plan.terms
+    year_start, _ = year_of(terms.starts, terms.ends, period)
+    first_shown = min(period.shift(-(history - 1)), year_start)
+    issued = {p: row for p, row in issued_invoices(session, customer).items() if first_shown <= p <= period}
+    withheld = _withheld(session, issued)
+    invoice, before, after, account_after = (computed.invoice, computed.result.cap_counts_before,
+                                             computed.result.cap_counts, computed.result.account_counts)
+    row = issued.get(period)
+    if row is not None and period not in withheld:
+        invoice = invoice_from_document(row.document, timezone=computed.invoice.timezone)
+        before, after = counts_from_json(row.cap_counts_before), counts_from_json(row.cap_counts)
+        account_after = account_counts_from_json(row.cap_counts)
     commitments = _commitments(computed)
-    sites = tuple(
-        _site(site, invoice, plan, commitments.get(site.site, ()), before, computed.result.cap_counts)
-        for site in invoice.sites
-    )
-    issued = issued_invoices(session, customer)
+    sites = tuple(_site(site, invoice, plan, commitments.get(site.site, ()), before, after) for site in invoice.sites)
     earlier = earlier or (lambda open_period: computed_point(
         open_period, invoice_from_db(session, customer, open_period).invoice))
-    points = tuple(_history(computed, issued, period, history, earlier))
+    first_billed = Period.of(computed.contract.timeline.first.terms.starts)
+    points = {p: _point(p, computed, invoice, issued, withheld, earlier)
+              for p in _periods(max(first_shown, first_billed), period)}
+    shown = tuple(point for p, point in points.items() if p > period.shift(-history))
     return Dashboard(
         figures=current,
         name=invoice.customer,
         money=invoice.money,
         timezone=invoice.timezone,
         sites=sites,
-        categories=_customer_usage(plan.terms, sites),
-        history=points,
-        issued=points[-1] if points and points[-1].source == "issued" else None,
+        categories=_customer_usage(terms, sites),
+        history=shown,
+        issued=shown[-1] if shown and shown[-1].source in ("issued", "withheld") else None,
         computed_at=now,
+        invoice=invoice,
+        account=_account_year(plan, account_after, period, points, year_start),
+        withheld=tuple(sorted(withheld.items())),
     )
+
+
+def _withheld(session: Session, issued: dict) -> dict[Period, str]:
+    return {p: reason for p, row in issued.items() if (reason := frozen_mismatch(session, row))}
+
+
+def still_frozen(session: Session, board: Dashboard, *, shown_only: bool = False) -> bool:
+    """Whether the issued invoices `board` read (with `shown_only`, only the period's own) are as they were when
+    it was computed: each as issued, or still not (store/dashboard_cache.py asks before serving kept figures)."""
+    read = {point.period for point in board.history if point.source in ("issued", "withheld")}
+    if board.account is not None:
+        read |= {month.period for month in board.account.months if month.source == "issued"}
+    read |= {period for period, _ in board.withheld}
+    if shown_only:
+        read &= {board.period}
+    if not read:
+        return True
+    rows = {p: row for p, row in issued_invoices(session, board.customer).items() if p in read}
+    return set(rows) == read and _withheld(session, rows) == {p: r for p, r in board.withheld if p in read}
+
+
+def _periods(first: Period, last: Period) -> list[Period]:
+    found = []
+    while first <= last:
+        found.append(first)
+        first = first.shift(1)
+    return found
+
+
+def _point(period: Period, computed: ComputedInvoice, shown: InvoiceView, issued: dict, withheld: dict,
+           earlier) -> PeriodPoint:
+    """A period's point: an issued invoice as frozen (or withheld), this period as shown, an earlier open one
+    from `earlier`."""
+    if period in withheld:
+        return PeriodPoint(period, "withheld", ZERO, ZERO, 0, issued[period].number)
+    if period in issued:
+        row = issued[period]
+        document = shown if period == computed.result.period else invoice_from_document(
+            row.document, timezone=computed.invoice.timezone)
+        return computed_point(period, document, source="issued", number=row.number)
+    if period == computed.result.period:
+        return computed_point(period, computed.invoice)
+    return earlier(period)
+
+
+def _account_year(plan, counts: AccountCounts, period: Period, points: dict, year_start: Period):
+    """The account block's year: its months are the points of the contract year (a withheld one left out)."""
+    months = tuple(YearMonth(p, point.source, point.counted, point.counted + point.account_cap)
+                   for p, point in points.items() if p >= year_start and point.source != "withheld")
+    return account_year(plan, counts, period, months)
 
 
 def _commitments(computed: ComputedInvoice) -> dict[str, tuple[MinimumLine, ...]]:
     """Per site, every minimum as the engine writes it for this period with no usage (each then falls short by
     its whole commitment, so each writes its line): the catalogue of commitments, prorated as on the invoice."""
     result = computed.result
-    empty = run_period(result.plan, result.period, {}, CapLedger())
+    year_start = contract_year_start(result.plan.terms.starts, result.period)
+    empty = run_period(result.plan, result.period, {}, CapLedger(year_start=year_start))
     return {site.site: tuple(line for line in site.lines if isinstance(line, MinimumLine)) for site in empty.sites}
 
 
@@ -305,30 +406,13 @@ def _customer_usage(terms, sites: tuple[SiteDashboard, ...]) -> tuple[CategoryUs
                  for category in sorted(totals, key=lambda c: (order.get(c, len(order)), c)))
 
 
-def _history(computed: ComputedInvoice, issued: dict, period: Period, count: int, earlier):
-    """The periods up to `period` that the contract bills, at most `count`: issued ones as frozen, open ones
-    computed now by the same engine."""
-    first_billed = Period.of(computed.contract.timeline.first.terms.starts)
-    for offset in range(count - 1, -1, -1):
-        current = period.shift(-offset)
-        if current < first_billed:
-            continue
-        if current in issued:
-            yield _issued_point(current, issued[current])
-        elif current == period:
-            yield computed_point(current, computed.invoice)
-        else:
-            yield earlier(current)
-
-
-def _issued_point(period: Period, row) -> PeriodPoint:
-    document = row.document
-    usage = [line for site in document["sites"] for line in site["lines"] if line["kind"] == "usage"]
-    return PeriodPoint(period, "issued", Decimal(document["totals"]["total"]), Decimal(document["totals"]["usage"]),
-                       sum(line["events"] for line in usage), row.number)
-
-
-def computed_point(period: Period, invoice: InvoiceView) -> PeriodPoint:
+def computed_point(period: Period, invoice: InvoiceView, *, source: str = "computed",
+                   number: str | None = None) -> PeriodPoint:
     usage = [line for site in invoice.sites for line in site.lines if isinstance(line, UsageLine)]
-    return PeriodPoint(period, "computed", invoice.totals["total"], invoice.totals["usage"],
-                       sum(line.events for line in usage))
+    totals = invoice.totals
+    account = invoice.account.lines if invoice.account else ()
+    cap = sum((line.amount for line in account if line.kind == ACCOUNT_CAP.name), ZERO)
+    counted = sum((site.total for site in invoice.sites), ZERO) + sum(
+        (line.amount for line in account if line.kind == ACCOUNT_MINIMUM.name), ZERO)
+    return PeriodPoint(period, source, totals["total"], totals["usage"], sum(line.events for line in usage),
+                       number, counted, cap)

@@ -17,6 +17,13 @@ every request. Each request therefore asks the database two cheap questions:
    conflicts. Another customer's events move the stamp but not the digest, so
    they cost this customer's dashboard one aggregate query, not a recomputation.
 
+The issued invoices the figures read are checked against the digests recorded
+when they were issued (review.dashboard `still_frozen`, ledger/invoices.py
+`frozen_mismatch`): the shown period's own issued invoice on every request, the
+others (history, the account's contract year) at every recheck. An invoice
+changed outside the application (which moves no stamp) is then withheld at
+once on its own page, within RECHECK_SECONDS everywhere else.
+
 Only a changed digest (or stamp of invoices and versions) recomputes, once: the
 requests that arrive meanwhile wait for that one computation (single flight)
 and are then served its result. New events therefore show on the first request
@@ -46,7 +53,13 @@ from sqlalchemy.orm import Session
 from engine.periods import Period
 from ledger.models import ContractVersion, Invoice, InvoiceVoid
 from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
-from review.dashboard import HISTORY_PERIODS, Dashboard, PeriodPoint, dashboard
+from review.dashboard import (
+    HISTORY_PERIODS,
+    Dashboard,
+    PeriodPoint,
+    dashboard,
+    still_frozen,
+)
 
 RECHECK_SECONDS = 2.0
 MAX_ENTRIES = 256
@@ -117,15 +130,17 @@ class DashboardCache:
         key = (customer, period)
         current = stamp(session.connection(), customer)
         entry = self._fresh(key, current)
-        if entry is not None:
+        if entry is not None and (entry.board.issued is None or still_frozen(session, entry.board, shown_only=True)):
             return entry.board
         with self._lock(key):
             entry = self._fresh(key, current)     # another request checked or computed while this one waited
-            if entry is not None:
+            if entry is not None and (entry.board.issued is None
+                                      or still_frozen(session, entry.board, shown_only=True)):
                 return entry.board
             digest = usage_digest(session.connection(), customer, period)
             entry = self.entries.get(key)
-            if entry is not None and entry.stamp[2:] == current[2:] and entry.digest == digest:
+            if (entry is not None and entry.stamp[2:] == current[2:] and entry.digest == digest
+                    and still_frozen(session, entry.board)):
                 entry = Entry(current, digest, self.clock(), entry.board, entry.kept)
             else:
                 entry = Entry(current, digest, self.clock(), self.compute(session, customer, period,

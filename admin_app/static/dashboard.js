@@ -39,6 +39,13 @@
     root.querySelectorAll("[data-bar]").forEach(function (el) {
       setBar(el, data.bars[el.getAttribute("data-bar")]);
     });
+    root.querySelectorAll("[data-tick]").forEach(function (el) {
+      var fraction = data.bars[el.getAttribute("data-tick")];
+      if (fraction === undefined) { return; }
+      var y = (Number(el.getAttribute("data-base")) - fraction * Number(el.getAttribute("data-scale"))).toFixed(2);
+      el.setAttribute("y1", y);
+      el.setAttribute("y2", y);
+    });
     root.querySelectorAll("[data-bar-tick]").forEach(function (el) {
       var x = (data.bars.elapsed * 100).toFixed(2);
       el.setAttribute("x1", x);
