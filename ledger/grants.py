@@ -5,6 +5,12 @@
     # ({"grant": "G-000001", "amount": "-500.00", "remaining": "0.00"},)   what a draft of that period draws
     consume(session, invoice_row)        # at issue: the draft's draws become grant_draws rows
     revoke_grant(session, grant.id, who, "granted twice")
+    grant_ledger(session, "acme-health", today=seller_today(seller))   # each grant, its history and its state
+
+A grant is expired from the day after its `expires` (its last valid day), that day
+taken in the seller's time zone (the environment's `[seller] timezone`): what
+`billing grant list` and the portal show. Which periods may draw on it is decided
+by the periods' first days, as interfaces §4 says.
 
 A grant's remaining amount is its amount less what invoices in force drew: a
 void gives back by itself. Drafts do not reserve; the draft's `credits` are part
@@ -17,7 +23,9 @@ once, and no grant is drawn twice. Every change is audited (grant.add, grant.rev
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,7 +35,7 @@ from engine.money import Money
 from engine.periods import Period
 from engine.refusal import Refusal, Refused
 from ledger.contracts import UnknownContract, last_issued_period
-from ledger.models import Contract, CreditGrant, GrantDraw, Invoice, in_force
+from ledger.models import Contract, CreditGrant, GrantDraw, Invoice, InvoiceVoid, in_force
 
 UTC = dt.timezone.utc
 DEFAULT_PRIORITY = 100
@@ -127,23 +135,59 @@ def consume(session: Session, invoice: Invoice) -> None:
     session.flush()
 
 
-def grant_ledger(session: Session, customer: str) -> list[dict]:
-    """Each grant of the customer with its history: granted, drawn by which invoice (given back if voided),
-    revoked; and what remains."""
+def seller_today(seller: Mapping | None, now: dt.datetime | None = None) -> dt.date:
+    """Today in the seller's time zone (UTC when the environment names none)."""
+    zone = ZoneInfo((seller or {}).get("timezone") or "UTC")
+    return (now or dt.datetime.now(UTC)).astimezone(zone).date()
+
+
+def grant_id_of(name: str) -> int | None:
+    """G-000004 (or g-4, or 4) → 4; None when it names no grant."""
+    digits = name.strip().upper().removeprefix("G-")
+    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
+
+
+def grant_of(session: Session, customer: str, grant_id: int) -> CreditGrant | None:
+    """The grant if it is this customer's: another customer's is not found."""
+    grant = session.get(CreditGrant, grant_id)
+    return grant if grant is not None and grant.customer == customer else None
+
+
+def state_of(grant: CreditGrant, left: Decimal, today: dt.date | None) -> str:
+    """revoked, used (nothing remains), expired (after its last valid day), else active."""
+    if grant.revoked_at is not None:
+        return "revoked"
+    if left <= 0:
+        return "used"
+    if today is not None and grant.expires is not None and grant.expires < today:
+        return "expired"
+    return "active"
+
+
+def grant_ledger(session: Session, customer: str, today: dt.date | None = None) -> list[dict]:
+    """Each grant of the customer with its history: granted, drawn by which invoice (given back when it was
+    voided, and when), expired, revoked; what remains, and its state (state_of; expiry judged on `today`,
+    none without it)."""
     ledger = []
     for grant in session.scalars(select(CreditGrant).where(CreditGrant.customer == customer)
                                  .order_by(CreditGrant.id)):
-        rows = session.execute(select(GrantDraw.amount, Invoice.number, Invoice.period, in_force().label("live"))
+        voided_at = select(InvoiceVoid.voided_at).where(InvoiceVoid.invoice_id == Invoice.id).scalar_subquery()
+        rows = session.execute(select(GrantDraw.amount, Invoice.number, Invoice.period, in_force().label("live"),
+                                      Invoice.id, Invoice.issued_at, voided_at)
                                .join(Invoice, Invoice.id == GrantDraw.invoice_id)
                                .where(GrantDraw.grant_id == grant.id).order_by(Invoice.id)).all()
+        left = remaining(session, grant)
         ledger.append({
             "grant": grant_name(grant.id), "amount": f"{grant.amount:f}", "from": str(grant.from_period),
             "expires": grant.expires.isoformat() if grant.expires else None, "priority": grant.priority,
             "reason": grant.reason, "granted_by": grant.granted_by, "granted_at": grant.granted_at.isoformat(),
             "revoked": None if grant.revoked_at is None else {"at": grant.revoked_at.isoformat(),
                                                               "by": grant.revoked_by, "reason": grant.revoke_reason},
-            "draws": [{"invoice": number, "period": str(period), "amount": f"{amount:f}",
-                       "given_back": not live} for amount, number, period, live in rows],
-            "remaining": f"{remaining(session, grant):f}",
+            "draws": [{"invoice": number, "invoice_id": invoice_id, "period": str(period), "amount": f"{amount:f}",
+                       "issued_at": issued_at.isoformat() if issued_at else None, "given_back": not live,
+                       "given_back_at": voided_at.isoformat() if voided_at else None}
+                      for amount, number, period, live, invoice_id, issued_at, voided_at in rows],
+            "remaining": f"{left:f}",
+            "state": state_of(grant, left, today),
         })
     return ledger

@@ -2,6 +2,7 @@
 
     profile = save_profile(session, "acme-health", who, {"name": "Acme Health Ltd", "address": ["1 High St", "London"],
                                                          "tax_treatment": "uk_standard"})
+    history(session, "acme-health")   # its revisions, newest first: who, when, which fields changed (before, after)
     missing_for(profile)     # [] when the profile has what its treatment needs, else what it lacks
     buyer_json(profile)      # the invoice's `buyer`
     legal_terms(session, document, seller, tax_point)   # invoicing.legal.Legal (tax_point None: a draft)
@@ -108,6 +109,19 @@ def revisions(session: Session, contract_id: str) -> list[dict]:
     rows = session.query(history).filter(history.contract_id == contract_id).order_by(history.transaction_id)
     return [{"revision": row.revision, **{name: getattr(row, name) for name in FIELDS},
              "saved_by": row.saved_by, "saved_at": row.saved_at.isoformat()} for row in rows]
+
+
+def history(session: Session, contract_id: str) -> list[dict]:
+    """The profile's revisions, newest first, each with who saved it, when, and what it changed
+    (`changed`: field, before, after; the first revision: every field it set)."""
+    shown, before = [], None
+    for revision in revisions(session, contract_id):
+        changed = [(name, None if before is None else before[name], revision[name]) for name in FIELDS
+                   if before is None and revision[name] not in ("", [], None)
+                   or before is not None and before[name] != revision[name]]
+        shown.append({**revision, "changed": changed})
+        before = revision
+    return shown[::-1]
 
 
 def legal_terms(session: Session, document: dict, seller: Mapping, tax_point: dt.date | None) -> Legal:
