@@ -21,6 +21,8 @@ The areas (BLUEPRINTS), one blueprint each:
     audit_view.py      the audit log viewer
     api.py             the event API (its OpenAPI document in openapi.py)
     operations.py      health and readiness probes, metrics, a JSON log line per request
+    usage.py           usage exports: a customer's usage per site, category and local day, as CSV
+    customers.py       billing profiles (with their history) and credit grants (their ledger)
 and what they share: database.py (engines, sessions), access.py, auditing.py (the
 audit log's web side), security.py (cookies, secret key, headers), refusals.py (a
 refusal as a page says it).
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 # Named, not imported here: importing admin_app loads neither Flask nor every page until create_app runs.
 BLUEPRINTS: tuple[str, ...] = (
     "auth", "portal", "invoices", "contracts", "whatif", "dashboard", "reconciliation", "admin", "audit_view", "api",
-    "operations",
+    "operations", "customers", "usage",
 )
 
 

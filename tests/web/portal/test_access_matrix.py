@@ -72,7 +72,8 @@ def test_the_roles_of_the_accounts_are_the_roles_routes_declare():
 def test_every_route_with_every_principal(portal_app, signed_in_client, users, invoice_ids):
     # Sample values of every URL argument a route may take: a new kind of argument needs one here.
     samples = {"invoice_id": invoice_ids["customer"], "user_id": users["deal_desk"].id, "filename": "portal.css",
-               "customer": CUSTOMER, "version": 1, "period": "2026-06"}
+               "customer": CUSTOMER, "version": 1, "period": "2026-06",
+               "grant": "G-000001"}
     clients = {principal: signed_in_client(principal) for principal in PRINCIPALS}
     wrong, asked = [], 0
     for rule, endpoint, method in routes(portal_app):
