@@ -15,7 +15,7 @@ import json
 from decimal import Decimal, InvalidOperation
 
 from billing.commands.db import _period, database
-from billing.commands.portal import cli_actor
+from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError
 from billing.output import OK, emit
 
@@ -42,17 +42,19 @@ def cmd_add(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from ledger.grants import grant_ledger
+    from ledger.grants import grant_ledger, seller_today
 
+    today = seller_today(cli_environment().seller)   # a grant is expired after its last day, in the seller's zone
     with database() as (_, sessions):
         with sessions() as session:
-            ledger = grant_ledger(session, args.customer)
+            ledger = grant_ledger(session, args.customer, today)
     if args.format == "json":
         emit(json.dumps(ledger, indent=2) + "\n", None)
         return OK
     lines = []
     for grant in ledger:
-        state = f"revoked by {grant['revoked']['by']}: {grant['revoked']['reason']}" if grant["revoked"] else "active"
+        state = f"revoked by {grant['revoked']['by']}: {grant['revoked']['reason']}" if grant["revoked"] \
+            else grant["state"]
         lines.append(f"{grant['grant']}  {grant['amount']} from {grant['from']} until {grant['expires'] or '-'} "
                      f"priority {grant['priority']}  remaining {grant['remaining']}  {state}  {grant['reason']}")
         lines += [f"    drawn {draw['amount']} by {draw['invoice']} ({draw['period']})"
