@@ -121,6 +121,7 @@ def run(period: str):
     for customer in customers:
         try:
             report = reconcile(session, customer, billed, threshold, invoice=find(session, Selector(customer, billed)),
+                               seller=current_app.config["BILLING_ENVIRONMENT"].seller,
                                now=current_app.config["PORTAL_CLOCK"]())
         except Refused as refused:   # no such contract, or a stored version that no longer compiles
             session.rollback()

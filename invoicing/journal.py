@@ -144,8 +144,8 @@ def invoice_entries(document: dict, accounts: Accounts, posting: Posting) -> lis
         section = document.get("tax") or {}
         gbp = section.get("amount_gbp")
         rate = section.get("rate")
-        lines.append(replace(line("tax_payable", accounts.code("tax_payable"),
-                                  f"{_treatment(section)} at {(Decimal(rate) * 100).normalize():f}%" if rate else "tax", -tax),
+        described = f"{_treatment(section)} at {(Decimal(rate) * 100).normalize():f}%" if rate else "tax"
+        lines.append(replace(line("tax_payable", accounts.code("tax_payable"), described, -tax),
                              tax_gbp=Decimal(gbp) if gbp is not None and document["currency"] != "GBP" else None))
     return [entry for entry in lines if entry.debit or entry.credit]
 

@@ -65,9 +65,9 @@ def period_journal(session: Session, period: Period, accounts: Accounts, timezon
         CreditNote.issued_at >= start, CreditNote.issued_at < end)
     for note, invoice in session.execute(of_customer(notes)):
         date = posted_on(note.issued_at)
+        credited = {"lines": note.lines, "tax": getattr(note, "tax", None), "invoice": _number(invoice)}
         documents.append((date, note.number, 1, credit_note_entries(
-            {"lines": note.lines, "tax": getattr(note, "tax", None), "invoice": _number(invoice)}, invoice.document, accounts,
-            Posting(date, note.number, "credit note"))))
+            credited, invoice.document, accounts, Posting(date, note.number, "credit note"))))
     documents.sort(key=lambda d: (d[0], d[1], d[2]))
     return [line for *_, lines in documents for line in lines]
 

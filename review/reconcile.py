@@ -33,8 +33,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, String, func, select, type_coerce
 from sqlalchemy.engine import Connection
@@ -43,14 +45,24 @@ from sqlalchemy.orm import Session
 from audit.log import Actor, record
 from engine.evaluate import bill_invoice
 from engine.lines import line_kind
-from engine.money import EXACT
+from engine.money import EXACT, Money
 from engine.periods import Period
+from invoicing.journal import Accounts, Posting, agreement, invoice_entries
+from invoicing.legal import with_legal
+from invoicing.tax import round_down, tax_amount
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
+from ledger.grants import grant_name, remaining
 from ledger.invoices import frozen_mismatch
-from ledger.models import Invoice
+from ledger.models import ContractVersion, CreditGrant, GrantDraw, Invoice
+from ledger.profiles import legal_terms
 from metering.models import ConflictingEvent, LateRollup, Rollup, UsageEvent
 from metering.rollups import as_usage
-from review.models import DashboardSnapshot, DashboardSnapshotSite, Reconciliation, ReconciliationExplanation
+from review.models import (
+    DashboardSnapshot,
+    DashboardSnapshotSite,
+    Reconciliation,
+    ReconciliationExplanation,
+)
 from storage.types import decimal_text
 from telemetry.metrics import RECONCILIATIONS, count_on_commit
 
@@ -58,6 +70,11 @@ UTC = dt.timezone.utc
 ZERO = Decimal(0)
 OK, WITHIN, DISCREPANCY, NOTE = "ok", "within threshold", "discrepancy", "note"
 AMOUNT, QUANTITY = "amount", "quantity"
+DIGEST = "digest"   # a value compared whole (a contract version, a usage digest, a field): 0 the same, 1 not
+OPEN = ("draft", "approved")
+# What invoicing/legal.py adds to the charges' document: compared only when the computation carries them too.
+LEGAL_KEYS = ("seller", "buyer", "issue_date", "tax_point", "due_date", "payment_terms", "credits", "tax")
+LEGAL_TOTALS = ("credits", "net", "tax", "due")
 
 
 @dataclass(frozen=True)
@@ -227,13 +244,18 @@ class _Context:
 
 def reconcile(session: Session, customer: str, period: Period, threshold: Threshold, *,
               computed: ComputedInvoice | None = None, invoice: Invoice | None = None,
-              now: dt.datetime | None = None) -> Report:
+              seller: Mapping | None = None, now: dt.datetime | None = None) -> Report:
     """Runs every check; writes nothing. Raises what invoice_from_db raises (no contract, period outside it).
-    `invoice`: the one to compare (default: the period's open one, else the one in force, else the last void)."""
+    `invoice`: the one to compare (default: the period's open one, else the one in force, else the last void).
+    `seller`: the environment's entity; with it an open invoice's credits, tax and buyer are compared with a
+    fresh computation too, as approval compares them (a `computed` handed in is compared as it is)."""
     from ledger.invoices import Selector, find, status_of
 
-    computed = computed or invoice_from_db(session, customer, period)
     invoice = invoice or find(session, Selector(customer, period))
+    if computed is None:
+        computed = invoice_from_db(session, customer, period)
+        if seller is not None and invoice is not None and invoice.status in OPEN:
+            computed = with_legal_fields(session, computed, seller, now or dt.datetime.now(UTC))
     context = _Context(session, customer, period, computed, invoice, threshold)
     findings, checked = [], {}
     for check in CHECKS:
@@ -370,6 +392,136 @@ def current(context: _Context) -> list[Finding]:
             for site in _in_order(now, billed)]
 
 
+def with_legal_fields(session: Session, computed: ComputedInvoice, seller: Mapping,
+                      now: dt.datetime) -> ComputedInvoice:
+    """The computation made legal as `close` makes a draft: the buyer's profile, the grants it draws, the tax at
+    the rate in force today in the seller's time zone (invoicing/legal.py)."""
+    as_of = now.astimezone(ZoneInfo(seller["timezone"])).date()
+    legal = legal_terms(session, computed.document, seller, None)
+    return replace(computed, document=with_legal(computed.document, legal, issue_date=None, as_of=as_of))
+
+
+# --- (b) the open invoice against a fresh computation, line by line ----------------------------------------
+
+def fresh(context: _Context) -> list[Finding]:
+    """What approval compares (lifecycle.transitions.draft_is_current): the contract version, the usage digest
+    and every line, total and field of the draft against the computation now. Any difference is a discrepancy,
+    whatever the threshold: approval would refuse the draft. Issued invoices are not recomputed here."""
+    invoice = context.invoice
+    if invoice is None or invoice.status not in OPEN:
+        return []
+    computed, findings = context.computed, []
+    stored, now = invoice.document, computed.document
+    if _has_legal(stored) and not _has_legal(now):   # a run without the seller: the charges only
+        stored = _charges_only(stored)
+
+    def compare(kind: str, site: str, category: str, unit: str, expected: Decimal, found: Decimal,
+                detail: str = "") -> None:
+        findings.append(Finding("fresh", kind, site, category, unit, expected, found,
+                                OK if expected == found else DISCREPANCY, context.whole_period(site or None,
+                                                                                             category or None),
+                                detail))
+
+    version_now = computed.result.plan.terms.version
+    same = invoice.contract_sha == version_now
+    then = _version(context.session, invoice.customer, invoice.contract_sha)
+    compare("contract version against the version in force now", "", "", DIGEST, ZERO, ZERO if same else Decimal(1),
+            "" if same else f"the invoice was computed with {then}; the period's version now is "
+                            f"{_version(context.session, invoice.customer, version_now)}")
+    same = invoice.usage_hash == computed.usage_hash
+    compare("usage digest against the usage now", "", "", DIGEST, ZERO, ZERO if same else Decimal(1),
+            "" if same else f"the rollups or late rows behind the invoice changed since it was made "
+                            f"(digest {invoice.usage_hash[:12]} then, {computed.usage_hash[:12]} now)")
+    sites_now = {site["site"]: site for site in now["sites"]}
+    sites_then = {site["site"]: site for site in stored["sites"]}
+    for site in _in_order(sites_now, sites_then):
+        _compare_lines(compare, site, sites_now.get(site, {}).get("lines", []),
+                       sites_then.get(site, {}).get("lines", []))
+        rest_now = {k: v for k, v in sites_now.get(site, {}).items() if k != "lines"}
+        rest_then = {k: v for k, v in sites_then.get(site, {}).items() if k != "lines"}
+        if rest_now != rest_then:
+            compare("site against the computation now", site, "", DIGEST, ZERO, Decimal(1),
+                    "differs in " + ", ".join(sorted(k for k in rest_now.keys() | rest_then.keys()
+                                                     if rest_now.get(k) != rest_then.get(k))))
+    account_now, account_then = now.get("account") or {}, stored.get("account") or {}
+    if account_now or account_then:
+        _compare_lines(compare, "", account_now.get("lines", []), account_then.get("lines", []))
+    totals_now, totals_then = now["totals"], stored["totals"]
+    for key in _in_order(totals_now, totals_then):
+        compare(f"totals: {key} against the computation now", "", "", AMOUNT,
+                Decimal(totals_now.get(key, "0")), Decimal(totals_then.get(key, "0")))
+    for key in sorted((now.keys() | stored.keys()) - {"sites", "account", "totals"}):
+        if now.get(key) != stored.get(key):
+            compare(f"{key} against the computation now", "", "", DIGEST, ZERO, Decimal(1),
+                    f"the invoice's {key} is not what a close would make now")
+    if not any(f.status == DISCREPANCY for f in findings) and stored != now:   # never pass what approval refuses
+        compare("the invoice against the computation now", "", "", DIGEST, ZERO, Decimal(1),
+                "the documents differ")
+    return findings
+
+
+def _compare_lines(compare, site: str, now: list[dict], then: list[dict]) -> None:
+    """Each line matched by its kind's match key (engine/lines.py); one finding per line that differs, one for
+    the lines that agree."""
+    def keyed(lines: list[dict]) -> dict:
+        keys: dict = {}
+        for line in lines:
+            kind = line_kind(line["kind"])
+            key = (line["kind"], kind.match_key(kind.from_json(line)), "late_for" in line)
+            while key in keys:   # two lines alike: matched in their order
+                key = (*key, len(keys))
+            keys[key] = line
+        return keys
+
+    lines_now, lines_then = keyed(now), keyed(then)
+    agree = 0
+    for key in _in_order(lines_now, lines_then):
+        a, b = lines_now.get(key), lines_then.get(key)
+        if a == b:
+            agree += 1
+            continue
+        line = a or b
+        kind = line_kind(line["kind"])
+        categories = " ".join(line.get("categories") or ([line["category"]] if line.get("category") else []))
+        if a is None:
+            detail = "only on the invoice: the computation now has no such line"
+        elif b is None:
+            detail = "not on the invoice: the computation now has it"
+        else:
+            fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "source")
+            detail = ("; ".join(f"{k} {_shown(b.get(k))} on the invoice, {_shown(a.get(k))} now" for k in fields)
+                      or "its contract line moved")
+        compare(f"{kind.title} line against the computation now", site, categories, AMOUNT,
+                Decimal(a["amount"]) if a else ZERO, Decimal(b["amount"]) if b else ZERO, detail)
+    if agree:
+        compare("lines against the computation now", site, "", AMOUNT, ZERO, ZERO,
+                f"{agree} line{'s agree' if agree != 1 else ' agrees'}")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)[:80]
+    return "none" if value is None else str(value)
+
+
+def _version(session: Session, customer: str, sha: str) -> str:
+    version = session.scalar(select(ContractVersion).where(ContractVersion.contract_id == customer,
+                                                           ContractVersion.sha256 == sha).limit(1))
+    if version is None:
+        return f"version {sha[:12]} (no longer stored)"
+    return f"version {sha[:12]} (in effect from {version.effective}, saved {version.saved_at:%Y-%m-%d %H:%M} UTC " \
+           f"by {version.author})"
+
+
+def _has_legal(document: dict) -> bool:
+    return "net" in document.get("totals", {})
+
+
+def _charges_only(document: dict) -> dict:
+    return {**{k: v for k, v in document.items() if k not in LEGAL_KEYS},
+            "totals": {k: v for k, v in document["totals"].items() if k not in LEGAL_TOTALS}}
+
+
 # --- (c) the invoice's own invariants ---------------------------------------------------------------------
 
 def invariants(context: _Context) -> list[Finding]:
@@ -417,6 +569,81 @@ def invariants(context: _Context) -> list[Finding]:
     return findings
 
 
+# --- (c) net, tax, due, the credits drawn and the journal --------------------------------------------------
+
+def totals(context: _Context) -> list[Finding]:
+    """interfaces §4: net = total + credits, due = net + tax, tax = net × rate rounded down (invoicing/tax.py),
+    credits within each grant and as the grant ledger records them (ledger/grants.py), and the invoice's journal
+    (invoicing/journal.py) balanced and agreeing with it. Any difference is a discrepancy: these are exact."""
+    invoice = context.invoice
+    if invoice is None or not _has_legal(invoice.document):
+        return []
+    document, findings = invoice.document, []
+    money = Money.of(document["currency"])
+    figures = {key: Decimal(document["totals"][key]) for key in ("total", "credits", "net", "tax", "due")}
+
+    def holds(kind: str, expected: Decimal, found: Decimal, detail: str = "", unit: str = AMOUNT) -> None:
+        findings.append(Finding("totals", kind, "", "", unit, expected, found,
+                                OK if expected == found else DISCREPANCY, context.whole_period(), detail))
+
+    holds("net = total + credits", figures["total"] + figures["credits"], figures["net"])
+    holds("due = net + tax", figures["net"] + figures["tax"], figures["due"])
+    holds("credits = the grants drawn", sum((Decimal(c["amount"]) for c in document.get("credits", ())), ZERO),
+          figures["credits"], f"{len(document.get('credits', ()))} grants")
+    section = document.get("tax")
+    if section is None:
+        holds("no tax section: no tax", ZERO, figures["tax"])
+    else:
+        rate = Decimal(section["rate"])
+        holds("tax = net × rate, rounded down", tax_amount(Decimal(section["net"]), rate, money),
+              Decimal(section["amount"]), f"{section['treatment']} at {rate:f} on {section['net']}")
+        holds("the tax section's net is the invoice's net", figures["net"], Decimal(section["net"]))
+        holds("the tax section's amount is the invoice's tax", Decimal(section["amount"]), figures["tax"])
+        if section.get("fx_rate") and section.get("amount_gbp") is not None:
+            gbp = Money.of("GBP")
+            holds("tax in GBP = tax × the GBP rate, rounded down",
+                  round_down(Decimal(section["amount"]) * Decimal(section["fx_rate"]), gbp),
+                  Decimal(section["amount_gbp"]), f"at {section['fx_rate']} GBP per {document['currency']}")
+    _grants(context, holds)
+    lines = invoice_entries(document, Accounts(), Posting(context.period.last_day, invoice.number or "draft",
+                                                           "invoice"))
+    for what, expected, found in agreement(document, lines):
+        holds(f"journal: {what}", expected, found, f"{len(lines)} journal lines")
+    return findings
+
+
+def _grants(context: _Context, holds) -> None:
+    """Each credit draws on a grant of this customer, no more than the grant's amount; an issued invoice's draws
+    are the grant ledger's rows for it; an open one's no more than the grant has left; no grant overdrawn."""
+    session, invoice = context.session, context.invoice
+    credits = {c["grant"]: -Decimal(c["amount"]) for c in invoice.document.get("credits", ())}
+    issued = invoice.status == "issued"
+    recorded: dict[str, Decimal] = {}
+    if issued:
+        for grant_id, amount in session.execute(select(GrantDraw.grant_id, GrantDraw.amount)
+                                                .where(GrantDraw.invoice_id == invoice.id)):
+            recorded[grant_name(grant_id)] = recorded.get(grant_name(grant_id), ZERO) + amount
+    for name in _in_order(credits, recorded):
+        drawn = credits.get(name, ZERO)
+        grant_id = int(name.removeprefix("G-")) if name.removeprefix("G-").isdigit() else None
+        grant = session.get(CreditGrant, grant_id) if grant_id is not None else None
+        if grant is None or grant.customer != invoice.customer:
+            holds(f"credit {name} draws on a grant of {invoice.customer}", ZERO, drawn,
+                  "no such grant of this customer")
+            continue
+        holds(f"credit {name}: no more than the grant's amount", min(drawn, grant.amount), drawn,
+              f"granted {grant.amount:f}")
+        if issued:
+            holds(f"credit {name}: as the grant ledger records it", recorded.get(name, ZERO), drawn,
+                  "grant_draws of this invoice")
+        else:
+            left = remaining(session, grant)
+            holds(f"credit {name}: no more than the grant has left", min(drawn, left), drawn, f"{left:f} left")
+        overdrawn = grant.amount - remaining(session, grant)
+        holds(f"grant {name}: drawn in all no more than granted", min(overdrawn, grant.amount), overdrawn,
+              "draws of the invoices in force")
+
+
 # --- (d) what the invoice does not bill --------------------------------------------------------------------
 
 def unbilled(context: _Context) -> list[Finding]:
@@ -461,12 +688,14 @@ def _late_quantities(context: _Context) -> dict:
     return sums
 
 
-CHECKS = (recount, dashboard, current, invariants, unbilled)
+CHECKS = (recount, dashboard, current, fresh, invariants, totals, unbilled)
 CHECK_TITLES = {
     "recount": "(a) rollups against a recount of the events",
     "dashboard": "(b) the dashboard at close against the invoice",
     "current": "(b) the invoice against the engine now",
+    "fresh": "(b) the open invoice against a fresh computation, line by line",
     "invariants": "(c) the invoice's own sums and limits",
+    "totals": "(c) net, tax, due, credits drawn and the journal",
     "unbilled": "(d) events the invoice does not bill",
 }
 
@@ -608,6 +837,9 @@ def render_text(report: Report, explanation: ReconciliationExplanation | None = 
         for f in [f for f in own if f.status == NOTE]:
             lines.append(f"      note: {f.kind} ({f.detail})")
         for f in wrong:
+            if f.unit == DIGEST:
+                lines.append(f"    !! {_where(f)}: {f.kind}: differs" + (f"; {f.detail}" if f.detail else ""))
+                continue
             lines.append(f"    {'!!' if f.status == DISCREPANCY else '~ '} {_where(f)}: {f.kind}: expected "
                          f"{_figure(f, f.expected, report)}, found {_figure(f, f.found, report)} "
                          f"(difference {_signed(f.difference)}{' ' + report.currency if f.unit == AMOUNT else ''})"

@@ -34,7 +34,7 @@ def reconcile_and_store(session, customer, period, limit, who, invoice=None):
     """The report, stored; and the explanation that covers its discrepancies, if one was recorded."""
     from review.reconcile import explanation_of, reconcile, store_report
 
-    report = reconcile(session, customer, period, limit, invoice=invoice)
+    report = reconcile(session, customer, period, limit, invoice=invoice, seller=cli_environment().seller)
     store_report(session, report, who)
     explained = None
     if not report.passed and invoice is not None:

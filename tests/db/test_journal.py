@@ -116,7 +116,8 @@ def test_accounts_come_from_the_environment(issued, cli, tmp_path, monkeypatch):
     folder.mkdir()
     settings = (environment.ENVIRONMENTS / "test.toml").read_text(encoding="utf-8")
     (folder / "routed.toml").write_text(settings.replace('name = "test"', 'name = "routed"')
-                                        .replace("\n[accounts.categories]\n", "\n[accounts.categories]\nreview = \"4010\"\n")
+                                        .replace("\n[accounts.categories]\n",
+                                                 "\n[accounts.categories]\nreview = \"4010\"\n")
                                         .replace('receivable = "1100"', 'receivable = "1105"'), encoding="utf-8")
     (folder / "wrong.toml").write_text(settings.replace('name = "test"', 'name = "wrong"')
                                        .replace('receivable = "1100"', 'receivable = "1100"\nrecievable = "1"'),
