@@ -6,6 +6,7 @@
     whatif.py           invoices an unsaved contract text would give
     reconcile.py        events, rollups, dashboard and invoice must agree
     open_periods.py     how long each contract's oldest period has waited for its issued invoice
+    usage_export.py     a customer's usage per site, category and local day, as its invoices bill it
     models.py           dashboard snapshots, reconciliation runs and explanations
 
 Never writes an invoice; knows nothing of HTTP or the command line.
