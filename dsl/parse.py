@@ -2,6 +2,19 @@
 
 Syntax errors become diagnostics with the position of the offending token and
 a message in the contract's own words ("expected a date (YYYY-MM-DD)").
+
+The parser recovers from a syntax error (Lark's `on_error`, panic mode) so that
+each mistake in a contract is reported, with its line and column:
+
+  - the error is reported, and the offending token skipped;
+  - tokens are skipped until one that starts a line of the language (`site`,
+    `category`, `minimum`, `cap`, a header, `}`…); the parser then drops the
+    part-read construct (pops its states) to where that token fits, and goes on;
+  - an error at the token right after a skipped one is part of the same mistake,
+    not reported again (no cascade of errors from one slip).
+
+A contract with syntax errors has no syntax tree, so the checks of §5 are not run
+until the syntax is right: they are reported at the next compile.
 """
 
 from __future__ import annotations
@@ -216,18 +229,181 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     message = f"syntax error: unexpected {found!r}; expected {_expected(exc.expected)}"
     if found in KEYWORDS and "ID" in exc.expected:
         message += f" ('{found}' is a keyword and cannot be used as a category id)"
-    elif token.type in ("CUSTOMER", "CURRENCY", "STARTS", "ENDS", "TIMEZONE", "ROUNDING", "CATEGORY", "DEFAULTS"):
+    elif token.type in ("CUSTOMER", "CURRENCY", "STARTS", "ENDS", "TIMEZONE", "ROUNDING", "CATEGORY", "DEFAULTS") \
+            and set(exc.expected) & set(SYNCHRONIZING.values()):   # between two lines, not inside one
         message += (" (a contract lists its header lines first, then categories, then defaults, then sites, "
                     "then its account block)")
     return error("syntax", Span(line, column, token.end_line or line, token.end_column or column + 1), message)
 
 
-def parse(text: str) -> tuple[Contract | None, list[Diagnostic]]:
-    """The syntax tree of a contract, or None and the syntax error."""
+# Words that start a construct of the language: where the parser takes up again after a syntax error.
+SYNCHRONIZING = {word: word.upper() for word in (
+    "customer", "currency", "starts", "ends", "timezone", "rounding", "category", "defaults", "site", "account",
+    "minimum", "cap", "no", "rate", "disable", "enable", "included", "active", "commit")} | {"}": "RBRACE"}
+MAX_SYNTAX_ERRORS = 50
+_BETWEEN_TOKENS = re.compile(r"(?:\s|#[^\n]*)*")
+_TEXT_TOKEN = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[^\s]')
+
+
+class _Recovery:
+    """Lark's `on_error` handler (panic mode): records each syntax error once, then puts the parser back on
+    its feet at the next word that starts a construct, dropping what it had half read of the current block."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.diagnostics: list[Diagnostic] = []
+        self.skipped_to: int | None = None   # where the text skipped after the last error ends
+
+    def __call__(self, exc: UnexpectedInput) -> bool:
+        start, end = _extent(exc, self.text)
+        if not self._same_mistake(start):
+            self.diagnostics.append(syntax_diagnostic(exc, self.text))
+        if end is None or len(self.diagnostics) >= MAX_SYNTAX_ERRORS:   # the end of the file: nothing to resume
+            return False
+        interactive = exc.interactive_parser
+        nested = 0
+        if isinstance(exc, UnexpectedToken):
+            if _repair(interactive, exc.token, self._first_on_line(start)):
+                self.skipped_to = end   # an error at the very next token is still part of this one
+                return True
+            if exc.token.type == "LBRACE":      # a block where none belongs: skipped whole
+                nested = 1
+        self.skipped_to = self._skip(interactive, max(end, interactive.lexer_thread.state.line_ctr.char_pos), nested)
+        return True
+
+    def _skip(self, interactive, position: int, nested: int) -> int:
+        """Skip the text from `position` to the next word that starts a construct the current block can take
+        (a `}` closing it included; blocks opened in the skipped text are skipped whole). Returns where."""
+        lexer = interactive.lexer_thread.state.line_ctr
+        for word in _TEXT_TOKEN.finditer(self.text, position):
+            text = word.group()
+            if text == "{":
+                nested += 1
+                continue
+            if nested and text == "}":
+                nested -= 1
+                continue
+            terminal = SYNCHRONIZING.get(text)
+            if nested or terminal is None:
+                continue
+            if _take_up(interactive, terminal) or (
+                    terminal != "RBRACE" and self._first_on_line(word.start()) and _close_missing(interactive, terminal)):
+                lexer.feed(self.text[lexer.char_pos:word.start()])
+                return word.start()
+            if terminal == "RBRACE":    # it closes the block being read, whatever was half read in it
+                _close_block(interactive)
+        lexer.feed(self.text[lexer.char_pos:])   # nothing to take up again: the rest of the file is skipped
+        return len(self.text)
+
+    def _first_on_line(self, start: int) -> bool:
+        return not self.text[self.text.rfind("\n", 0, start) + 1:start].strip()
+
+    def _same_mistake(self, start: int) -> bool:
+        """Whether an error follows right after the text skipped for the last one (so is part of it)."""
+        if self.skipped_to is None or start < self.skipped_to:
+            return False
+        return _BETWEEN_TOKENS.fullmatch(self.text, self.skipped_to, start) is not None
+
+
+def _extent(exc: UnexpectedInput, text: str) -> tuple[int, int | None]:
+    """Where the offending input starts and ends in the text (end None: the end of the file)."""
+    if isinstance(exc, UnexpectedCharacters):
+        return exc.pos_in_stream, exc.pos_in_stream + 1
+    token = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
+        return len(text), None
+    return token.start_pos, token.end_pos
+
+
+def _repair(interactive, token: Token, first_on_line: bool) -> bool:
+    """Take the offending token as it is, where that is likely what was meant: after a missing `{`
+    (`site "x"` then a rule), as a word that starts a construct of the block being read (the half-read
+    construct before it dropped), or, first on its line, after a missing `}` (a `site` line inside the
+    previous site)."""
+    if "LBRACE" in interactive.choices() and _feeds(interactive, len(interactive.parser_state.state_stack),
+                                                    "LBRACE", token.type):
+        interactive.feed_token(Token("LBRACE", "{"))
+    elif token.type not in SYNCHRONIZING.values():
+        return False
+    elif not _take_up(interactive, token.type) and not (
+            first_on_line and token.type != "RBRACE" and _close_missing(interactive, token.type)):
+        return False
+    interactive.feed_token(token)
+    return True
+
+
+def _close_missing(interactive, terminal: str) -> bool:
+    """A missing `}`: when `terminal` fits once the block being read is closed, close it (what was half read
+    in it dropped); False, and the parser unchanged, otherwise."""
+    state = interactive.parser_state
+    for depth in range(len(state.state_stack), _open_block(state) - 1, -1):
+        if "RBRACE" in state.parse_conf.parse_table.states[state.state_stack[depth - 1]] and \
+                _feeds(interactive, depth, "RBRACE", terminal):
+            _pop_to(state, depth)
+            interactive.feed_token(Token("RBRACE", "}"))
+            return True
+    return False
+
+
+def _open_block(state) -> int:
+    """How many parser states to keep to stay inside the innermost open block: those up to its `{`."""
+    closed = 0
+    for i in range(len(state.value_stack) - 1, -1, -1):
+        value = state.value_stack[i]
+        if isinstance(value, Token) and value.type == "RBRACE":
+            closed += 1
+        elif isinstance(value, Token) and value.type == "LBRACE":
+            if not closed:
+                return i + 2
+            closed -= 1
+    return 1
+
+
+def _take_up(interactive, terminal: str) -> bool:
+    """Drop the constructs half read in the current block (pop the parser's states, never past the block's
+    `{`) until `terminal` fits; False, and the parser unchanged, when it does not fit in this block."""
+    state = interactive.parser_state
+    table = state.parse_conf.parse_table.states
+    for depth in range(len(state.state_stack), _open_block(state) - 1, -1):
+        if terminal in table[state.state_stack[depth - 1]] and _feeds(interactive, depth, terminal):
+            _pop_to(state, depth)
+            return True
+    return False
+
+
+def _close_block(interactive) -> None:
+    """Drop the block being read, its `{` and what came before it in the construct that opened it."""
+    state = interactive.parser_state
+    _pop_to(state, max(_open_block(state) - 2, 1))
+
+
+def _pop_to(state, depth: int) -> None:
+    del state.state_stack[depth:]
+    del state.value_stack[depth - 1:]
+
+
+def _feeds(interactive, depth: int, *terminals: str) -> bool:
+    """Whether, `depth` states kept, the parser would shift these terminals (LALR may reduce, then refuse)."""
+    probe = interactive.copy(deepcopy_values=False)
+    _pop_to(probe.parser_state, depth)
     try:
-        tree = parser().parse(text)
+        for terminal in terminals:
+            probe.feed_token(Token(terminal, ""))
+    except UnexpectedInput:
+        return False
+    return True
+
+
+def parse(text: str) -> tuple[Contract | None, list[Diagnostic]]:
+    """The syntax tree of a contract, or None and every syntax error (the parser recovers from each)."""
+    recovery = _Recovery(text)
+    try:
+        tree = parser().parse(text, on_error=recovery)
     except UnexpectedInput as exc:
-        return None, [syntax_diagnostic(exc, text)]
+        if not recovery.diagnostics:   # not one the handler saw (it always records the first)
+            recovery.diagnostics.append(syntax_diagnostic(exc, text))
+    if recovery.diagnostics:
+        return None, recovery.diagnostics
     try:
         return _Build().transform(tree), []
     except VisitError as exc:  # a number too large for Decimal's context, and the like
