@@ -10,7 +10,12 @@ closed, approved and issued, with its number and stored PDF; the last finished
 period a draft (the first contract's approved, waiting to be issued); the
 current period a draft of the month so far. The first contract gets a second
 version, an amendment in effect from the first period not yet issued, so its
-history and comparison have something to show. One user of every role is
+history and comparison have something to show. Each customer has a complete
+billing profile, saved the hour after its contract is signed: acme-health a UK
+customer with VAT (GBP), globex an EU business under the reverse charge (EUR, its
+VAT number), northwind a US customer with no tax (USD); northwind has a credit
+grant partly drawn by its last issued invoice, acme-health one its approved
+invoice draws. One user of every role is
 already enrolled: their passwords, TOTP secrets and recovery codes are printed,
 with an API key for the event API. Everything is recorded in the audit log as
 done by `cli:billing demo`, at the moment the demonstration says it happened.
@@ -37,6 +42,8 @@ from identity.apikeys import create_api_key
 from identity.signin import new_recovery_codes
 from ingest.pipeline import ACCEPTED, ingest_events
 from ledger.contracts import save_contract
+from ledger.grants import add_grant
+from ledger.profiles import save_profile
 from lifecycle import transitions as lifecycle
 from metering.events import Event, EventData
 from review.reconcile import Threshold, reconcile, store_report
@@ -56,6 +63,26 @@ AMENDED_CONTRACT = "acme-health"
 AMENDMENT = ("category standard  \"Standard processing\"  rate 0.85",
              "category standard  \"Standard processing\"  rate 0.80   # amendment 1: volume discount")
 AMENDMENT_COMMENT = "amendment 1: standard processing at 0.80 (volume discount)"
+# Who each contract bills and how it is taxed, saved the hour after it is signed: a UK customer with VAT, an EU
+# business under the reverse charge (its VAT number), a US customer with no tax.
+PROFILES = {
+    "acme-health": {"name": "Acme Health Ltd", "address": ["1 Harley Street", "London", "W1G 9QD", "United Kingdom"],
+                    "tax_id": "GB123456789", "tax_treatment": "uk_standard", "purchase_order": "PO-7781",
+                    "terms_days": 30},
+    "globex": {"name": "Globex Research GmbH", "address": ["Friedrichstraße 100", "10117 Berlin", "Germany"],
+               "tax_id": "DE811907980", "tax_treatment": "reverse_charge", "terms_days": 45},
+    "northwind": {"name": "Northwind Imaging Inc.",
+                  "address": ["500 Market Street", "San Francisco, CA 94105", "United States"],
+                  "tax_treatment": "none", "purchase_order": "NW-2026-114"},
+}
+# Credits finance granted (customer, from period, granted on, terms): northwind's is partly drawn by its last
+# issued invoice (that invoice's net is then 0), acme-health's by its approved invoice, not yet issued.
+GRANTS = (
+    ("northwind", "2026-09", dt.date(2026, 9, 21),
+     {"amount": Decimal("1200.00"), "expires": dt.date(2027, 3, 31), "reason": "service credit: scanner outage"}),
+    ("acme-health", "2026-10", dt.date(2026, 10, 15),
+     {"amount": Decimal("250.00"), "expires": None, "reason": "goodwill credit: late reports in September"}),
+)
 USERS = (   # email, role
     ("admin@demo.example", "admin"),
     ("deal.desk@demo.example", "deal_desk"),
@@ -146,23 +173,51 @@ class Step:
     at: dt.datetime
     customer: str
     period: Period
-    action: str                    # close | approve | issue | amend
+    action: str                    # a key of STEPS: close | approve | issue | amend | profile | grant
     contract: Compiled | None = None
 
+    details: dict | None = None    # a profile's fields, a grant's terms
+
     def run(self, session, who: Actor, environment) -> None:
-        which = lifecycle.Selector(self.customer, self.period)
-        threshold = Threshold.of(environment)
-        if self.action == "close":   # as `billing close` does: the draft, then its reconciliation, stored
-            draft, _ = lifecycle.close(session, self.customer, self.period, now=self.at, seller=environment.seller)
-            store_report(session, reconcile(session, self.customer, self.period, threshold,
-                                            invoice=draft, now=self.at), who)
-        elif self.action == "approve":
-            lifecycle.approve(session, which, who, threshold=threshold, seller=environment.seller, now=self.at)
-        elif self.action == "issue":
-            lifecycle.issue(session, which, who, threshold=threshold, prefix=environment.invoice_prefix,
-                            locale=environment.locale, seller=environment.seller, now=self.at)
-        else:
-            _record_save(session, who, self.contract, AMENDMENT_COMMENT, self.period, self.at)
+        STEPS[self.action](self, session, who, environment)
+
+
+def _close(step: Step, session, who: Actor, environment) -> None:
+    """As `billing close` does: the draft, then its reconciliation, stored."""
+    draft, _ = lifecycle.close(session, step.customer, step.period, now=step.at, seller=environment.seller)
+    store_report(session, reconcile(session, step.customer, step.period, Threshold.of(environment),
+                                    invoice=draft, now=step.at), who)
+
+
+def _approve(step: Step, session, who: Actor, environment) -> None:
+    lifecycle.approve(session, lifecycle.Selector(step.customer, step.period), who,
+                      threshold=Threshold.of(environment), seller=environment.seller, now=step.at)
+
+
+def _issue(step: Step, session, who: Actor, environment) -> None:
+    lifecycle.issue(session, lifecycle.Selector(step.customer, step.period), who, threshold=Threshold.of(environment),
+                    prefix=environment.invoice_prefix, locale=environment.locale, seller=environment.seller,
+                    now=step.at)
+
+
+def _amend(step: Step, session, who: Actor, environment) -> None:
+    _record_save(session, who, step.contract, AMENDMENT_COMMENT, step.period, step.at)
+
+
+def _profile(step: Step, session, who: Actor, environment) -> None:
+    """As `billing customer set` does (and the portal's Customers page): audited as customer.profile."""
+    save_profile(session, step.customer, who, dict(step.details), treatments=environment.tax_treatments, now=step.at)
+
+
+def _grant(step: Step, session, who: Actor, environment) -> None:
+    """As `billing grant add` does: audited as grant.add."""
+    terms = step.details
+    add_grant(session, step.customer, terms["amount"], who, from_period=step.period, expires=terms["expires"],
+              reason=terms["reason"], now=step.at)
+
+
+STEPS = {"close": _close, "approve": _approve, "issue": _issue, "amend": _amend, "profile": _profile,
+         "grant": _grant}
 
 
 def _steps(contract: Compiled, today: dt.date) -> list[Step]:
@@ -177,7 +232,10 @@ def _steps(contract: Compiled, today: dt.date) -> list[Step]:
     while period < current and period <= last:
         finished.append(period)
         period = period.shift(1)
-    steps = []
+    steps = [Step(_later(_signed(contract), hours=1), terms.contract_id, Period.of(terms.starts), "profile",
+                  details=PROFILES[terms.contract_id])] if terms.contract_id in PROFILES else []
+    steps += [Step(_moment(granted), terms.contract_id, Period.parse(period), "grant", details=grant)
+              for customer, period, granted, grant in GRANTS if customer == terms.contract_id and granted < today]
     for period in finished[:-1]:
         closed_at = _moment(period.shift(1).first_day + dt.timedelta(days=2))
         steps += [Step(closed_at, terms.contract_id, period, "close"),

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 import pyotp
@@ -19,7 +23,9 @@ from billing.demo import build_demo
 from engine.periods import Period
 from engine.refusal import Refusal
 from identity.accounts import User
-from ledger.models import ContractVersion, Invoice, InvoicePdf
+from ledger.grants import grant_ledger
+from ledger.models import ContractVersion, CustomerProfile, Invoice, InvoicePdf
+from ledger.profiles import missing_for
 from lifecycle import transitions as lifecycle
 from metering.models import UsageEvent
 from review.models import Reconciliation
@@ -114,6 +120,28 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
         reports = session.scalars(select(Reconciliation)).all()
         assert len(reports) == actions.count("reconciliation.run") > 0
         assert all(report.passed for report in reports)
+        assert actions.count("customer.profile") == 3 and actions.count("grant.add") == 2
+        # a UK customer with VAT, an EU business under the reverse charge, a US customer with no tax
+        profiles = {p.contract_id: p for p in session.scalars(select(CustomerProfile))}
+        assert {c: (p.tax_treatment, missing_for(p)) for c, p in profiles.items()} == {
+            "acme-health": ("uk_standard", []), "globex": ("reverse_charge", []), "northwind": ("none", [])}
+        assert profiles["globex"].tax_id.startswith("DE")
+        documents = {(row.customer, str(row.period)): row.document for row in session.scalars(select(Invoice))}
+        september = documents[("acme-health", "2026-09")]
+        assert september["tax"]["treatment"] == "uk_standard" and september["currency"] == "GBP"
+        assert Decimal(september["totals"]["tax"]) == (Decimal(september["totals"]["net"]) * Decimal("0.20")) \
+            .quantize(Decimal("0.01"), rounding=ROUND_DOWN) > 0
+        assert documents[("globex", "2026-09")]["tax"]["treatment"] == "reverse_charge"
+        assert documents[("northwind", "2026-09")]["currency"] == "USD"
+        assert "tax" not in documents[("northwind", "2026-09")]   # treatment none: no tax section
+        # northwind's grant partly drawn by its last issued invoice, whose net is then 0
+        [drawn] = grant_ledger(session, "northwind")
+        [draw] = drawn["draws"]
+        assert draw["invoice"] == northwind["2026-09"][1] and not draw["given_back"]
+        invoice = documents[("northwind", "2026-09")]
+        assert Decimal(draw["amount"]) == Decimal(invoice["totals"]["total"]) == -Decimal(invoice["totals"]["credits"])
+        assert 0 < Decimal(drawn["remaining"]) == Decimal(drawn["amount"]) - Decimal(draw["amount"])
+        assert invoice["totals"]["net"] == "0.00"
         customer_user = session.scalar(select(User).where(User.role == "customer_finance"))
         assert customer_user.customer == "acme-health" and customer_user.enrolled
         assert verify(session) is None
@@ -124,8 +152,15 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
     client = signed_in(app, "acme.finance@demo.example", password, pyotp.TOTP(secret).now())
     listing = client.get("/invoices").get_data(as_text=True)
     assert listing.count("/invoices/") == 6 and "Northwind" not in listing
+    credits = client.get("/credits").get_data(as_text=True)   # acme-health's own grant, not northwind's
+    assert "goodwill credit" in credits and "scanner outage" not in credits
+    assert client.get("/customers/northwind/grants").status_code == 404
     _, password, _, codes = users["finance@demo.example"]
-    signed_in(app, "finance@demo.example", password, codes[0])    # a printed recovery code opens it too
+    finance = signed_in(app, "finance@demo.example", password, codes[0])    # a printed recovery code opens it too
+    customers = finance.get("/customers").get_data(as_text=True)
+    assert customers.count("complete</span>") == 3 and "incomplete" not in customers
+    ledger = finance.get("/customers/northwind/grants").get_data(as_text=True)
+    assert northwind["2026-09"][1] in ledger and "scanner outage" in ledger
 
     key = re.search(r"^  (bk_\S+)$", out, re.M).group(1)
     event = {"specversion": "1.0", "id": "demo-api-1", "source": "platform/eu-west", "type": "unit.processed",
@@ -134,6 +169,17 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
     answer = app.test_client().post("/api/v1/events", data=json.dumps(event), headers={
         "Authorization": f"Bearer {key}", "Content-Type": "application/cloudevents+json"})
     assert answer.status_code == 200 and answer.get_json()["results"][0]["status"] == "accepted"
+
+    # the printed hints work pasted, from any directory: they name the demonstration's database
+    hints = re.findall(r"`(BILLING_DATABASE_URL=\S+ billing [^`]+)`", out)
+    assert len(hints) == 2 and all(hint.startswith(f"BILLING_DATABASE_URL=sqlite:///{path}") for hint in hints)
+    history = next(hint for hint in hints if "contract history" in hint)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pasted = subprocess.run(history, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=120,
+                            check=False, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert pasted.returncode == 0, pasted.stderr
+    assert "amendment 1" in pasted.stdout and list(elsewhere.iterdir()) == []
 
     status, _, err = run(capsys, "demo", "--no-serve", "--database", path)
     assert status == 2 and "exists; pass --replace" in err
