@@ -6,8 +6,11 @@
                                                   the text diff of versions a and b and the invoice difference
                                                   per site and kind (default: the two newest, the last issued period)
     GET  /contracts/<customer>/backtest           the backtest form on the newest version's text
-    POST /contracts/<customer>/backtest           source, periods → per closed period and site: issued, draft,
-                                                  difference, with totals
+    POST /contracts/<customer>/backtest           source, periods → per closed period and site (and the account
+                                                  lines): issued, draft, difference, with totals; from there
+                                                  "Save this version" posts the draft to the editor's own save
+                                                  route (deal desk), and "Back to editing" posts it here:
+    POST /contracts/<customer>/draft              source, base → the editor page holding that text (unsaved)
 
 The deal desk and finance may use all three (they compute, they save nothing;
 admin and customer finance may not: docs/portal-whatif.md). The computations
@@ -24,12 +27,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
+from wtforms import HiddenField, IntegerField, StringField, TextAreaField
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    ValidationError,
+)
 
 from admin_app import auditing
 from admin_app.access import allow
+from admin_app.contracts import EDITORS, VersionForm
+from admin_app.contracts import _editor_page as editor_page
+from admin_app.contracts import _history as contracts_history
 from admin_app.database import db_session
 from admin_app.refusals import beside_field, sentence
 from audit.log import FAILURE, contract_resource
@@ -69,6 +82,13 @@ class BacktestForm(FlaskForm):
                                        NumberRange(1, whatif.MAX_PERIODS, "Choose between 1 and 36 periods.")],
                            description="The newest periods with an issued invoice in force.",
                            render_kw={"min": 1, "max": whatif.MAX_PERIODS, "inputmode": "numeric"})
+    base = HiddenField()    # the newest version when the text was opened: the editor's save checks it
+
+
+class DraftForm(FlaskForm):
+    source = TextAreaField("Contract text", validators=[DataRequired("The contract text is empty."),
+                                                        Length(max=MAX_SOURCE)])
+    base = HiddenField()
 
 
 class CompareForm(FlaskForm):
@@ -147,7 +167,7 @@ def preview(customer: str):
 
 @dataclass(frozen=True)
 class DiffRow:
-    kind: str              # file, hunk, context, added, removed
+    kind: str              # gap (lines left out between two changes), context, added, removed
     old: int | None        # line number in version a
     new: int | None        # line number in version b
     text: str
@@ -157,15 +177,18 @@ HUNK = re.compile(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
 def diff_rows(lines: list[str]) -> list[DiffRow]:
-    """The unified diff's lines with the line numbers each side has (store/history.py `text_diff`)."""
+    """The unified diff (store/history.py `text_diff`) for people: each line with its number in version a and in
+    version b, the unchanged stretches between changes as a gap row; none of the ---/+++/@@ headers."""
     rows, old, new = [], 0, 0
     for line in lines:
         if line.startswith(("---", "+++")) and old == new == 0:
-            rows.append(DiffRow("file", None, None, line))
-        elif line.startswith("@@"):
+            continue
+        if line.startswith("@@"):
             match = HUNK.match(line)
-            old, new = int(match.group(1)), int(match.group(2))
-            rows.append(DiffRow("hunk", None, None, line))
+            start_old, start_new = int(match.group(1)), int(match.group(2))
+            if rows or start_old > 1 or start_new > 1:
+                rows.append(DiffRow("gap", None, None, "unchanged lines"))
+            old, new = start_old, start_new
         elif line.startswith("+"):
             rows.append(DiffRow("added", None, new, line[1:]))
             new += 1
@@ -232,12 +255,15 @@ def backtest(customer: str):
     contract = _contract(customer, "contract.backtest")
     if request.method == "GET":
         newest = whatif.saved_versions(db_session(), customer)[-1]
-        form = BacktestForm(data={"source": newest.text, "periods": whatif.DEFAULT_PERIODS})
+        form = BacktestForm(data={"source": newest.text, "periods": whatif.DEFAULT_PERIODS,
+                                  "base": str(newest.number)})
         auditing.record("contract.view", contract_resource(customer, newest.sha256),
                         details={"page": "backtest", "version": newest.number})
         db_session().commit()
         return _backtest_page(contract, form, None, None)
     form = BacktestForm()
+    if not form.base.data:     # from the editor: the text was opened on the newest version
+        form.base.data = str(whatif.saved_versions(db_session(), customer)[-1].number)
     if not form.validate():
         auditing.record("contract.backtest", contract_resource(customer), outcome=FAILURE, details=_form_errors(form))
         db_session().commit()
@@ -258,5 +284,38 @@ def backtest(customer: str):
 
 
 def _backtest_page(contract: Contract, form: BacktestForm, tested, refusal):
+    save = SaveForm(data={"source": form.source.data, "base": form.base.data})
     return render_template("portal/whatif/backtest.html", contract=contract, form=form, tested=tested,
-                           refusal=refusal)
+                           refusal=refusal, save=save, can_save=current_user.role in EDITORS,
+                           account_row=whatif.ACCOUNT_ROW)
+
+
+class SaveForm(FlaskForm):
+    """What the editor's save route (admin_app/contracts.py `save`) reads: the draft as it was backtested."""
+
+    source = HiddenField()
+    base = HiddenField()
+    comment = StringField("Comment", validators=[DataRequired()],
+                          render_kw={"autocomplete": "off", "placeholder": "What changed and why"})
+    effective = StringField("Effective from", render_kw={"autocomplete": "off", "placeholder": "YYYY-MM",
+                                                         "inputmode": "numeric", "spellcheck": "false"})
+
+
+# ---------------------------------------------------------------- back to editing
+
+@blueprint.post("/contracts/<customer>/draft")
+@allow(*WHATIF_ROLES)
+def edit_draft(customer: str):
+    """The editor holding the posted text, unsaved: what "Back to editing" on the backtest page shows. It shows
+    only what the user sent; its opening is recorded as the editor's is."""
+    _contract(customer, "contract.view")
+    form = DraftForm()
+    if not form.validate():
+        abort(400)
+    contract, history = contracts_history(customer)
+    editor_form = VersionForm(data={"source": form.source.data.replace("\r\n", "\n"),
+                                    "base": form.base.data or str(history.versions[-1].number)})
+    auditing.record("contract.view", contract_resource(customer),
+                    details={"page": "editor", "draft": True, "from": "backtest"})
+    db_session().commit()
+    return editor_page(editor_form, contract, history, None)

@@ -7,9 +7,10 @@
     compared = compare_versions(session, "acme-health", 1, 2, Period(2026, 5))
     compared.diff                        # unified text diff (store/history.py)
     compared.sites                       # per site and kind: amount under a, under b, difference
+    compared.account                     # per account line kind (account minimum, cap, commitment): a, b, b - a
 
     tested = backtest(session, "acme-health", draft, periods=6)
-    tested.rows                          # per closed period and site: issued, draft, difference
+    tested.rows                          # per closed period and site (and its account lines): issued, draft, difference
     tested.totals                        # the sums of those rows
 
 Every invoice here is the real one's computation (store/billing_from_db.py
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from dsl.compile import compile_source
 from engine.evaluate import OutsideContract, SiteResult, Timeline
-from engine.lines import kind_of, totals_titles
+from engine.lines import kind_of, line_kind, totals_titles
 from engine.periods import Period
 from engine.plan import Plan
 from engine.refusal import Refusal
@@ -164,6 +165,7 @@ class Comparison:
     invoice_a: Preview | Refusal
     invoice_b: Preview | Refusal
     sites: tuple[SiteDifference, ...]       # empty when either invoice was refused
+    account: tuple[AccountDifference, ...] = ()   # the account section's lines by kind, when either has one
 
     @property
     def refusal(self) -> Refusal | None:
@@ -177,6 +179,44 @@ class Comparison:
         """The sums of the site rows: per kind, and in total."""
         kinds = {kind: _sum3(site.kinds[kind] for site in self.sites) for kind in totals_titles()}
         return kinds, _sum3(site.total for site in self.sites)
+
+    @property
+    def invoice_totals(self) -> tuple[Decimal, Decimal, Decimal]:
+        """The invoice totals: the site totals' sum and the account lines' (each invoice's `totals.total`)."""
+        return _sum3([self.totals[1], *(row.amounts for row in self.account)])
+
+    @property
+    def invoice_kinds(self) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+        """Per `totals` entry, the invoices' sums: the site rows', and the account rows' under `account`."""
+        kinds = dict(self.totals[0])
+        if self.account:
+            kinds["account"] = _sum3([kinds.get("account", (ZERO, ZERO, ZERO)), *(r.amounts for r in self.account)])
+        return kinds
+
+
+@dataclass(frozen=True)
+class AccountDifference:
+    """The account lines of one kind under version a and b: (a, b, b - a)."""
+
+    kind: str
+    title: str
+    amounts: tuple[Decimal, Decimal, Decimal]
+
+
+def account_differences(a: InvoiceDocument, b: InvoiceDocument) -> tuple[AccountDifference, ...]:
+    """Per kind of account line either invoice has, in a's order then b's new ones; none without an account."""
+    if a.account is None and b.account is None:
+        return ()
+    none = a.money.round(ZERO)
+    lines = [line for invoice in (a, b) if invoice.account for line in invoice.account.lines]
+    kinds = list(dict.fromkeys(line.kind for line in lines))
+
+    def amount(invoice: InvoiceDocument, kind: str) -> Decimal:
+        found = invoice.account.lines if invoice.account else ()
+        return sum((line.amount for line in found if line.kind == kind), none)
+
+    return tuple(AccountDifference(kind, line_kind(kind).title, _three(amount(a, kind), amount(b, kind)))
+                 for kind in kinds)
 
 
 def saved_versions(session: Session, customer: str) -> tuple[SavedVersion, ...]:
@@ -199,10 +239,11 @@ def compare_versions(session: Session, customer: str, a: int, b: int, period: Pe
         draft = compile_draft(session, customer, version.text)
         shown.append(draft if isinstance(draft, Refusal) else preview_draft(session, draft, period))
     invoice_a, invoice_b = shown
-    sites = ()
+    sites, account = (), ()
     if not any(isinstance(s, Refusal) for s in shown):
         sites = site_differences(invoice_a.invoice, invoice_b.invoice)
-    return Comparison(customer, first, second, period, diff, invoice_a, invoice_b, sites)
+        account = account_differences(invoice_a.invoice, invoice_b.invoice)
+    return Comparison(customer, first, second, period, diff, invoice_a, invoice_b, sites, account)
 
 
 def site_differences(a: InvoiceDocument, b: InvoiceDocument) -> tuple[SiteDifference, ...]:
@@ -239,10 +280,13 @@ def _sum3(rows) -> tuple[Decimal, Decimal, Decimal]:
 
 # Backtest ---------------------------------------------------------------------------------------------------------
 
+ACCOUNT_ROW = "account"     # the site id of a backtest's row for the account section
+
+
 @dataclass(frozen=True)
 class BacktestRow:
     period: Period
-    site: str
+    site: str                  # a site id, or ACCOUNT_ROW: the account lines' total (account minimum, cap, commitment)
     name: str
     issued: Decimal            # the site's total on the issued invoice (0 if it did not bill the site)
     draft: Decimal             # the site's total under the draft
@@ -328,6 +372,10 @@ def _backtest_rows(period: Period, document: dict, invoice: InvoiceDocument) -> 
         name, was = issued.get(site, (None, none))
         new_name, now = computed.get(site, (name, none))
         rows.append(BacktestRow(period, site, new_name or name, was, now, now - was))
+    if "account" in document or invoice.account is not None:
+        was = Decimal(document["account"]["total"]) if "account" in document else none
+        now = invoice.account.total if invoice.account is not None else none
+        rows.append(BacktestRow(period, ACCOUNT_ROW, "Account lines", was, now, now - was))
     return tuple(rows)
 
 
