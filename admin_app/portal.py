@@ -11,6 +11,7 @@ Money on every page is written ONE way, by the `money` template filter (and the 
 template global for Python-side callers of render_template):
 
     {{ amount|money(currency) }}        ->  £7,802.00   (en_GB),  $7,802.00 (en_US)
+    {{ change|money(currency, signed=true) }}  ->  +£250.00 (a difference: + when more, - when less)
 
 It calls engine.money.display with the environment's locale (settings: `locale`), so never
 write `GBP {{ x }}`, `{{ x }} {{ currency }}` or a bare `{{ x }}` for an amount. In a view,
@@ -116,11 +117,14 @@ def environment_locale() -> str:
     return getattr(env, "locale", None) or "en_GB"
 
 
-def money(amount, currency: str) -> str:
-    """An amount as people read it, in the environment's locale: `{{ amount|money(currency) }}`."""
+def money(amount, currency: str, signed: bool = False) -> str:
+    """An amount as people read it, in the environment's locale: `{{ amount|money(currency) }}`.
+    `signed=true` for a difference: `+£250.00`, `-£12.00`, `£0.00`."""
     if amount is None or amount == "":
         return ""
-    return display(Decimal(str(amount)), currency, environment_locale())
+    value = Decimal(str(amount))
+    text = display(value, currency, environment_locale())
+    return f"+{text}" if signed and text != display(Decimal(0), currency, environment_locale()) and value > 0 else text
 
 
 def customer_name(customer_id: str | None) -> str:
