@@ -10,7 +10,7 @@ account section).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,9 @@ class Invoice:
     sites: tuple[SiteResult, ...]
     unbilled: tuple[UnbilledGroup, ...]
     account: AccountResult | None = None   # the account section: lines over all sites together
+    # A stored document's legal fields (interfaces §4, invoicing/stored.py), for the renderings to print; not part
+    # of the charges, so neither compared nor hashed.
+    legal: dict | None = field(default=None, compare=False, hash=False)
 
     @property
     def totals(self) -> dict[str, Decimal]:

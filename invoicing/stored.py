@@ -9,7 +9,10 @@ document again (less the database mode's `late_for` marks). Each line is read
 back by its kind's `from_json` (engine/lines.py); a kind nobody registered
 raises UnknownLineKind. What the JSON does not hold is the contract's time zone
 (the caller passes the contract's) and what the engine measured a minimum
-against (`basis`), which no rendering prints.
+against (`basis`), which no rendering prints. A database-mode document's legal
+fields (interfaces §4: seller, buyer, dates, credits, tax, and the totals
+credits, net, tax and due) are kept as they are in `Invoice.legal`, for the
+renderings to print.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from engine.lines import line_kind
 from engine.money import Money
 from engine.periods import Period
 from invoicing.invoice import Invoice, UnbilledGroup
+
+LEGAL_FIELDS = ("seller", "buyer", "issue_date", "tax_point", "due_date", "payment_terms", "credits", "tax")
+LEGAL_TOTALS = ("credits", "net", "tax", "due")
+
+
+def legal_fields(document: dict) -> dict | None:
+    """The legal invoice's fields of a document (None for the file mode's charges only, which has no seller)."""
+    if "seller" not in document:
+        return None
+    return {**{name: document.get(name) for name in LEGAL_FIELDS},
+            "totals": {name: document["totals"][name] for name in LEGAL_TOTALS}}
 
 
 def _line(data: dict):
@@ -48,4 +62,5 @@ def invoice_from_document(document: dict, *, timezone: str) -> Invoice:
         sites=sites,
         unbilled=unbilled,
         account=account,
+        legal=legal_fields(document),
     )
