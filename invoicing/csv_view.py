@@ -14,6 +14,17 @@ lists its lines (no site) and an `account total` row before the invoice totals. 
     DRAFT,lon-01,London Bridge,minimum,standard expedited,Minimum true-up,,,...
     DRAFT,lon-01,London Bridge,site total,,,,,...
 
+Money columns name their currency in the header (`amount (GBP)`, `unit_price (GBP)`,
+`tax (GBP)`); their cells stay bare exact decimals a spreadsheet adds up. A
+database-mode document (`Invoice.legal`) starts with `invoice detail` rows (the
+field in `description`, its value in `explanation`: "Not a VAT invoice" on a
+draft or a test document, seller, buyer, their numbers, the dates, the terms,
+the bank details), and after the charges' `invoice total` rows come one
+`credit` row per grant drawn, a `tax` row (its `rate`, its GBP amount and
+`fx_rate` for another currency, the reverse-charge or exemption wording) and the
+`invoice total` rows `credits`, `net`, `tax` and `due`. Contract line numbers
+stay in `contract_line`: the CSV is finance's view.
+
 Site ids and names, category names and the site and category of unbilled events
 come from contracts and from any holder of an API key: a cell a spreadsheet would
 take for a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return)
@@ -26,17 +37,28 @@ from __future__ import annotations
 import csv
 import io
 import re
+from decimal import Decimal
 
 from engine.lines import Row, kind_of
 from engine.money import Money, format_quantity
 from invoicing.invoice import Invoice
+from invoicing.legal_view import (
+    legal_sums,
+    net_title,
+    notice,
+    party_ids,
+    tax_label,
+    terms,
+)
 
 COLUMNS = (
     "invoice", "period", "currency", "site", "site_name", "kind", "categories", "description",
     "quantity", "events", "unit_price", "commitment", "commitment_unit", "limit", "counted_before",
     "in_scope", "spent", "balance_before", "balance_after", "expiring", "amount", "billed", "explanation",
-    "contract_line",
+    "contract_line", "rate", "tax_gbp", "fx_rate",
 )
+MONEY_COLUMNS = ("unit_price", "limit", "counted_before", "in_scope", "spent", "balance_before", "balance_after",
+                 "expiring", "amount")
 DRAFT = "DRAFT"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
@@ -50,7 +72,17 @@ def spreadsheet_safe(value):
     return value
 
 
+def header(column: str, currency: str) -> str:
+    """A column's heading: a money column names its currency ("amount (GBP)"; the tax in GBP "tax (GBP)")."""
+    if column == "tax_gbp":
+        return "tax (GBP)"
+    return f"{column} ({currency})" if column in MONEY_COLUMNS else column
+
+
 class _SafeWriter(csv.DictWriter):
+    def write_headings(self, currency: str):
+        return self.writer.writerow([spreadsheet_safe(header(column, currency)) for column in self.fieldnames])
+
     def writerow(self, rowdict):
         return super().writerow({column: spreadsheet_safe(value) for column, value in rowdict.items()})
 
@@ -88,13 +120,53 @@ def _line_row(line, money: Money) -> dict:
     }
 
 
+def _field(label: str) -> str:
+    """A label as a field name: "Company number" → "company number", "VAT number" kept."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+def _details(invoice: Invoice, number: str | None) -> list[tuple[str, str]]:
+    """The legal invoice's fields, each (field, value), for the `invoice detail` rows."""
+    legal = invoice.legal
+    seller, buyer = legal["seller"], legal["buyer"]
+    warning = notice(legal, number=number)
+    rows = [("notice", warning)] if warning else []
+    rows += [("seller", seller.get("name") or ""), ("seller address", ", ".join(seller.get("address") or ()))]
+    rows += [(f"seller {_field(label)}", value) for label, value in party_ids(seller)]
+    rows += [("buyer", buyer.get("name") or invoice.customer), ("buyer address", ", ".join(buyer.get("address") or ()))]
+    rows += [(f"buyer {_field(label)}", value) for label, value in party_ids(buyer)]
+    rows += [("issue date", legal["issue_date"] or ""), ("tax point", legal["tax_point"] or ""),
+             ("due date", legal["due_date"] or ""), ("payment terms", terms(legal))]
+    return rows + [("pay to", "; ".join(seller.get("bank") or ()))]
+
+
+def _legal_rows(invoice: Invoice) -> list[dict]:
+    """The credits drawn, the tax and the legal totals, after the charges' totals."""
+    legal, fmt = invoice.legal, invoice.money.format
+    tax, totals = legal.get("tax"), legal["totals"]
+    rows = [{"kind": "credit", "description": f"credit grant {credit['grant']}", "amount": credit["amount"],
+             "explanation": f"remaining after: {credit['remaining']}" if credit.get("remaining") else ""}
+            for credit in legal["credits"]]
+    if tax is not None:
+        rows.append({"kind": "tax", "description": tax_label(tax), "rate": tax["rate"], "amount": totals["tax"],
+                     "tax_gbp": tax["amount_gbp"] or "", "fx_rate": tax["fx_rate"] or "",
+                     "explanation": f"{net_title(legal)} {tax['net']}" + (f"; {tax['note']}" if tax["note"] else "")})
+    return rows + [{"kind": "invoice total", "description": key, "amount": fmt(Decimal(totals[key]))}
+                   for key in ("credits", "net", "tax", "due")]
+
+
 def render_csv(invoice: Invoice, *, number: str | None = None) -> str:
     """The CSV text; `number` is the issued invoice's number (a draft has none and says DRAFT)."""
     fmt = invoice.money.format
+    if invoice.legal is not None:   # InconsistentInvoice before a row is written
+        legal_sums(invoice.totals["total"], invoice.legal, invoice.money.currency)
     common = {"invoice": number or DRAFT, "period": str(invoice.period), "currency": invoice.money.currency}
     out = io.StringIO()
     writer = _SafeWriter(out, COLUMNS, restval="")
-    writer.writeheader()
+    writer.write_headings(invoice.money.currency)
+    if invoice.legal is not None:
+        for field, value in _details(invoice, number):
+            writer.writerow(common | {"kind": "invoice detail", "description": field, "explanation": value})
     for site in invoice.sites:
         where = common | {"site": site.site, "site_name": site.name}
         for line in site.lines:
@@ -106,6 +178,9 @@ def render_csv(invoice: Invoice, *, number: str | None = None) -> str:
         writer.writerow(common | {"kind": "account total", "amount": fmt(invoice.account.total)})
     for key, amount in invoice.totals.items():
         writer.writerow(common | {"kind": "invoice total", "description": key, "amount": fmt(amount)})
+    if invoice.legal is not None:
+        for row in _legal_rows(invoice):
+            writer.writerow(common | row)
     for group in invoice.unbilled:
         writer.writerow(common | {
             "site": group.site, "kind": "not billed", "categories": group.category, "description": group.reason,

@@ -10,6 +10,18 @@ if they do not, it raises `InconsistentInvoice` and no page is printed.
 
 An invoice number, status and issue date come from the invoice's lifecycle;
 in file mode there is none, and the document says so where the number would be.
+
+A database-mode document (`Invoice.legal`) prints what a UK VAT invoice must
+show (HMRC, VAT Notice 700 §16.3): the seller's name, address, company and VAT
+numbers, the buyer's name, address, tax id and purchase order, the tax point,
+the credits drawn, the rate and amount of VAT (in GBP too, with the rate, for
+another currency), the reverse-charge or exemption wording, the net and what is
+due, by when and to which account; and the verification page proves
+charges + credits = net and net + tax = due (invoicing/legal_view.py).
+A draft, and every document of the test environment, says "Not a VAT invoice"
+on every page. A line's note says what the rule says, not where it is written:
+the customer has no contract line numbers to look up (the text and CSV, staff's
+views, keep them).
 """
 
 from __future__ import annotations
@@ -32,6 +44,15 @@ from engine.account_lines import ACCOUNT
 from engine.lines import Row, kind_of, totals_titles
 from engine.money import Money
 from invoicing.invoice import Invoice
+from invoicing.legal_view import (
+    InconsistentInvoice,
+    legal_sums,
+    net_title,
+    notice,
+    party_ids,
+    tax_label,
+    terms,
+)
 
 # The repository's templates/ (data, not a package): a wheel installs it beside the packages (pyproject.toml).
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -40,13 +61,10 @@ STATUSES = {"draft": "Draft", "approved": "Approved, not yet issued", "issued": 
 NUMBERED = ("issued", "void")
 WATERMARKS = {"draft": "DRAFT", "approved": "DRAFT", "void": "VOID"}
 ZERO = Decimal(0)
+TOTAL_CHARGES = "Total charges"
 # An amount (digits with a decimal point) or a count of five digits or more standing alone in an engine
 # explanation ("annual cap 60000.00 on all"): not part of a name (c04), a date (2026-06-15) or a year.
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.:/-])-?(?:\d+\.\d+|\d{5,})(?![\w.:/-])")
-
-
-class InconsistentInvoice(ValueError):
-    """The figures about to be printed do not add up; nothing is rendered."""
 
 
 def _places(value: Decimal) -> int:
@@ -153,13 +171,12 @@ def _note(row: Row, numbers: Numbers) -> str:
     """What a reader needs to know beyond the figures: the line is not billed, why it is there, or that it is
     priced for this site."""
     if not row.billed:
-        where = f" at contract line {row.disabled_by.line}" if row.disabled_by else ""
-        return f"Disabled for this site{where}: not billed."
+        rule = f" (the contract says “{row.disabled_by.text}”)" if row.disabled_by and row.disabled_by.text else ""
+        return f"Disabled for this site{rule}: not billed."
     if row.explanation:
-        where = f" Contract line {row.source.line}." if row.source else ""
-        return f"{numbers.sentence(row.explanation)}.{where}"
+        return f"{numbers.sentence(row.explanation)}."
     if row.source and row.source.block.startswith("site "):
-        return f"Priced for this site at contract line {row.source.line}."
+        return "Priced for this site: the contract sets this site's own price."
     return ""
 
 
@@ -179,10 +196,12 @@ def _titles(totals: dict[str, str]) -> dict[str, str]:
 
 
 def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numbers,
-           account: AccountSection | None = None) -> Verification:
+           account: AccountSection | None = None, legal: dict | None = None) -> Verification:
     """Add up the printed figures; raise InconsistentInvoice, naming every sum that fails, if any does not agree.
     With an account section: its lines add up to its total, which is the totals' `account`, and the site totals
-    plus the account lines add up to the total due."""
+    plus the account lines add up to the total due. With the legal fields (`legal`, its amounts as printed): the
+    charges (then titled Total charges) plus the credits make the net, and the net plus the tax what is due."""
+    total_title = TOTAL_CHARGES if legal else "Total due"
     every = _titles(totals)
     titles = {kind: title for kind, title in every.items() if kind != ACCOUNT}
     problems, rows = [], []
@@ -203,21 +222,105 @@ def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numb
     count = f"{len(sites)} site{'' if len(sites) == 1 else 's'}"
     sums = [(f"{title} of the {count}", columns[kind], title, kind) for kind, title in titles.items()]
     if account is None:
-        sums.append((f"Totals of the {count}", site_totals, "Total due", "total"))
+        sums.append((f"Totals of the {count}", site_totals, total_title, "total"))
     else:
         account_sum = sum((numbers.parse(line.amount) for line in account.lines), ZERO)
         sums.append(("Account lines", account_sum, "Account total", "account section"))
         sums.append(("Account lines", account_sum, every[ACCOUNT], ACCOUNT))
-        sums.append((f"Totals of the {count} + account lines", site_totals + account_sum, "Total due", "total"))
+        sums.append((f"Totals of the {count} + account lines", site_totals + account_sum, total_title, "total"))
         stated["account section"], totals = numbers.parse(account.total), {**totals, "account section": account.total}
-    sums.append((" + ".join(every.values()).capitalize(), sum(stated[kind] for kind in every), "Total due", "total"))
+    sums.append((" + ".join(every.values()).capitalize(), sum(stated[kind] for kind in every), total_title, "total"))
     for added, value, printed, key in sums:
         if value != stated[key]:
             problems.append(f"{added.lower()} add up to {numbers.amount(value)}, {printed.lower()} is {totals[key]}")
     if problems:
         raise InconsistentInvoice("the invoice does not add up: " + "; ".join(problems))
     checks = tuple(Check(added, numbers.amount(value), printed, totals[key]) for added, value, printed, key in sums)
+    if legal is not None:
+        checks += tuple(Check(s.added, numbers.amount(s.value), s.printed, numbers.amount(s.figure))
+                        for s in legal_sums(stated["total"], legal, numbers.money.currency, total_title=total_title))
     return Verification(tuple(rows), checks)
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    address: tuple[str, ...]
+    ids: tuple[tuple[str, str], ...]     # ("VAT number", "GB123456789"), …
+
+
+@dataclass(frozen=True)
+class CreditRow:
+    grant: str
+    amount: str
+    remaining: str
+
+
+@dataclass(frozen=True)
+class LegalView:
+    """The legal invoice's fields as printed (interfaces §4), every amount formatted for the locale."""
+
+    seller: Party
+    buyer: Party
+    tax_point: str
+    due_date: str
+    terms: str
+    bank: tuple[str, ...]
+    credits: tuple[CreditRow, ...]
+    rows: tuple[tuple[str, str], ...]    # the summary after the charges: total, credits, net, tax
+    due: str                             # what is due, with the currency's sign
+    tax_note: str                        # the reverse-charge or exemption wording
+    tax_gbp: str                         # the VAT in GBP and its rate, for another currency
+
+
+def _party(data: dict, fallback_name: str) -> Party:
+    return Party(data.get("name") or fallback_name, tuple(data.get("address") or ()), tuple(party_ids(data)))
+
+
+def _printed(legal: dict, numbers: Numbers) -> dict:
+    """`legal` with its amounts as they are printed, read back: what the verification page adds up."""
+    gbp = Numbers(Money.of("GBP"), numbers.locale)
+
+    def back(text, numbers=numbers):
+        return None if text is None else str(numbers.parse(numbers.amount(Decimal(text))))
+
+    tax = legal.get("tax")
+    if tax is not None:
+        tax = {**tax, "net": back(tax["net"]), "amount": back(tax["amount"]), "amount_gbp": back(tax["amount_gbp"], gbp)}
+    return {**legal, "tax": tax, "totals": {key: back(value) for key, value in legal["totals"].items()},
+            "credits": [{**credit, "amount": back(credit["amount"])} for credit in legal["credits"]]}
+
+
+def _legal_view(invoice: Invoice, legal: dict, numbers: Numbers) -> LegalView:
+    tax, totals, currency = legal.get("tax"), legal["totals"], numbers.money.currency
+    amount = numbers.amount
+
+    def day(text: str | None) -> str:
+        return numbers.date(dt.date.fromisoformat(text)) if text else "Not issued"
+
+    tax_gbp = ""
+    if tax is not None and tax["treatment"] == "uk_standard" and currency != "GBP":
+        tax_gbp = ("VAT in GBP: stated when the invoice is issued, at the GBP rate of its tax point"
+                   if tax["amount_gbp"] is None else
+                   f"VAT in GBP: {Numbers(Money.of('GBP'), numbers.locale).currency(Decimal(tax['amount_gbp']))}, "
+                   f"at {numbers.quantity(Decimal(tax['fx_rate']))} GBP per {currency} on the tax point")
+    rows = ((TOTAL_CHARGES, amount(invoice.totals["total"])), ("Credits", amount(Decimal(totals["credits"]))),
+            (net_title(legal), amount(Decimal(totals["net"]))), (tax_label(tax), amount(Decimal(totals["tax"]))))
+    return LegalView(
+        seller=_party(legal["seller"], ""),
+        buyer=_party(legal["buyer"], invoice.customer),
+        tax_point=day(legal["tax_point"]),
+        due_date=day(legal["due_date"]),
+        terms=terms(legal),
+        bank=tuple(legal["seller"].get("bank") or ()),
+        credits=tuple(CreditRow(credit["grant"], amount(Decimal(credit["amount"])),
+                                amount(Decimal(credit["remaining"])) if credit.get("remaining") is not None else "")
+                      for credit in legal["credits"]),
+        rows=rows,
+        due=numbers.currency(Decimal(totals["due"])),
+        tax_note=(tax or {}).get("note") or "",
+        tax_gbp=tax_gbp,
+    )
 
 
 def _css_string(text: str) -> markupsafe.Markup:
@@ -253,12 +356,16 @@ def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "
     account = None if invoice.account is None else AccountSection(
         tuple(_line_row(line, numbers) for line in invoice.account.lines), numbers.amount(invoice.account.total))
     totals = {key: numbers.amount(value) for key, value in invoice.totals.items()}
-    verification = verify(sites, totals, numbers, account)
+    legal = invoice.legal
+    verification = verify(sites, totals, numbers, account, None if legal is None else _printed(legal, numbers))
     period = invoice.period
+    if legal is not None and legal["issue_date"]:
+        issued_on = dt.date.fromisoformat(legal["issue_date"])   # the seller's day, as the document states it
+    not_vat = notice(legal, number=number)
     return dict(
         invoice=invoice,
         lang=numbers.locale.language,
-        reference=f"Invoice {number}" if number else DRAFT_MARKER,
+        reference=" · ".join(filter(None, (f"Invoice {number}" if number else DRAFT_MARKER, not_vat))),
         number=number or DRAFT_MARKER,
         draft=number is None,
         status=STATUSES[status],
@@ -272,6 +379,10 @@ def invoice_view(invoice: Invoice, *, number: str | None = None, status: str = "
         account=account,
         totals=totals,
         total_due=numbers.currency(invoice.totals["total"]),
+        total_title=TOTAL_CHARGES if legal else "Total due",
+        legal=None if legal is None else _legal_view(invoice, legal, numbers),
+        notice=not_vat,
+        tiered=any(line.tiers for site in sites for line in site.lines),
         kinds=_titles(totals),
         site_kinds={kind: title for kind, title in _titles(totals).items() if kind != ACCOUNT},
         verification=verification,

@@ -11,10 +11,12 @@ number is a draft and says so (CSV `DRAFT`, PDF watermark and marker).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
 from invoicing.invoice import Invoice, invoice_json
+from invoicing.stored import legal_fields
 
 FORMATS = ("json", "text", "csv", "pdf")
 
@@ -24,16 +26,20 @@ def render_document(invoice: Invoice, format: str, *, document: dict | None = No
     """The text (json, text, csv) or bytes (pdf) of `invoice`; `document` replaces the JSON built from it."""
     if format == "json":
         return json.dumps(document if document is not None else invoice_json(invoice), indent=2) + "\n"
+    if document is not None and invoice.legal is None:
+        invoice = dataclasses.replace(invoice, legal=legal_fields(document))
     if format == "text":
         from invoicing.text import render_text
 
-        return render_text(invoice)
+        return render_text(invoice, number=number, locale=locale)
     if format == "csv":
         from invoicing.csv_view import render_csv
 
         return render_csv(invoice, number=number)
     if format == "pdf":
-        from invoicing.pdf import render_pdf  # WeasyPrint takes a while to load; only PDFs need it
+        from invoicing.pdf import (
+            render_pdf,  # WeasyPrint takes a while to load; only PDFs need it
+        )
 
         return render_pdf(invoice, number=number, status=status, issued_on=issued_on, locale=locale)
     raise ValueError(f"format {format!r} is not one of {', '.join(FORMATS)}")

@@ -112,9 +112,10 @@ def test_pdf_lines_show_tiers_and_plain_language_explanations(acme_june, billing
     assert "Manual review 1,500 2,750.00" in text
     assert "tier 2 500 1.50 750.00" in text
     assert "Monthly minimum 1,333.33 (prorated: 16 of 30 days of 2,500.00) on standard, expedited" in text
-    assert "true-up 160.00. Contract line 23." in text
-    assert "Priced for this site at contract line 28." in text
-    assert "Disabled for this site at contract line 29: not billed." in text
+    # what the rule says, never a contract line number the customer cannot look up
+    assert "true-up 160.00." in text and not re.search(r"[Cc]ontract line \d", text)
+    assert "Priced for this site: the contract sets this site's own price." in text
+    assert "Disabled for this site (the contract says “disable review”): not billed." in text
     cap = "\n".join(_pdf_pages(_file_invoice(billing_exe, tmp_path, "northwind-cap", "2026-05", "pdf").read_bytes()))
     assert re.search(r"Annual cap [\d,]+\.\d\d on .*; [\d,]+\.\d\d counted before this period", cap)
 
@@ -198,25 +199,26 @@ def test_csv_rows_add_up_to_the_json_totals(billing_exe, tmp_path, name, period)
     rows = _csv_rows(_file_invoice(billing_exe, tmp_path, name, period, "csv").read_text())
     lines = [row for row in rows if row["kind"] in ("usage", "minimum", "cap")]
     assert len(lines) == sum(len(site["lines"]) for site in document["sites"])
-    invoice_totals = {row["description"]: row["amount"] for row in rows if row["kind"] == "invoice total"}
+    amount = f"amount ({document['currency']})"
+    invoice_totals = {row["description"]: row[amount] for row in rows if row["kind"] == "invoice total"}
     assert invoice_totals == document["totals"]
     for kind in ("usage", "minimum", "cap"):
-        assert sum(Decimal(r["amount"]) for r in lines if r["kind"] == kind) == Decimal(document["totals"][kind])
+        assert sum(Decimal(r[amount]) for r in lines if r["kind"] == kind) == Decimal(document["totals"][kind])
     for site in document["sites"]:
         mine = [r for r in rows if r["site"] == site["site"]]
-        total = [r["amount"] for r in mine if r["kind"] == "site total"]
+        total = [r[amount] for r in mine if r["kind"] == "site total"]
         assert total == [site["total"]]
-        assert sum(Decimal(r["amount"]) for r in mine if r["kind"] in ("usage", "minimum", "cap")) == Decimal(total[0])
+        assert sum(Decimal(r[amount]) for r in mine if r["kind"] in ("usage", "minimum", "cap")) == Decimal(total[0])
     assert len([r for r in rows if r["kind"] == "not billed"]) == len(document["unbilled"])
     assert all(r["invoice"] == "DRAFT" for r in rows)
 
 
 def test_csv_amounts_keep_the_currency_places(many_sites):
     rows = _csv_rows(render_csv(many_sites, number="UK-2026-000042"))
-    assert all(re.fullmatch(r"-?\d+\.\d\d", r["amount"]) for r in rows if r["kind"] != "not billed")
+    assert all(re.fullmatch(r"-?\d+\.\d\d", r["amount (GBP)"]) for r in rows if r["kind"] != "not billed")
     assert {r["invoice"] for r in rows} == {"UK-2026-000042"}
-    total = next(r["amount"] for r in rows if r["kind"] == "invoice total" and r["description"] == "total")
-    assert sum(Decimal(r["amount"]) for r in rows if r["kind"] == "site total") == Decimal(total)
+    total = next(r["amount (GBP)"] for r in rows if r["kind"] == "invoice total" and r["description"] == "total")
+    assert sum(Decimal(r["amount (GBP)"]) for r in rows if r["kind"] == "site total") == Decimal(total)
 
 
 def test_pdf_to_a_path_that_cannot_be_written_is_refused(run_billing, tmp_path):
