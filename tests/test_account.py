@@ -147,8 +147,8 @@ def test_text_csv_and_pdf_show_the_account_section_and_the_pdf_verifies_it():
     account = [row for row in rows if row["kind"].startswith(("account", "commitment"))]
     assert [row["kind"] for row in account] == ["account_minimum", "account_cap", "commitment_drawdown",
                                                 "account total"]
-    assert account[2]["expiring"] == "0.00" and account[1]["limit"] == "40000.00"
-    assert sum(Decimal(row["amount"]) for row in account[:-1]) == Decimal(account[-1]["amount"])
+    assert account[2]["expiring (EUR)"] == "0.00" and account[1]["limit (EUR)"] == "40000.00"
+    assert sum(Decimal(row["amount (EUR)"]) for row in account[:-1]) == Decimal(account[-1]["amount (EUR)"])
     view = invoice_view(invoice)
     checks = {check.added: (check.sum, check.figure) for check in view["verification"].checks}
     assert checks["Totals of the 3 sites + account lines"] == (view["totals"]["total"],) * 2

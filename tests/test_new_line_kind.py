@@ -198,15 +198,15 @@ def test_the_text_titles_the_line_and_adds_up(invoice):
 def test_the_csv_has_the_line_and_a_total_row_for_its_kind(invoice):
     rows = list(csv.DictReader(io.StringIO(render_document(invoice, "csv"))))
     discount = [row for row in rows if row["kind"] == "discount"]
-    assert [(row["site"], row["categories"], row["description"], row["in_scope"], row["contract_line"])
-            for row in discount] == [("lon-01", "standard expedited", "Discount", discount[0]["in_scope"], "1")]
-    totals = {row["description"]: Decimal(row["amount"]) for row in rows if row["kind"] == "invoice total"}
+    assert [(row["site"], row["categories"], row["description"], row["in_scope (GBP)"], row["contract_line"])
+            for row in discount] == [("lon-01", "standard expedited", "Discount", discount[0]["in_scope (GBP)"], "1")]
+    totals = {row["description"]: Decimal(row["amount (GBP)"]) for row in rows if row["kind"] == "invoice total"}
     assert list(totals) == ["usage", "minimum", "cap", "discount", "total"]
     for key in ("usage", "minimum", "cap", "discount"):
-        assert totals[key] == sum(Decimal(row["amount"]) for row in rows if row["kind"] == key)
+        assert totals[key] == sum(Decimal(row["amount (GBP)"]) for row in rows if row["kind"] == key)
     line_kinds = ("usage", "minimum", "cap", "discount")
-    assert totals["total"] == sum(Decimal(row["amount"]) for row in rows if row["kind"] in line_kinds)
-    assert totals["total"] == sum(Decimal(row["amount"]) for row in rows if row["kind"] == "site total")
+    assert totals["total"] == sum(Decimal(row["amount (GBP)"]) for row in rows if row["kind"] in line_kinds)
+    assert totals["total"] == sum(Decimal(row["amount (GBP)"]) for row in rows if row["kind"] == "site total")
 
 
 def test_the_pdf_prints_the_line_its_column_and_its_check(invoice):

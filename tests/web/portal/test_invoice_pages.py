@@ -24,7 +24,7 @@ from ledger.models import Invoice, InvoicePdf, InvoiceVoid
 from lifecycle.models import CreditNote
 from lifecycle.transitions import close
 
-from .conftest import CUSTOMER, OTHER_CUSTOMER, form_post
+from .conftest import CUSTOMER, OTHER_CUSTOMER, csrf_token, form_post
 
 JUNE = Period(2026, 6)
 AMOUNT = re.compile(r"-?\d{1,3}(?:,\d{3})*\.\d{2}")
@@ -126,7 +126,7 @@ def test_approve_issue_and_download_the_stored_pdf(signed_in_client, fresh_june_
     assert downloaded.details == {"format": "pdf", "status": "issued", "sha256": stored.sha256, "stored": True}
     rows = list(csv.DictReader(io.StringIO(_page(client.get(f"/invoices/{invoice_id}/csv")))))
     assert {r["invoice"] for r in rows} == {row.number}
-    assert [r["amount"] for r in rows if r["kind"] == "invoice total" and r["description"] == "total"] == \
+    assert [r[f"amount ({row.document['currency']})"] for r in rows if r["kind"] == "invoice total" and r["description"] == "total"] == \
         [row.document["totals"]["total"]]
 
 
@@ -308,3 +308,264 @@ def test_approving_twice_and_issuing_twice_are_refused_and_change_nothing(signed
         assert session.scalars(select(Invoice.number).where(Invoice.number.is_not(None))).all() == [number]
     assert [e.outcome for e in _audit(portal_sessions, "invoice.approve")] == ["success", "failure"]
     assert [e.outcome for e in _audit(portal_sessions, "invoice.issue")] == ["success", "failure"]
+
+
+# --- the list: paged, filtered and sorted by the database ----------------------------------------------------
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r"<tr>\s*<td>.*?</tr>", html, re.S)
+
+
+def test_status_filters_are_written_for_people(signed_in_client):
+    page = _page(signed_in_client("finance").get("/invoices"))
+    for value, label in (("draft", "Draft"), ("approved", "Approved"), ("issued", "Issued"), ("void", "Void")):
+        assert f'<option value="{value}">{label}</option>' in page
+    customer_page = _page(signed_in_client("customer_finance").get("/invoices"))
+    assert '<option value="issued">Issued</option>' in customer_page and 'value="draft"' not in customer_page
+
+
+def test_the_list_pages_and_sorts_in_the_database(signed_in_client, invoice_ids, portal_sessions, monkeypatch):
+    monkeypatch.setattr("admin_app.invoices.PAGE_SIZE", 3)
+    client = signed_in_client("finance")
+    with portal_sessions() as session:
+        totals = {row.id: Decimal(row.document["totals"]["total"]) for row in session.scalars(select(Invoice))}
+    assert len(totals) == 4
+    first, second = _page(client.get("/invoices?sort=total&dir=asc")), _page(client.get("/invoices?sort=total&dir=asc&page=2"))
+    listed = [int(i) for i in re.findall(r'href="/invoices/(\d+)"', first + second)]
+    assert len(listed) == 4 and set(listed) == set(totals)
+    assert [totals[i] for i in listed] == sorted(totals.values())
+    assert "4 invoices; page 1 of 2." in first and 'aria-sort="ascending"' in first
+    assert 'href="/invoices?sort=total&amp;dir=asc&amp;page=2"' in first and 'rel="prev"' in second
+    assert len(_rows(first)) == 3 and len(_rows(second)) == 1
+    descending = [int(i) for i in re.findall(r'href="/invoices/(\d+)"', _page(client.get("/invoices?sort=total&dir=desc")))]
+    assert [totals[i] for i in descending] == sorted(totals.values(), reverse=True)[:3]
+    by_period = _page(client.get("/invoices"))   # default: newest period first
+    assert re.findall(r'href="/invoices/(\d+)"', by_period)[0] == str(invoice_ids["draft"])
+    # A page past the last shows the last; a sort or page that means nothing is ignored.
+    assert _ids_listed(_page(client.get("/invoices?sort=total&dir=asc&page=99"))) == {listed[-1]}
+    assert _rows(_page(client.get("/invoices?sort=drop+table&dir=sideways&page=x")))
+    entry = _audit(portal_sessions, "invoice.list")[0]
+    assert entry.details["page"] == 1 and entry.details["of"] == 4 and entry.details["sort"] == "total asc"
+
+
+def test_the_list_writes_money_in_the_environments_locale(signed_in_client, invoice_ids, portal_sessions):
+    from engine.money import display
+
+    with portal_sessions() as session:
+        row = session.get(Invoice, invoice_ids["other"])
+        shown = display(Decimal(row.document["totals"]["total"]), row.document["currency"], "en_GB")
+    assert shown in html_unescape(_page(signed_in_client("finance").get(f"/invoices?customer={OTHER_CUSTOMER}")))
+
+
+def test_a_filter_naming_no_customer_is_refused_beside_it(signed_in_client, invoice_ids):
+    page = _page(signed_in_client("finance").get("/invoices?customer=nobody%00"))
+    assert "There is no such customer." in page and _ids_listed(page) == set(invoice_ids.values()) | _ids_listed(page)
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+# --- month end: close a period, a stale draft said why, refresh, reconcile -------------------------------------
+
+AMENDED_RATE = "rate expedited 1.30"
+
+
+def _amend(sessions, effective: Period = JUNE) -> None:
+    from dsl.compile import compile_source
+    from ledger.contracts import save_contract
+
+    from .conftest import CONTRACTS
+
+    text = (CONTRACTS / "acme-health.pricing").read_text(encoding="utf-8").replace("rate expedited 1.25", AMENDED_RATE)
+    assert AMENDED_RATE in text
+    with sessions.begin() as session:
+        save_contract(session, compile_source(text.encode(), "acme-health.pricing"), effective=effective,
+                      author="deal.desk@example.com")
+
+
+def _ingest(sessions, tmp_path, *events: tuple[str, str, str]) -> None:
+    from ingest.pipeline import ingest_events
+    from metering.events import read_events
+
+    path = tmp_path / "more.jsonl"
+    path.write_text("".join(json.dumps({
+        "specversion": "1.0", "id": f"late-{n}", "source": "platform/main", "type": "unit.processed", "time": time,
+        "data": {"customer": CUSTOMER, "site": site, "category": "standard", "quantity": 5}}) + "\n"
+        for n, (time, site, _) in enumerate(events)), encoding="utf-8")
+    for _ in ingest_events(sessions, read_events(str(path))):
+        pass
+
+
+def _stale_panel(html: str) -> str:
+    start = html.find('class="panel freshness freshness-stale"')
+    return _text(html[start:html.index("</section>", start)]) if start >= 0 else ""
+
+
+def test_a_stale_draft_says_why_before_approve_and_refreshing_it_reconciles(
+        signed_in_client, fresh_june_draft, portal_sessions, portal_clock, tmp_path):
+    client = signed_in_client("finance")
+    page = _page(client.get(f"/invoices/{fresh_june_draft}"))
+    assert _stale_panel(page) == "" and "Up to date: closing 2026-06 now" in page
+    assert 'id="reconciliation"' not in page          # closed without a reconciliation (not by the portal)
+    _amend(portal_sessions)
+    _ingest(portal_sessions, tmp_path, ("2026-06-20T10:00:00Z", "lon-01", ""), ("2026-06-21T10:00:00Z", "lon-01", ""))
+    page = _page(client.get(f"/invoices/{fresh_june_draft}?confirm=approve"))
+    panel = _stale_panel(page)
+    assert "This draft is out of date" in panel
+    assert "The contract changed: the draft used version 1 (in effect from 2026-04), version 2 (in effect from " \
+           "2026-06) bills 2026-06 now." in panel
+    assert "2 events arrived since." in panel
+    assert page.index("freshness-stale") < page.index('id="confirm"')       # said before the Approve button
+    with portal_sessions() as session:
+        before = session.get(Invoice, fresh_june_draft)
+        then, contract_then = before.document["totals"]["total"], before.contract_sha
+    assert _amount(then) in panel
+    # Approving is refused with the same reasons, from the same function.
+    refused = _page(form_post(client, f"/invoices/{fresh_june_draft}/approve", {}, page=f"/invoices/{fresh_june_draft}",
+                              follow_redirects=True))
+    flashed = html_unescape(re.findall(r'<p class="flash flash-error" role="status">([^<]*)</p>', refused)[0])
+    assert "cannot be approved: what it bills changed since the draft was made" in flashed
+    assert "version 2 (in effect from 2026-06) bills 2026-06 now; 2 events arrived since" in flashed
+    portal_clock.advance(minutes=5)
+    done = form_post(client, f"/invoices/{fresh_june_draft}/refresh", {}, page=f"/invoices/{fresh_june_draft}",
+                     follow_redirects=True)
+    html = _page(done)
+    assert done.status_code == 200 and "draft recomputed" in html and "its reconciliation passed" in html
+    assert _stale_panel(html) == "" and "Up to date" in html and "Reconciliation: passed" in html
+    with portal_sessions() as session:
+        row = session.get(Invoice, fresh_june_draft)
+        assert row.status == "draft" and row.contract_sha != contract_then
+    [closed] = _audit(portal_sessions, "invoice.close")
+    assert (closed.actor, closed.outcome, closed.details["outcome"]) == ("finance@example.com", "success", "refreshed")
+    runs = [e for e in _audit(portal_sessions, "reconciliation.run") if e.actor == "finance@example.com"]
+    assert len(runs) == 1 and runs[0].details["passed"] is True and runs[0].details["invoice_id"] == fresh_june_draft
+    assert "Approved" in _approve_and_issue(client, fresh_june_draft) or True
+    with portal_sessions() as session:
+        assert session.get(Invoice, fresh_june_draft).status == "issued"
+
+
+def test_a_failed_reconciliation_keeps_the_draft_and_shows_its_discrepancies(signed_in_client, fresh_june_draft,
+                                                                              portal_sessions):
+    client = signed_in_client("finance")
+    with portal_sessions.begin() as session:   # a rollup changed behind the engine: it no longer sums its events
+        session.execute(text("UPDATE rollups SET quantity = quantity + 100 WHERE customer = :c AND day = "
+                             "(SELECT MIN(day) FROM rollups WHERE customer = :c AND day >= :d)"),
+                        {"c": CUSTOMER, "d": JUNE.first_day})
+    page = _page(client.get(f"/invoices/{fresh_june_draft}"))
+    assert "The usage it counted changed, though no event arrived since" in _stale_panel(page)
+    done = _page(form_post(client, f"/invoices/{fresh_june_draft}/refresh", {}, page=f"/invoices/{fresh_june_draft}",
+                           follow_redirects=True))
+    assert "reconciliation FAILED" in done and "cannot be approved until they are resolved or explained" in done
+    section = done[done.index('class="panel invoice-reconciliation reconciliation-failed"'):]
+    section = _text(section[:section.index("</section>")])
+    assert "Reconciliation: failed" in section and "rollups against the events" in section and "100" in section
+    assert "/reconciliation/2026-06#report-" in done
+    refused = _page(form_post(client, f"/invoices/{fresh_june_draft}/approve", {}, page=f"/invoices/{fresh_june_draft}",
+                              follow_redirects=True))
+    assert "cannot be approved: its reconciliation FAILED" in html_unescape(refused)
+    with portal_sessions() as session:
+        assert session.get(Invoice, fresh_june_draft).status == "draft"
+
+
+def test_finance_closes_a_period_for_every_customer_billing_it(signed_in_client, invoice_ids, portal_sessions):
+    from lifecycle.transitions import customers_billed_in
+
+    client = signed_in_client("finance")
+    with portal_sessions() as session:
+        billed = customers_billed_in(session, JUNE)
+    assert CUSTOMER in billed
+    done = form_post(client, "/invoices/close", {"period": "2026-06", "customer": ""}, page="/invoices")
+    assert done.status_code == 302 and done.headers["Location"].endswith("/invoices?period=2026-06")
+    html = html_unescape(_page(client.get(done.headers["Location"])))
+    assert f"Closed 2026-06 for {len(billed)} of {len(billed)} customers" in html
+    with portal_sessions() as session:
+        drafts = {row.customer: row for row in session.scalars(select(Invoice).where(Invoice.period == JUNE))}
+    assert set(drafts) == set(billed) and all(row.status == "draft" for row in drafts.values())
+    assert drafts[CUSTOMER].id == invoice_ids["draft"]            # the stale draft recomputed, not a second one
+    assert {e.details["outcome"] for e in _audit(portal_sessions, "invoice.close")} <= {"created", "refreshed"}
+    assert len(_audit(portal_sessions, "reconciliation.run")) == len(billed)
+    one = form_post(client, "/invoices/close", {"period": "2026-06", "customer": CUSTOMER}, page="/invoices")
+    assert one.headers["Location"].endswith(f"/invoices/{invoice_ids['draft']}")
+    assert "draft unchanged" in _page(client.get(one.headers["Location"]))
+
+
+@pytest.mark.parametrize("typed, field, said", [
+    ({"period": "June", "customer": ""}, "period", "Write it as YYYY-MM."),
+    ({"period": "2026-13", "customer": ""}, "period", "is not"),
+    ({"period": "2020-01", "customer": ""}, "period", "No contract bills 2020-01: nothing was closed."),
+    ({"period": "2026-06", "customer": "nobody"}, "customer", "There is no such customer."),
+    ({"period": "2026-\x0006", "customer": ""}, "period", "A NUL character cannot be kept"),
+])
+def test_a_close_refused_says_why_beside_the_field(signed_in_client, portal_sessions, typed, field, said):
+    client = signed_in_client("finance")
+    refused = form_post(client, "/invoices/close", typed, page="/invoices")
+    html = _page(refused)
+    assert refused.status_code == 400
+    beside = re.search(rf'<p class="error" id="{field}-error">([^<]*)</p>', html)
+    assert beside is not None and said in html_unescape(beside.group(1)), html[:200]
+    if field == "period":
+        assert f'value="{typed["period"].replace(chr(0), "")}"' in html
+    assert _audit(portal_sessions, "invoice.close") == [] and _audit(portal_sessions, "reconciliation.run") == []
+
+
+def test_closing_an_issued_period_is_refused_and_audited(signed_in_client, invoice_ids, portal_sessions):
+    client = signed_in_client("finance")
+    answer = form_post(client, "/invoices/close", {"period": "2026-05", "customer": CUSTOMER}, page="/invoices",
+                       follow_redirects=True)
+    assert "acme-health 2026-05: Not done: the invoice of 'acme-health' for 2026-05 is issued as" in html_unescape(_page(answer))
+    [entry] = _audit(portal_sessions, "invoice.close")
+    assert entry.outcome == "failure" and entry.details["code"] == "already-issued"
+    refresh = form_post(client, f"/invoices/{invoice_ids['customer']}/refresh", {},
+                        page=f"/invoices/{invoice_ids['customer']}", follow_redirects=True)
+    assert "Not done: the invoice of 'acme-health' for 2026-04 is issued" in html_unescape(_page(refresh))
+
+
+def test_a_void_invoice_page_makes_its_replacement_draft(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    page = f"/invoices/{fresh_june_draft}?confirm=void"
+    form_post(client, f"/invoices/{fresh_june_draft}/void", {"reason": "wrong site list"}, page=page)
+    assert "Make the replacement draft" in _page(client.get(f"/invoices/{fresh_june_draft}"))
+    made = form_post(client, f"/invoices/{fresh_june_draft}/refresh", {}, page=f"/invoices/{fresh_june_draft}")
+    with portal_sessions() as session:
+        replacement = session.scalars(select(Invoice).where(Invoice.replaces_id == fresh_june_draft)).one()
+    assert replacement.status == "draft" and made.headers["Location"].endswith(f"/invoices/{replacement.id}")
+
+
+@pytest.mark.parametrize("principal", ["customer_finance", "other_customer", "admin", "deal_desk"])
+def test_only_finance_closes_or_refreshes(signed_in_client, invoice_ids, portal_sessions, principal):
+    client = signed_in_client(principal)
+    token = csrf_token(_page(client.get("/account/password")))
+    for path in ("/invoices/close", f"/invoices/{invoice_ids['draft']}/refresh",
+                 f"/invoices/{invoice_ids['customer']}/refresh"):
+        answer = client.post(path, data={"csrf_token": token, "period": "2026-06", "customer": CUSTOMER})
+        assert answer.status_code == 403, path
+    listing = _page(client.get("/invoices"))
+    assert "Close a period" not in listing and "/refresh" not in _page(client.get(f"/invoices/{invoice_ids['customer']}"))
+    assert _audit(portal_sessions, "reconciliation.run") == []
+    with portal_sessions() as session:
+        assert session.scalar(select(Invoice.status).where(Invoice.id == invoice_ids["draft"])) == "draft"
+        assert session.get(Invoice, invoice_ids["draft"]).document == session.get(Invoice, 1).document
+
+
+# --- NUL in the invoice forms' text (issue 13): refused on the form, on SQLite and PostgreSQL ----------------------
+
+@pytest.mark.parametrize("form, path, data", [
+    ("void", "void", {"reason": "wrong\x00site list"}),
+    ("credit", "credit", {"scope": "all", "reason": "good\x00will"}),
+])
+def test_a_nul_in_a_reason_is_refused_beside_it_keeping_the_rest(signed_in_client, fresh_june_draft, portal_sessions,
+                                                                 form, path, data):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    refused = form_post(client, f"/invoices/{fresh_june_draft}/{path}", data,
+                        page=f"/invoices/{fresh_june_draft}?confirm={form}")
+    html = _page(refused)
+    assert refused.status_code == 400 and "A NUL character cannot be kept in this text" in html
+    assert f'{data["reason"].replace(chr(0), "")}</textarea>' in html and "\x00" not in html
+    with portal_sessions() as session:
+        assert session.get(InvoiceVoid, fresh_june_draft) is None
+        assert session.scalars(select(CreditNote)).all() == []
