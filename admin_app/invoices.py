@@ -1,20 +1,35 @@
 """Invoices, for finance (every invoice) and customer finance (their customer's issued invoices only).
 
-    GET  /invoices?status=draft&customer=acme-health&period=2026-06   the invoices the user may see, filtered
-    GET  /invoices/<id>                     the invoice as its PDF shows it; ?confirm=approve|issue|void|credit
-                                            asks to confirm that step (finance)
-    POST /invoices/<id>/approve | issue | void | credit                finance; store/lifecycle.py's steps and
-                                            store/credit_notes.py's credit note
+    GET  /invoices?status=draft&customer=acme-health&period=2026-06&sort=total&dir=desc&page=2
+                                            the invoices the user may see: filtered, sorted and paged by the
+                                            database (PAGE_SIZE a page), so a list of thousands stays quick
+    POST /invoices/close                    finance: close a period, for one customer or every one billing it
+    GET  /invoices/<id>                     the invoice as its PDF shows it; a draft or approved one says whether
+                                            it is out of date and why (lifecycle.transitions.why_stale), and its
+                                            last reconciliation; ?confirm=approve|issue|void|credit asks to
+                                            confirm that step (finance)
+    POST /invoices/<id>/refresh             finance: close the invoice's period again (a stale draft recomputed,
+                                            a void one's replacement made), then reconcile it
+    POST /invoices/<id>/approve | issue | void | credit                finance; lifecycle/transitions.py's steps
+                                            and lifecycle/credit_notes.py's credit note
     GET  /invoices/<id>/pdf | csv           issued: the stored PDF (its SHA-256 checked); draft and approved:
                                             rendered now and marked DRAFT; ?credit_note=NUMBER: a credit note's PDF
+
+Closing is `lifecycle.transitions.close_and_reconcile`, the function `billing close`
+runs: the draft created or recomputed, then the period's reconciliation stored
+and audited (`reconciliation.run`); the portal records `invoice.close` beside it,
+and a refused close as a failure. A failed reconciliation keeps the draft and is
+shown on its page with its discrepancies.
 
 The customer scope is a condition of the query (`visible_invoices`), never a
 filter in a template: a customer_finance user's query cannot return another
 customer's row. Every list, view and download is recorded in the audit log, and
 so is a refused one (outcome `denied` when the invoice exists but is not theirs).
-The steps record themselves (store/lifecycle.py, store/credit_notes.py) when
-they succeed; a refused step is recorded here as a failure with its reason.
-A voided invoice stays visible to whoever saw it issued, marked void.
+The steps record themselves (lifecycle/transitions.py, lifecycle/credit_notes.py)
+when they succeed; a refused step is recorded here as a failure with its reason.
+A voided invoice stays visible to whoever saw it issued, marked void. No text
+typed into an invoice form may hold a NUL (PostgreSQL's text cannot): the form
+says so and shows the text again without it.
 
 The preview renders templates/invoice_body.html with invoicing/pdf.py's
 `invoice_view` of the stored document, as the PDF does, so the two show the
@@ -24,22 +39,36 @@ same figures.
 from __future__ import annotations
 
 import hashlib
+import math
+from dataclasses import dataclass
 from decimal import Decimal
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Numeric, Select, case, cast, exists, func, select
 from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm
-from admin_app.refusals import beside_field, not_done, refusal_text
+from admin_app.portal import money
+from admin_app.refusals import beside_field, not_done, refusal_text, sentence
 from admin_app.sessions import SignedIn, now
 from audit.log import DENIED, FAILURE, invoice_resource
+from engine.evaluate import OutsideContract
 from engine.periods import Period
 from engine.refusal import Refusal, Refused
 from identity.accounts import CUSTOMER_ROLE
@@ -50,16 +79,40 @@ from ledger.invoices import Selector, find, frozen_mismatch, status_of
 from ledger.models import Contract, Invoice, InvoiceVoid, in_force
 from lifecycle.credit_notes import credit, creditable, notes_of
 from lifecycle.models import CreditNote
-from lifecycle.transitions import approve, issue, stored_pdf, void
-from review.reconcile import Threshold
+from lifecycle.transitions import (
+    Closed,
+    approve,
+    close_and_reconcile,
+    customers_billed_in,
+    issue,
+    stale_now,
+    stored_pdf,
+    void,
+)
+from review.models import Reconciliation, ReconciliationExplanation
+from review.reconcile import DISCREPANCY, Report, Threshold, headline, latest
 
 blueprint = Blueprint("invoices", __name__)
 
 STATUSES = ("draft", "approved", "issued", "void")
-STATUS_CHOICES = [SelectChoice("", "Any status")] + [SelectChoice(status, status) for status in STATUSES]
+STATUS_LABELS = {"draft": "Draft", "approved": "Approved", "issued": "Issued", "void": "Void"}
+STATUS_CHOICES = [SelectChoice("", "Any status")] + [SelectChoice(s, STATUS_LABELS[s]) for s in STATUSES]
 # What finance may do to an invoice of each status (the confirmation step of each is ?confirm=<action>).
 ACTIONS = {"draft": ("approve",), "approved": ("issue",), "issued": ("void", "credit"), "void": ()}
+# Which statuses closing the period again changes: a draft or approved one recomputed, a void one replaced.
+REFRESHED = {"draft": "Refresh the draft", "approved": "Recompute (back to draft if it changed)",
+             "void": "Make the replacement draft"}
 CONTENT_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
+PAGE_SIZE = 50
+NUL_MESSAGE = ("A NUL character cannot be kept in this text: it was taken out of what you typed; "
+               "check the text and send it again.")
+
+
+def without_nul(form, field) -> None:
+    """Refuses a text holding a NUL (PostgreSQL's text cannot store one) and shows it again without it."""
+    if isinstance(field.data, str) and "\x00" in field.data:
+        field.data = field.data.replace("\x00", "")
+        raise ValidationError(NUL_MESSAGE)
 
 
 class InvoiceFilterForm(FlaskForm):
@@ -72,8 +125,16 @@ class InvoiceFilterForm(FlaskForm):
                          render_kw={"placeholder": "YYYY-MM", "inputmode": "numeric", "size": 8})
 
 
+class ClosePeriodForm(FlaskForm):
+    period = StringField("Period to close", validators=[without_nul, DataRequired("Give the period to close."),
+                                                        Regexp(r"^\d{4}-\d{2}$", message="Write it as YYYY-MM.")],
+                         render_kw={"placeholder": "YYYY-MM", "inputmode": "numeric", "size": 8})
+    customer = SelectField("Customers", choices=[], validate_choice=False,
+                           description="Every customer whose contract bills the period, or one.")
+
+
 class VoidForm(FlaskForm):
-    reason = TextAreaField("Reason for the void", validators=[DataRequired("Give the reason for the void."),
+    reason = TextAreaField("Reason for the void", validators=[without_nul, DataRequired("Give the reason for the void."),
                                                                Length(max=2000)],
                            description="Kept with the void and in the audit log; the customer sees the invoice void.")
 
@@ -81,16 +142,20 @@ class VoidForm(FlaskForm):
 class CreditForm(FlaskForm):
     scope = RadioField("What to credit", choices=[SelectChoice("all", "Everything that remains creditable"),
                                                   SelectChoice("sites", "Stated amounts per site")], default="all")
-    reason = TextAreaField("Reason", validators=[DataRequired("Give the reason for the credit note."),
+    reason = TextAreaField("Reason", validators=[without_nul, DataRequired("Give the reason for the credit note."),
                                                  Length(max=2000)],
                            description="Printed on the credit note and kept in the audit log.")
 
 
-def visible_invoices(user: SignedIn) -> Select:
-    query = select(Invoice)
+def _scope(user: SignedIn) -> tuple:
+    """The conditions every query of this user's invoices carries."""
     if user.role == CUSTOMER_ROLE:
-        query = query.where(Invoice.customer == user.customer, Invoice.status == "issued")
-    return query
+        return (Invoice.customer == user.customer, Invoice.status == "issued")
+    return ()
+
+
+def visible_invoices(user: SignedIn) -> Select:
+    return select(Invoice).where(*_scope(user))
 
 
 def _voided_condition():
@@ -101,35 +166,234 @@ STATUS_CONDITIONS = {"draft": lambda: Invoice.status == "draft", "approved": lam
                      "issued": in_force, "void": _voided_condition}
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One row of the list: what it shows, read from the database without the invoice's whole document."""
+
+    id: int
+    customer: str
+    name: str
+    period: Period
+    status: str
+    number: str | None
+    issued_at: object
+    total: str
+    currency: str
+
+
+def _sorts() -> dict:
+    """Each column the list sorts by, as the database orders it; ties fall to the period, customer and id."""
+    voided = exists().where(InvoiceVoid.invoice_id == Invoice.id)
+    return {
+        "customer": Invoice.document["customer"].as_string(),
+        "period": Invoice.period,
+        "status": case((Invoice.status == "draft", 0), (Invoice.status == "approved", 1),
+                       ((Invoice.status == "issued") & voided, 3), else_=2),
+        "issued": Invoice.issued_at,
+        "total": cast(Invoice.document["totals"]["total"].as_string(), Numeric(20, 6)),
+        "number": Invoice.number,
+    }
+
+
+SORT_LABELS = {"customer": "Customer", "period": "Period", "status": "Status", "issued": "Issued (UTC)",
+               "total": "Total", "number": "Number"}
+FIRST_DIRECTION = {"period": "desc", "issued": "desc", "total": "desc"}   # the others start ascending
+
+
+@dataclass(frozen=True)
+class Listing:
+    rows: list[Listed]
+    page: int
+    pages: int
+    count: int
+    sort: str
+    direction: str
+    args: dict        # the filters and sort as query arguments, for the links that keep them
+
+    def url(self, **changes) -> str:
+        return url_for("invoices.index", **{**self.args, **changes})
+
+    def sort_url(self, column: str) -> str:
+        direction = FIRST_DIRECTION.get(column, "asc")
+        if column == self.sort:
+            direction = "asc" if self.direction == "desc" else "desc"
+        return self.url(sort=column, dir=direction, page=None)
+
+
+def _listing(conditions: list, filters: dict) -> Listing:
+    sorts = _sorts()
+    sort = request.args.get("sort", "period")
+    sort = sort if sort in sorts else "period"
+    direction = request.args.get("dir", FIRST_DIRECTION.get(sort, "asc"))
+    direction = direction if direction in ("asc", "desc") else "asc"
+    session = db_session()
+    count = session.scalar(select(func.count(Invoice.id)).where(*conditions))
+    pages = max(1, math.ceil(count / PAGE_SIZE))
+    try:
+        page = min(max(1, int(request.args.get("page", "1"))), pages)
+    except ValueError:
+        page = 1
+    column = sorts[sort]
+    order = [column.desc() if direction == "desc" else column.asc()]
+    order += [Invoice.period.desc(), Invoice.customer, Invoice.id]
+    voided = exists().where(InvoiceVoid.invoice_id == Invoice.id)
+    query = (select(Invoice.id, Invoice.customer, Invoice.document["customer"].as_string(), Invoice.period,
+                    case(((Invoice.status == "issued") & voided, "void"), else_=Invoice.status), Invoice.number,
+                    Invoice.issued_at, Invoice.document["totals"]["total"].as_string(),
+                    Invoice.document["currency"].as_string())
+             .where(*conditions).order_by(*order).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
+    rows = [Listed(*row) for row in session.execute(query)]
+    args = {**filters, "sort": sort, "dir": direction}
+    return Listing(rows, page, pages, count, sort, direction, args)
+
+
 @blueprint.get("/invoices")
 @allow("finance", "customer_finance")
-def index():
+def index(close_form: ClosePeriodForm | None = None, status: int = 200):
     form = InvoiceFilterForm(request.args)
-    customers = db_session().execute(select(Contract.id, Contract.customer).order_by(Contract.id)).all()
+    customers = _customers()
     form.customer.choices = [SelectChoice("", "Any customer")] + [SelectChoice(i, f"{n} ({i})") for i, n in customers]
     if current_user.role == CUSTOMER_ROLE:
         form.status.choices = [c for c in STATUS_CHOICES if c.value in ("", "issued", "void")]
     form.validate()
-    query = visible_invoices(current_user)
+    conditions = list(_scope(current_user))
     filters = {}
     if form.status.data in STATUS_CONDITIONS:
-        query = query.where(STATUS_CONDITIONS[form.status.data]())
+        conditions.append(STATUS_CONDITIONS[form.status.data]())
         filters["status"] = form.status.data
     if form.customer.data and current_user.role != CUSTOMER_ROLE:
-        query = query.where(Invoice.customer == form.customer.data)
-        filters["customer"] = form.customer.data
+        if form.customer.data in dict(customers):
+            conditions.append(Invoice.customer == form.customer.data)
+            filters["customer"] = form.customer.data
+        else:
+            form.customer.errors = ["There is no such customer."]
     if form.period.data and not form.period.errors:
         try:
-            query = query.where(Invoice.period == Period.parse(form.period.data))
+            conditions.append(Invoice.period == Period.parse(form.period.data))
             filters["period"] = form.period.data
         except ValueError as exc:
-            form.period.errors = [str(exc)]
-    invoices = db_session().scalars(query.order_by(Invoice.period.desc(), Invoice.customer, Invoice.id)).all()
+            form.period.errors = [sentence(str(exc))]
+    listing = _listing(conditions, filters)
     auditing.record("invoice.list", "invoice:" + (current_user.customer or "*"),
-                    details={"shown": len(invoices), "filters": filters})
+                    details={"shown": len(listing.rows), "filters": filters, "page": listing.page,
+                             "of": listing.count, "sort": f"{listing.sort} {listing.direction}"})
     db_session().commit()
-    return render_template("portal/invoices.html", invoices=invoices, voided=_voided(invoices), form=form,
-                           filtered=bool(filters), credited=notes_of(db_session(), [i.id for i in invoices]))
+    if close_form is None and current_user.role == "finance":
+        close_form = _close_form(customers, formdata=None)
+    return render_template("portal/invoices.html", listing=listing, form=form, close_form=close_form,
+                           filtered=bool(filters), sort_labels=SORT_LABELS, status_labels=STATUS_LABELS,
+                           credited=notes_of(db_session(), [row.id for row in listing.rows])), status
+
+
+def _customers() -> list[tuple[str, str]]:
+    return [tuple(row) for row in db_session().execute(select(Contract.id, Contract.customer).order_by(Contract.id))]
+
+
+def _close_form(customers, **kwargs) -> ClosePeriodForm:
+    form = ClosePeriodForm(**kwargs)
+    form.customer.choices = [SelectChoice("", "Every customer billing the period")] + \
+        [SelectChoice(i, f"{n} ({i})") for i, n in customers]
+    return form
+
+
+@blueprint.post("/invoices/close")
+@allow("finance")
+def close_period():
+    """Closes a period as `billing close --period P [--customer ID]` does, each customer in its own transaction."""
+    customers = _customers()
+    form = _close_form(customers)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return index(close_form=form, status=400)
+    if form.customer.data and form.customer.data not in dict(customers):
+        form.customer.errors = ["There is no such customer."]
+        return index(close_form=form, status=400)
+    try:
+        period = Period.parse(form.period.data)
+    except ValueError as exc:
+        form.period.errors = [sentence(str(exc))]
+        return index(close_form=form, status=400)
+    chosen = [form.customer.data] if form.customer.data else customers_billed_in(db_session(), period)
+    if not chosen:
+        form.period.errors = [f"No contract bills {period}: nothing was closed."]
+        return index(close_form=form, status=400)
+    closed, refused = [], []
+    for customer in chosen:
+        outcome = _close(customer, period)
+        (closed if isinstance(outcome, Closed) else refused).append((customer, outcome))
+    _say_closed(period, closed, refused)
+    if len(chosen) == 1 and closed:
+        return redirect(url_for("invoices.show", invoice_id=closed[0][1].invoice.id))
+    return redirect(url_for("invoices.index", period=str(period)))
+
+
+@blueprint.post("/invoices/<int:invoice_id>/refresh")
+@allow("finance")
+def refresh(invoice_id: int):
+    """Closes the invoice's period again for its customer: a draft or approved invoice recomputed (an approved
+    one that changed goes back to draft), a void one's replacement made; then the period is reconciled."""
+    invoice = _visible_or_404(invoice_id, "invoice.close")
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    outcome = _close(invoice.customer, invoice.period)
+    if not isinstance(outcome, Closed):
+        flash(not_done(outcome), "error")
+        return redirect(url_for("invoices.show", invoice_id=invoice_id))
+    _say_closed(invoice.period, [(invoice.customer, outcome)], [], single=True)
+    return redirect(url_for("invoices.show", invoice_id=outcome.invoice.id))
+
+
+def _close(customer: str, period: Period) -> Closed | Refusal:
+    """One customer's close and reconciliation, committed with its `invoice.close` entry; or the refusal,
+    rolled back and recorded as a failure."""
+    env = current_app.config["BILLING_ENVIRONMENT"]
+    session = db_session()
+    try:
+        closed = close_and_reconcile(session, customer, period, auditing.actor(), threshold=Threshold.of(env),
+                                     seller=env.seller, now=now())
+    except Refused as refused:
+        refusal = refused.refusal
+    except OutsideContract as exc:
+        refusal = Refusal("outside-contract", str(exc), params={"period": str(period)})
+    else:
+        row = closed.invoice
+        auditing.record("invoice.close", invoice_resource(row.customer, row.period, row.id),
+                        details={"outcome": closed.outcome, "total": row.document["totals"]["total"],
+                                 "reconciliation": "passed" if closed.report.passed else
+                                 "explained" if closed.explanation else "failed"})
+        session.commit()
+        return closed
+    session.rollback()
+    auditing.record("invoice.close", f"invoice:{customer}/{period}", outcome=FAILURE,
+                    details={"reason": refusal.message, "code": refusal.code})
+    session.commit()
+    return refusal
+
+
+def _say_closed(period: Period, closed: list, refused: list, single: bool = False) -> None:
+    """What the close did, as flashed messages: each draft's outcome, then each failed reconciliation."""
+    for customer, done in closed:
+        row = done.invoice
+        total = money(row.document["totals"]["total"], row.document["currency"])
+        what = {"created": "made", "refreshed": "recomputed", "unchanged": "unchanged: nothing changed since"}
+        flash(f"{row.document['customer']} {period}: draft {what[done.outcome]} (total {total}); "
+              f"{_verdict(done)}", "done" if done.passed else "error")
+    for customer, refusal in refused:
+        flash(f"{customer} {period}: {not_done(refusal)}", "error")
+    if not single and len(closed) + len(refused) > 1:
+        failed = sum(not done.passed for _, done in closed)
+        flash(f"Closed {period} for {len(closed)} of {len(closed) + len(refused)} customers"
+              + (f"; the reconciliation of {failed} failed." if failed else "."), "error" if failed or refused else "done")
+
+
+def _verdict(done: Closed) -> str:
+    if done.report.passed:
+        return "its reconciliation passed: it may be approved."
+    if done.explanation is not None:
+        return f"its reconciliation found discrepancies explained by {done.explanation.explained_by}: it may be approved."
+    return (f"its {headline(done.report)}: it cannot be approved until they are resolved or explained "
+            "(the invoice page lists them).")
 
 
 @blueprint.get("/invoices/<int:invoice_id>")
@@ -227,7 +491,7 @@ def credit_invoice(invoice_id: int):
 @allow("finance", "customer_finance")
 def pdf(invoice_id: int):
     invoice = _visible_or_404(invoice_id, "invoice.download")
-    number = request.args.get("credit_note")
+    number = request.args.get("credit_note", "").replace("\x00", "")
     if number:
         return _credit_note_pdf(invoice, number)
     return _download(invoice, "pdf")
@@ -300,7 +564,8 @@ def _record_refusal(action: str, invoice: Invoice, refusal: Refusal) -> None:
 def _page(invoice: Invoice, confirm: str, forms: dict, status: int = 200, site_errors: dict | None = None):
     session = db_session()
     state = status_of(session, invoice)
-    actions = ACTIONS[state] if current_user.role == "finance" else ()
+    finance = current_user.role == "finance"
+    actions = ACTIONS[state] if finance else ()
     notes = notes_of(session, [invoice.id]).get(invoice.id, [])
     remaining = creditable(session, invoice) if state == "issued" else {}
     return render_template(
@@ -309,7 +574,50 @@ def _page(invoice: Invoice, confirm: str, forms: dict, status: int = 200, site_e
         remaining_total=sum(remaining.values(), Decimal(0)), site_errors=site_errors or {},
         amounts={key[7:]: value for key, value in request.form.items() if key.startswith("amount-")},
         void=session.get(InvoiceVoid, invoice.id), view=_view(invoice, state),
+        refresh=REFRESHED.get(state) if finance else None,
+        freshness=_freshness(invoice, state) if finance else None,
+        reconciliation=_reconciliation(invoice) if finance else None,
     ), status
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether an open invoice is what closing its period now would make: `stale` says why not, `refused`
+    why it cannot be computed now (lifecycle.transitions.stale_now, which the approval gate runs too)."""
+
+    stale: object = None
+    refused: str | None = None
+
+
+def _freshness(invoice: Invoice, state: str) -> Freshness | None:
+    if state not in ("draft", "approved"):
+        return None
+    env = current_app.config["BILLING_ENVIRONMENT"]
+    try:
+        return Freshness(stale=stale_now(db_session(), invoice, seller=env.seller, now=now()))
+    except Refused as refused:
+        return Freshness(refused=refusal_text(refused.refusal))
+
+
+@dataclass(frozen=True)
+class LastReconciliation:
+    row: Reconciliation
+    report: Report
+    discrepancies: tuple
+    explanation: ReconciliationExplanation | None
+    of_this_invoice: bool
+
+
+def _reconciliation(invoice: Invoice) -> LastReconciliation | None:
+    """The period's last stored reconciliation, and its discrepancies, when it concerns an open invoice."""
+    if invoice.status not in ("draft", "approved"):
+        return None
+    row = latest(db_session(), invoice.customer, invoice.period)
+    if row is None:
+        return None
+    report = Report.from_json(row.report)
+    return LastReconciliation(row, report, tuple(f for f in report.findings if f.status == DISCREPANCY),
+                              db_session().get(ReconciliationExplanation, row.id), row.invoice_id == invoice.id)
 
 
 def _document(invoice: Invoice):

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import pypdf
 import pytest
-from conftest import TEST_SELLER
 from babel.numbers import format_decimal
+from conftest import TEST_SELLER
 from sqlalchemy import select, text
 
 from audit.log import AuditEntry
@@ -313,7 +313,7 @@ def test_approving_twice_and_issuing_twice_are_refused_and_change_nothing(signed
 # --- the list: paged, filtered and sorted by the database ----------------------------------------------------
 
 def _rows(html: str) -> list[str]:
-    return re.findall(r"<tr>\s*<td>.*?</tr>", html, re.S)
+    return re.findall(r"<tr>\s*<td>.*?</tr>", html, re.DOTALL)
 
 
 def test_status_filters_are_written_for_people(signed_in_client):
@@ -359,7 +359,7 @@ def test_the_list_writes_money_in_the_environments_locale(signed_in_client, invo
 
 def test_a_filter_naming_no_customer_is_refused_beside_it(signed_in_client, invoice_ids):
     page = _page(signed_in_client("finance").get("/invoices?customer=nobody%00"))
-    assert "There is no such customer." in page and _ids_listed(page) == set(invoice_ids.values()) | _ids_listed(page)
+    assert "There is no such customer." in page and _ids_listed(page) == set(invoice_ids.values())
 
 
 def html_unescape(text: str) -> str:
@@ -442,7 +442,7 @@ def test_a_stale_draft_says_why_before_approve_and_refreshing_it_reconciles(
     assert (closed.actor, closed.outcome, closed.details["outcome"]) == ("finance@example.com", "success", "refreshed")
     runs = [e for e in _audit(portal_sessions, "reconciliation.run") if e.actor == "finance@example.com"]
     assert len(runs) == 1 and runs[0].details["passed"] is True and runs[0].details["invoice_id"] == fresh_june_draft
-    assert "Approved" in _approve_and_issue(client, fresh_june_draft) or True
+    _approve_and_issue(client, fresh_june_draft)
     with portal_sessions() as session:
         assert session.get(Invoice, fresh_june_draft).status == "issued"
 
