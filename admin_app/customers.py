@@ -89,7 +89,8 @@ class GrantForm(FlaskForm):
                         description="Its last valid day, included; empty: it does not expire.")
     priority = IntegerField("Priority", default=DEFAULT_PRIORITY, validators=[Optional(), NumberRange(0, 10**6)],
                             description="Lower numbers are drawn first.", render_kw={"size": 6})
-    reason = StringField("Reason", validators=[Length(max=500)], description="Kept with the grant and in the audit log.")
+    reason = StringField("Reason", validators=[Length(max=500)],
+                         description="Kept with the grant and in the audit log.")
 
 
 class RevokeForm(FlaskForm):
@@ -258,7 +259,8 @@ def _grants_page(contract: Contract, form: GrantForm, revoke_form: RevokeForm, *
         auditing.record("grant.list", customer_resource(contract.id), details={"shown": len(ledger)})
         session.commit()
     totals = {"granted": sum((Decimal(g["amount"]) for g in ledger), Decimal(0)),
-              "remaining": sum((Decimal(g["remaining"]) for g in ledger if g["state"] == "active"), Decimal(0))}
+              "remaining": sum((Decimal(g["remaining"]) for g in ledger), Decimal(0)),
+              "active": sum((Decimal(g["remaining"]) for g in ledger if g["state"] == "active"), Decimal(0))}
     for grant in ledger:
         grant["events"] = grant_events(grant)
     return render_template("portal/customers/grants.html", contract=contract, ledger=ledger, form=form,
@@ -282,7 +284,7 @@ def grant_events(grant: dict) -> list[dict]:
     if grant["state"] == "expired":
         after = dt.date.fromisoformat(grant["expires"]) + dt.timedelta(days=1)
         events.append({"at": after.isoformat(), "what": "expired", "amount": None,
-                       "note": f"its last valid day was {grant['expires']}: no invoice draws on it again"})
+                       "note": f"its last valid day was {grant['expires']}: only periods begun by then may draw on it"})
     if grant["revoked"]:
         events.append({"at": grant["revoked"]["at"], "what": "revoked", "by": grant["revoked"]["by"],
                        "note": grant["revoked"]["reason"], "amount": None})

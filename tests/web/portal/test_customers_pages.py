@@ -213,6 +213,9 @@ def test_the_ledger_of_a_grant_drawn_given_back_and_expired(signed_in_client, po
         # the fixture's invoices were stored unnumbered (the demo's test sees numbers): named by their id
         assert f'href="/invoices/{issued[0].id}">invoice #{issued[0].id}</a>' in ledger
         assert f'<strong class="remaining">{money["180.00"]}</strong>' in ledger
+        footer = page[page.index("<tfoot>"):page.index("</tfoot>")]   # the summary's: sums of its columns
+        gbp = {amount: display(Decimal(amount), "GBP", "en_GB") for amount in ("380.00", "260.00", "180.00")}
+        assert re.findall(r"<strong[^>]*>([^<]+)</strong>", footer) == [gbp["380.00"], gbp["260.00"], gbp["180.00"]]
         rest = page[page.index(f'id="G-{expired:06d}"'):]
         assert '<span class="status status-void">expired</span>' in rest and "event-expired" in rest
         assert ("Revoke…" in page) == (principal == "finance")

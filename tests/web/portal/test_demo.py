@@ -176,8 +176,9 @@ def test_the_demo_database_its_invoices_and_its_users(tmp_path, capsys, demo_app
     history = next(hint for hint in hints if "contract history" in hint)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    path_with_billing = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     pasted = subprocess.run(history, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=120,
-                            check=False, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+                            check=False, env={**os.environ, "PATH": path_with_billing})
     assert pasted.returncode == 0, pasted.stderr
     assert "amendment 1" in pasted.stdout and list(elsewhere.iterdir()) == []
 
