@@ -37,7 +37,7 @@ def test_preview_a_draft_in_the_editor_then_backtest_it(live_portal, browser_pag
     shown = page.locator("#preview .whatif-preview[data-outcome=invoice]")
     shown.wait_for()
     assert "Invoice of 2026-05 under this text" in shown.inner_text()
-    assert page.inner_text("#preview .whatif-facts td.more") == "+250.00"
+    assert page.inner_text("#preview .whatif-facts td.more") == "+£250.00"
     assert page.locator("#preview h3.whatif-site").all_inner_texts() == ["London Bridge lon-01"]
     screenshot(page, "whatif-preview", full_page=True)
 
@@ -50,7 +50,7 @@ def test_preview_a_draft_in_the_editor_then_backtest_it(live_portal, browser_pag
     page.click("#backtest-form button[type=submit]")
     page.wait_for_url(f"{base}/contracts/acme-health/backtest")
     assert NEW_TIER in page.input_value("#source")           # the editor's unsaved text, not the saved one
-    assert page.inner_text("#backtest-difference") == "+425.00"
+    assert page.inner_text("#backtest-difference") == "+£425.00"
 
 
 def test_run_a_backtest_with_a_changed_rate_and_see_the_difference(live_portal, browser_page, portal_sessions,
@@ -74,9 +74,9 @@ def test_run_a_backtest_with_a_changed_rate_and_see_the_difference(live_portal, 
     assert periods == ["2026-04", "2026-05"]
     changed = page.locator("table.backtest tr.changed")
     assert changed.count() == 2
-    assert [changed.nth(i).locator("td.diff-amount").inner_text() for i in range(2)] == ["+175.00", "+250.00"]
-    assert page.inner_text("#backtest-difference") == "+425.00"
-    assert page.inner_text("table.backtest tr.total-row td.diff-amount") == "+425.00"
+    assert [changed.nth(i).locator("td.diff-amount").inner_text() for i in range(2)] == ["+£175.00", "+£250.00"]
+    assert page.inner_text("#backtest-difference") == "+£425.00"
+    assert page.inner_text("table.backtest tr.total-row td.diff-amount") == "+£425.00"
     assert "2026-06 (draft)" in page.inner_text(".not-closed")
     screenshot(page, "whatif-backtest", full_page=True)
 
@@ -99,6 +99,6 @@ def test_compare_two_versions_from_the_history(live_portal, browser_page, portal
     page.wait_for_url(f"{base}/contracts/acme-health/compare?a=1&b=2&period=2026-06")
     rows = page.locator("table.whatif-compare tbody tr")
     assert rows.count() == 3                                  # London Bridge, Leeds, total
-    assert "London Bridge" in rows.nth(0).inner_text() and rows.nth(0).locator("strong").inner_text() == "+250.00"
+    assert "London Bridge" in rows.nth(0).inner_text() and rows.nth(0).locator("strong").inner_text() == "+£250.00"
     assert "Leeds" in rows.nth(1).inner_text() and rows.nth(1).get_attribute("class") == ""
     screenshot(page, "whatif-compare", full_page=True)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from audit.log import AuditEntry
 from dsl.compile import compile_source
+from engine.money import display
 from engine.periods import Period
 from ledger.contracts import save_contract
 from ledger.models import Invoice
@@ -60,9 +61,8 @@ def issued_total(sessions, period: str) -> str:
 
 
 def money(text: str) -> str:
-    """The page's form of an amount of the document: thousands separated."""
-    whole, _, cents = text.partition(".")
-    return f"{int(whole):,}.{cents}"
+    """The page's form of an amount of the document: the one way money is written (engine.money.display)."""
+    return display(Decimal(text), "GBP")
 
 
 def textarea(page: str, name: str) -> str:
@@ -101,7 +101,7 @@ def test_a_preview_of_the_saved_text_shows_the_issued_invoice(signed_in_client, 
     assert 'data-outcome="invoice"' in fragment and "<html" not in fragment
     assert f'data-total="{issued_total(portal_sessions, "2026-05")}"' in fragment
     assert "London Bridge" in fragment and "Site total" in fragment
-    assert re.search(r"Difference</th><td class=\"num same\">0.00<", fragment)
+    assert re.search(r"Difference</th><td class=\"num same\">£0.00<", fragment)
 
 
 def test_a_preview_of_a_changed_rate_shows_the_new_total_and_the_difference(signed_in_client, portal_sessions):
@@ -110,7 +110,7 @@ def test_a_preview_of_a_changed_rate_shows_the_new_total_and_the_difference(sign
     total = Decimal(issued_total(portal_sessions, "2026-05"))
     shown = Decimal(re.search(r'data-total="([^"]+)"', fragment).group(1))
     assert shown - total == Decimal("250.00")
-    assert 'class="num more">+250.00<' in fragment
+    assert 'class="num more">+£250.00<' in fragment
 
 
 def test_a_refused_preview_says_why_beside_the_field(signed_in_client, portal_sessions):
@@ -144,11 +144,11 @@ def test_comparing_two_versions_shows_the_text_diff_and_the_invoice_difference(s
     assert re.search(r'<tr class="diff-removed">.*?<code>\s*up to 1_000 at 2.00</code>', page, re.S)
     assert re.search(r'<tr class="diff-added">.*?<code>\s*up to 1_000 at 2.25</code>', page, re.S)
     london = re.search(r"<tr class=\"changed\">\s*<td>London Bridge.*?</tr>", page, re.S).group(0)
-    assert "+250.00" in london
+    assert "+£250.00" in london
     leeds = re.search(r"<tr class=\"\">\s*<td>Leeds.*?</tr>", page, re.S).group(0)
     assert "+" not in leeds
     total = re.search(r'<tr class="total-row">.*?</tr>', page, re.S).group(0)
-    assert "<strong>" not in total and total.count("+250.00") == 2     # usage and total
+    assert "<strong>" not in total and total.count("+£250.00") == 2     # usage and total
 
     default = client.get(COMPARE).get_data(as_text=True)         # the two newest, the last issued period
     assert 'value="1" selected' in default and 'value="2" selected' in default
@@ -184,8 +184,8 @@ def test_a_backtest_shows_each_closed_period_and_site_with_totals(signed_in_clie
     periods = re.findall(r'<tbody class="backtest-period" data-period="([^"]+)"', page)
     assert periods == ["2026-04", "2026-05"]
     april = re.search(r'data-period="2026-04".*?</tbody>', page, re.S).group(0)
-    assert "+175.00" in april and money(issued_total(portal_sessions, "2026-04")) in april
-    assert 'id="backtest-difference">+425.00<' in page
+    assert "+£175.00" in april and money(issued_total(portal_sessions, "2026-04")) in april
+    assert 'id="backtest-difference">+£425.00<' in page
     assert "2026-06 (draft)" in page                          # the fixture's draft: not closed
     assert textarea(page, "source") == DEARER_REVIEW
     entry = audit_entries(portal_sessions, "contract.backtest")[-1]
