@@ -40,6 +40,7 @@ from admin_app.database import db_session
 from admin_app.refusals import refusal_text
 from admin_app.sessions import now
 from audit.log import FAILURE, contract_resource
+from audit.log import details as audit_details
 from dsl.compile import Compiled, compile_source
 from engine.periods import Period
 from engine.plan_view import plan_text
@@ -53,6 +54,7 @@ blueprint = Blueprint("contracts", __name__)
 
 EDITORS = ("deal_desk",)
 READERS = ("deal_desk", "finance", "admin")
+EDITOR = "portal editor"          # the audit entry's `source` of a save here (the command line's: its file)
 MAX_SOURCE = 512 * 1024          # characters: ten times the 500-site benchmark contract
 
 
@@ -289,9 +291,10 @@ def _save(customer: str | None):
         field = form.effective if refused.refusal.field == "effective" else form.source
         field.errors.append(reason)
         return _refused(form, contract, history, (compiled, diagnostics), customer, [reason])
-    auditing.record("contract.save", contract_resource(saved.contract_id, saved.sha256),
-                    details={"outcome": saved.outcome, "effective": str(saved.effective),
-                             "comment": form.comment.data.strip()})
+    replaced = saved.same_as if saved.outcome == "replaced" else None
+    auditing.record("contract.save", contract_resource(saved.contract_id, saved.sha256), details=audit_details(
+        "contract.save", result=saved.outcome, in_effect_from=str(saved.effective), comment=form.comment.data.strip(),
+        author=current_user.email, source=EDITOR, replaces=replaced.sha256 if replaced else None))
     db_session().commit()
     saved_history = contract_history(db_session(), saved.contract_id)
     number = saved_history.versions[-1].number
@@ -309,7 +312,9 @@ def _save(customer: str | None):
 def _refused(form, contract, history, result, customer, reasons):
     compiled = result[0]
     resource = contract_resource(customer or (compiled.contract.id if compiled.contract else "new"))
-    auditing.record("contract.save", resource, outcome=FAILURE, details={"reason": " ".join(reasons)})
+    auditing.record("contract.save", resource, outcome=FAILURE, details=audit_details(
+        "contract.save", reason=" ".join(reasons), in_effect_from=(form.effective.data or "").strip() or None,
+        comment=(form.comment.data or "").strip(), author=current_user.email, source=EDITOR))
     db_session().commit()
     return _editor_page(form, contract, history, None, status=400, result=result)
 

@@ -22,6 +22,12 @@ access.denied, audit.view, invoice.list|view|download|approve|issue|void,
 contract.save|history. Resources name what was touched, `invoice_resource` and
 `contract_resource` the financial records, so one filter finds every access.
 
+What an entry's details say has one vocabulary, whoever records it: `VOCABULARY`
+names the detail keys of each action that more than one entry point records
+(the portal and the command line), and `details(action, **values)` builds them,
+every key present (None where it does not apply), so the same action reads the
+same from either. `record` refuses a key outside an action's vocabulary.
+
 Call `record` last in a transaction, after the change it describes: the entry
 commits (or rolls back) with it, and the head stays locked for as short a time
 as possible.
@@ -45,7 +51,19 @@ GENESIS = "0" * 64
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 OUTCOMES = (SUCCESS, FAILURE, DENIED)
 EDITED, INSERTED, DELETED = "edited", "inserted", "deleted"
-HEAD_RECORDED = "audit.head"   # session.info: (sequence, hash, actions) of the transaction's last entry
+HEAD_RECORDED = "audit.head"
+
+# The detail keys of the actions both the portal and the command line record. A refused step records `reason`
+# (what the user is told) and `code` (the refusal's code); `result` is what a save did (created, saved, replaced,
+# unchanged: the entry's own `outcome` says whether it succeeded), `in_effect_from` the period a version takes
+# effect, `source` where the text came from (the portal's editor, or a file).
+_REFUSAL = ("reason", "code")
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "contract.save": ("result", "in_effect_from", "comment", "author", "source", "replaces", *_REFUSAL),
+    "invoice.approve": ("total", "usage_hash", *_REFUSAL),
+    "invoice.issue": ("number", "total", "pdf_sha256", "document_sha256", "replaces", *_REFUSAL),
+    "invoice.void": ("number", "reason", "code"),
+}   # session.info: (sequence, hash, actions) of the transaction's last entry
 
 
 class AuditEntry(Base):
@@ -132,11 +150,25 @@ def entry_hash(entry: AuditEntry) -> str:
     })).hexdigest()
 
 
+def details(action: str, **values) -> dict:
+    """The details of `action` in its vocabulary: every key, None where no value is given."""
+    _check_vocabulary(action, values)
+    return {key: values.get(key) for key in VOCABULARY[action]}
+
+
+def _check_vocabulary(action: str, values: dict) -> None:
+    unknown = set(values) - set(VOCABULARY.get(action, values))
+    if unknown:
+        raise ValueError(f"{action}: {sorted(unknown)} not in its audit vocabulary {VOCABULARY[action]} "
+                         "(audit/log.py VOCABULARY)")
+
+
 def record(session: Session, who: Actor, action: str, resource: str = "", *, outcome: str = SUCCESS,
            details: dict | None = None, at: dt.datetime | None = None) -> AuditEntry:
     """Appends one entry to the chain, in the caller's transaction."""
     if outcome not in OUTCOMES:
         raise ValueError(f"an audit outcome is one of {OUTCOMES}, not {outcome!r}")
+    _check_vocabulary(action, details or {})
     head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     entry = AuditEntry(
         sequence=head.sequence + 1,

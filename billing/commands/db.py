@@ -93,7 +93,7 @@ def cmd_contract_save(args) -> int:
         raise UsageError(f"{args.file}: cannot read the contract: {exc.strerror or exc}") from None
     for diagnostic in compiled.diagnostics:
         say(diagnostic.render(args.file))
-    asked = {"file": args.file, "effective": args.effective, "comment": args.comment or "",
+    asked = {"source": f"file {args.file}", "in_effect_from": args.effective, "comment": args.comment or "",
              "author": args.author or author_name()}
     with database() as (_, sessions):
         if not compiled.ok:
@@ -126,24 +126,26 @@ def cmd_contract_save(args) -> int:
 
 
 def _record_save(session, who, saved, asked: dict) -> None:
-    from audit.log import contract_resource, record
+    from audit.log import contract_resource, details, record
 
     replaced = saved.same_as if saved.outcome == "replaced" else None
     record(session, who, "contract.save", contract_resource(saved.contract_id, saved.sha256),
-           details={**asked, "result": saved.outcome, "in_effect_from": str(saved.effective),
-                    "replaces": replaced.sha256 if replaced else None})
+           details=details("contract.save", **{**asked, "result": saved.outcome, "in_effect_from": str(saved.effective),
+                                                "replaces": replaced.sha256 if replaced else None}))
 
 
 def _refused_save(sessions, who, compiled, asked: dict, reason: str) -> None:
     """The refusal, in a transaction of its own (the save's was rolled back)."""
     import hashlib
 
-    from audit.log import FAILURE, contract_resource, record
+    from audit.log import FAILURE, contract_resource, details, record
 
     sha256 = hashlib.sha256(compiled.text.encode("utf-8")).hexdigest() if compiled.text else None
-    resource = contract_resource(compiled.contract.id, sha256) if compiled.contract else f"file:{asked['file']}"
+    resource = contract_resource(compiled.contract.id, sha256) if compiled.contract else \
+        f"file:{asked['source'].removeprefix('file ')}"
     with sessions.begin() as session:
-        record(session, who, "contract.save", resource, outcome=FAILURE, details={**asked, "reason": reason})
+        record(session, who, "contract.save", resource, outcome=FAILURE,
+               details=details("contract.save", **asked, reason=reason))
 
 
 def cmd_contract_history(args) -> int:

@@ -17,6 +17,7 @@ running the command.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from billing.commands.db import _period, database
@@ -36,6 +37,26 @@ def _selector(args):
     if not (args.customer and args.period):
         raise UsageError("name the invoice by --number, or by --customer and --period")
     return Selector(args.customer, _period("--period", args.period))
+
+
+@contextmanager
+def recorded_refusal(sessions, who, action: str, which):
+    """A refused approve, issue or void is in the audit log as the portal records it (admin_app/invoices.py):
+    a failure with the refusal's reason and code (audit/log.py VOCABULARY), then said as usual."""
+    from audit.log import FAILURE, invoice_resource, record
+    from engine.refusal import Refused
+    from ledger.invoices import find
+
+    try:
+        yield
+    except Refused as exc:
+        with sessions.begin() as session:
+            row = find(session, which)
+            resource = invoice_resource(row.customer, row.period, row.id) if row is not None else \
+                f"invoice:{which.number or invoice_resource(which.customer, which.period).removeprefix('invoice:')}"
+            record(session, who, action, resource, outcome=FAILURE,
+                   details={"reason": exc.refusal.message, "code": exc.refusal.code})
+        raise
 
 
 def charges_vat(environment) -> bool:
@@ -103,7 +124,7 @@ def cmd_approve(args) -> int:
     from review.reconcile import Threshold
 
     which, who, environment = _selector(args), cli_actor(), cli_environment()
-    with database() as (_, sessions):
+    with database() as (_, sessions), recorded_refusal(sessions, who, "invoice.approve", which):
         with sessions.begin() as session:
             row = approve(session, which, who, threshold=Threshold.of(environment),
                           profile_required=environment.production, treatments=environment.tax_treatments,
@@ -119,7 +140,7 @@ def cmd_issue(args) -> int:
 
     which, who, environment = _selector(args), cli_actor(), cli_environment()
     require_writable(args.pdf)
-    with database() as (_, sessions):
+    with database() as (_, sessions), recorded_refusal(sessions, who, "invoice.issue", which):
         with sessions.begin() as session:
             issued = issue(session, which, who, threshold=Threshold.of(environment),
                            prefix=environment.invoice_prefix, locale=environment.locale, seller=environment.seller)
@@ -148,7 +169,7 @@ def cmd_void(args) -> int:
     from lifecycle.transitions import void
 
     which, who, environment = _selector(args), cli_actor(), cli_environment()
-    with database() as (_, sessions):
+    with database() as (_, sessions), recorded_refusal(sessions, who, "invoice.void", which):
         with sessions.begin() as session:
             row = void(session, which, who, args.reason, charges_vat=charges_vat(environment))
             line = (f"{row.customer} {row.period}: {row.number or f'invoice #{row.id}'} voided; "

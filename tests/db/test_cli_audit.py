@@ -64,7 +64,7 @@ def test_a_refused_save_is_recorded_as_a_failure_with_its_reason(sessions, cli, 
     [refused] = entries(sessions, "contract.save")
     assert refused.outcome == "failure" and refused.resource == f"contract:tiny@{sha(TINY)[:12]}"
     assert "first version of 'tiny' is in effect from its start" in refused.details["reason"]
-    assert refused.details["effective"] == "2026-03"
+    assert refused.details["in_effect_from"] == "2026-03"
 
 
 def test_a_contract_with_errors_is_a_refused_save(sessions, cli, tmp_path):

@@ -59,12 +59,21 @@ def customers(cli, tmp_path):
     return names
 
 
+AUDIT_TABLES = ("audit_log", "audit_head")
+
+
 def snapshot(sessions) -> dict:
-    """Every row of every table: what a refusal must leave as it found it."""
+    """Every row of every table but the audit log's: what a refusal must leave as it found it (the audit log
+    gains the refusal, a failure: `refusals_recorded`)."""
     with sessions() as session:
         connection = session.connection()
         return {table.name: sorted(map(repr, connection.execute(table.select())))
-                for table in Base.metadata.sorted_tables}
+                for table in Base.metadata.sorted_tables if table.name not in AUDIT_TABLES}
+
+
+def audit_outcomes(sessions) -> list[tuple[str, str]]:
+    with sessions() as session:
+        return [(e.action, e.outcome) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.sequence))]
 
 
 def test_close_approve_issue_void_and_reissue(customers, cli, sessions, tmp_path):
@@ -162,7 +171,7 @@ def test_refusals_change_nothing(case, customers, cli, sessions, tmp_path):
     if case in ("approve a stale draft", "issue what changed since approval"):
         status, _, err = cli("ingest", write_lines(tmp_path / "more.jsonl", [event("more", "2026-05-20T10:00:00Z")]))
         assert status == 0, err
-    before = snapshot(sessions)
+    before, logged = snapshot(sessions), audit_outcomes(sessions)
     which = ("--customer", "tiny", "--period", "2026-05")
     status, out, err = {
         "issue a draft": lambda: cli("issue", *which),
@@ -194,6 +203,10 @@ def test_refusals_change_nothing(case, customers, cli, sessions, tmp_path):
     }[case]
     assert expected in err
     assert snapshot(sessions) == before
+    step = case.split()[0]
+    recorded = [] if step not in ("approve", "issue", "void") or case.startswith("PDF") else [(f"invoice.{step}",
+                                                                                              "failure")]
+    assert audit_outcomes(sessions)[len(logged):] == recorded   # as the portal records a refused step
 
 
 def _refused_in_process(sessions) -> tuple[int, str, str]:

@@ -16,7 +16,21 @@ from db.conftest import cli  # noqa: F401  (tests/db/conftest.py: `billing …` 
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from audit.log import DELETED, EDITED, INSERTED, Actor, AuditEntry, canonical, entry_hash, record, verify
+from audit.log import (
+    DELETED,
+    EDITED,
+    INSERTED,
+    VOCABULARY,
+    Actor,
+    AuditEntry,
+    canonical,
+    details,
+    entry_hash,
+    record,
+    verify,
+)
+
+from ledger.models import Invoice
 
 from .conftest import form_post
 
@@ -189,3 +203,63 @@ def test_concurrent_writers_keep_one_unbroken_chain(portal_sessions):
     with portal_sessions() as session:
         assert session.scalars(select(AuditEntry.sequence).order_by(AuditEntry.sequence)).all() == list(range(1, 81))
     assert found(portal_sessions) is None
+
+
+def keys_by_entry_point(sessions, action: str) -> dict[tuple[str, str], set[frozenset]]:
+    """(portal or cli, outcome) → the sets of detail keys its `action` entries have."""
+    found: dict[tuple[str, str], set[frozenset]] = {}
+    with sessions() as session:
+        for entry in session.scalars(select(AuditEntry).where(AuditEntry.action == action)):
+            where = "cli" if entry.actor.startswith("cli:") else "portal"
+            found.setdefault((where, entry.outcome), set()).add(frozenset(entry.details))
+    return found
+
+
+def test_the_portal_and_the_command_line_record_a_save_with_the_same_keys(signed_in_client, portal_sessions, cli,
+                                                                          tmp_path, monkeypatch):  # noqa: F811
+    from .test_contracts_pages import ACME, save
+
+    monkeypatch.setenv("BILLING_ENV", "test")
+    client = signed_in_client("deal_desk")
+    assert save(client, ACME.replace("rate 0.85", "rate 0.87"), "renewal", "2027-01").status_code == 302
+    assert save(client, ACME.replace("rate 0.85", "rate 0.86"), "too early", "2026-04").status_code == 400
+    path = tmp_path / "acme-health.pricing"
+    path.write_text(ACME.replace("rate 0.85", "rate 0.88"), encoding="utf-8")
+    assert cli("contract", "save", path, "--effective", "2027-02", "--comment", "renewal")[0] == 0
+    assert cli("contract", "save", path, "--effective", "2026-04", "--comment", "too early")[0] == 1
+    found = keys_by_entry_point(portal_sessions, "contract.save")
+    vocabulary = {frozenset(VOCABULARY["contract.save"])}
+    assert found == {(where, outcome): vocabulary for where in ("portal", "cli") for outcome in ("success", "failure")}
+    with portal_sessions() as session:
+        saves = session.scalars(select(AuditEntry).where(AuditEntry.action == "contract.save")
+                                .order_by(AuditEntry.sequence)).all()
+    assert [(e.details["result"], e.details["in_effect_from"], e.details["source"]) for e in saves] == [
+        ("saved", "2027-01", "portal editor"), (None, "2026-04", "portal editor"),
+        ("saved", "2027-02", f"file {path}"), (None, "2026-04", f"file {path}")]
+    assert all(e.details["reason"] for e in saves if e.outcome == "failure")
+
+
+def test_a_refused_lifecycle_step_is_recorded_alike_from_the_portal_and_the_command_line(
+        signed_in_client, portal_sessions, invoice_ids, cli, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BILLING_ENV", "test")
+    finance = signed_in_client("finance")
+    issued = f"/invoices/{invoice_ids['customer']}"
+    with portal_sessions() as session:
+        number = session.get(Invoice, invoice_ids["customer"]).number
+    for action in ("approve", "issue"):
+        assert form_post(finance, f"{issued}/{action}", {}, page=issued).status_code == 302
+        assert cli(action, "--number", number)[0] == 1
+    assert cli("void", "--customer", "acme-health", "--period", "2026-06", "--reason", "wrong sites")[0] == 1
+    draft = f"/invoices/{invoice_ids['draft']}"
+    assert form_post(finance, f"{draft}/void", {"reason": "wrong sites"}, page=draft).status_code in (302, 400)
+    for action in ("invoice.approve", "invoice.issue", "invoice.void"):
+        found = keys_by_entry_point(portal_sessions, action)
+        assert found.get(("portal", "failure")) == found.get(("cli", "failure")) == {frozenset({"reason", "code"})}, \
+            (action, found)
+        assert all(keys <= set(VOCABULARY[action]) for keysets in found.values() for keys in keysets)
+
+
+def test_a_key_outside_an_actions_vocabulary_is_refused(portal_sessions):
+    with portal_sessions() as session, pytest.raises(ValueError, match="effective"):
+        record(session, WHO, "contract.save", "contract:acme-health", details={"effective": "2026-05"})
+    assert details("invoice.void", reason="wrong sites") == {"number": None, "reason": "wrong sites", "code": None}

@@ -152,7 +152,7 @@ def test_saving_creates_a_version_with_author_comment_effective_and_an_audit_ent
     entry = audit(portal_sessions, "contract.save")[-1]
     assert (entry.actor, entry.outcome, entry.resource) == (
         "deal.desk@example.com", "success", f"contract:acme-health@{version.sha256[:12]}")
-    assert entry.details["effective"] == "2027-01" and entry.details["outcome"] == "saved"
+    assert entry.details["in_effect_from"] == "2027-01" and entry.details["result"] == "saved"
 
     history = client.get(answer.headers["Location"]).get_data(as_text=True)
     row = re.search(r'<tr id="version-2" class="just-saved">(.*?)</tr>', history, re.S).group(1)
