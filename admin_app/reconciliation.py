@@ -1,6 +1,10 @@
 """Reconciliation in the portal, for finance: each period's reports, their discrepancies, the events behind them.
 
-    GET  /reconciliation                     periods and the latest report of each customer in them
+    GET  /reconciliation                     the latest report of each customer and period: filtered (?period=,
+                                             customer=, outcome=), sorted (?sort=, dir=) and paged (?page=) by the
+                                             database, PAGE_SIZE a page
+    GET  /reconciliation/journal?period=     the accountant's journal of the documents issued, credited and voided
+                                             in that month, as CSV (docs/journal.md); without a month, a form
     GET  /reconciliation/<period>            the reports of a period, discrepancies highlighted, each linked to
                                              the raw events behind it
     GET  /reconciliation/<period>/events     those raw events (?customer=&site=&category=&from=&to=&late=&conflicts=)
@@ -8,15 +12,28 @@
     POST /reconciliation/<period>/explain    record why a failed reconciliation's discrepancies may stand
 
 The reports are the ones `billing close` and `billing reconcile` store (store/reconcile.py); a page shows
-them as stored and changes nothing. Running, explaining, and every view are in the audit log. Only finance
+them as stored and changes nothing. Running, explaining, every view and download are in the audit log. Only finance
 may reach any of it (deny by default: an admin manages users, not money; customer users see invoices only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import HiddenField, TextAreaField
@@ -26,19 +43,26 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.refusals import refusal_text
+from audit.log import FAILURE
 from engine.evaluate import OutsideContract
 from engine.periods import Period
 from engine.refusal import Refused
+from invoicing.journal import Accounts, render_csv, unbalanced
 from ledger.invoices import Selector, find
+from lifecycle.journal import period_journal
 from lifecycle.transitions import customers_billed_in
 from review.models import Reconciliation, ReconciliationExplanation
 from review.reconcile import (
     CHECK_TITLES,
+    LIST_SORTS,
+    OUTCOMES,
     EventQuery,
+    Listed,
     NothingToExplain,
     Report,
     Threshold,
     explain,
+    last_runs,
     latest_per_customer,
     reconcile,
     reconciliation_resource,
@@ -47,6 +71,10 @@ from review.reconcile import (
 
 blueprint = Blueprint("reconciliation", __name__)
 EVENTS_SHOWN = 500
+PAGE_SIZE = 50
+SORT_LABELS = {"period": "Period", "customer": "Customer", "outcome": "Outcome", "difference": "Money difference",
+               "ran": "Run (UTC)"}
+FIRST_DIRECTION = {"period": "desc", "difference": "desc", "ran": "desc"}   # the others start ascending
 
 
 class ExplanationForm(FlaskForm):
@@ -62,17 +90,117 @@ class RunForm(FlaskForm):
     customer = HiddenField()
 
 
+@dataclass(frozen=True)
+class Listing:
+    rows: list[Listed]
+    page: int
+    pages: int
+    count: int
+    sort: str
+    direction: str
+    args: dict        # the filters and sort as query arguments, for the links that keep them
+    errors: dict      # filter → why its value was not used
+
+    def url(self, **changes) -> str:
+        arguments = {name: value for name, value in {**self.args, **changes}.items() if value not in (None, "")}
+        return url_for("reconciliation.index", **arguments)
+
+    def sort_url(self, column: str) -> str:
+        direction = FIRST_DIRECTION.get(column, "asc")
+        if column == self.sort:
+            direction = "asc" if self.direction == "desc" else "desc"
+        return self.url(sort=column, dir=direction, page=None)
+
+
 @blueprint.get("/reconciliation")
 @allow("finance")
 def index():
-    rows = latest_per_customer(db_session())
-    periods: dict[Period, list[Reconciliation]] = {}
-    for row in rows:
-        periods.setdefault(row.period, []).append(row)
-    auditing.record("reconciliation.list", "reconciliation:*", details={"reports": len(rows)})
+    listing = _listing()
+    auditing.record("reconciliation.list", "reconciliation:*",
+                    details={"shown": len(listing.rows), "of": listing.count, "page": listing.page,
+                             "filters": {k: v for k, v in listing.args.items() if k not in ("sort", "dir")},
+                             "sort": f"{listing.sort} {listing.direction}"})
     db_session().commit()
-    return render_template("portal/reconciliation/index.html", periods=periods,
-                           explained=_explained([row.id for row in rows]))
+    return render_template("portal/reconciliation/index.html", listing=listing, sort_labels=SORT_LABELS,
+                           outcomes=OUTCOMES, locale=current_app.config["BILLING_ENVIRONMENT"].locale,
+                           journal_month=_today().strftime("%Y-%m"))
+
+
+def _listing() -> Listing:
+    arguments, errors, filters = request.args, {}, {}
+    period = None
+    if arguments.get("period", "").strip():
+        try:
+            period = Period.parse(arguments["period"].strip())
+            filters["period"] = str(period)
+        except ValueError:
+            errors["period"] = "Write the period as YYYY-MM, for example 2026-06."
+    customer = arguments.get("customer", "").strip()[:100]
+    if customer:
+        filters["customer"] = customer
+    outcome = arguments.get("outcome", "")
+    if outcome in OUTCOMES:
+        filters["outcome"] = outcome
+    sort = arguments.get("sort", "period")
+    sort = sort if sort in LIST_SORTS else "period"
+    direction = arguments.get("dir", FIRST_DIRECTION.get(sort, "asc"))
+    direction = direction if direction in ("asc", "desc") else "asc"
+    try:
+        page = max(1, int(arguments.get("page", "1")))
+    except ValueError:
+        page = 1
+    query = {"period": period, "customer": customer or None, "outcome": filters.get("outcome"), "sort": sort,
+             "descending": direction == "desc", "per_page": PAGE_SIZE}
+    rows, count = last_runs(db_session(), page=page, **query)
+    pages = max(1, math.ceil(count / PAGE_SIZE))
+    if page > pages:   # past the end (the list shrank): the last page
+        page = pages
+        rows, count = last_runs(db_session(), page=page, **query)
+    return Listing(rows, page, pages, count, sort, direction, {**filters, "sort": sort, "dir": direction}, errors)
+
+
+@blueprint.get("/reconciliation/journal")
+@allow("finance")
+def journal():
+    """The journal of a month as CSV; without a month (or with one that is not), the form that asks for it."""
+    text = request.args.get("period", "").strip()
+    if not text:
+        return render_template("portal/reconciliation/journal.html", month=_today().strftime("%Y-%m"), error=None)
+    try:
+        period = Period.parse(text)
+    except ValueError:
+        return render_template("portal/reconciliation/journal.html", month=text[:20],
+                               error="Write the month as YYYY-MM, for example 2026-06."), 400
+    environment = current_app.config["BILLING_ENVIRONMENT"]
+    resource = f"journal:{period}"
+    try:
+        accounts = Accounts.of(environment.accounts)
+    except ValueError as exc:   # the environment's file is wrong: said, recorded, never a traceback
+        return _journal_refused(period, resource, f"The environment's [accounts] table is wrong: {exc}.")
+    lines = period_journal(db_session(), period, accounts, _timezone(), customer=None)
+    wrong = unbalanced(lines)
+    if wrong:
+        return _journal_refused(period, resource, "The journal does not balance: " + "; ".join(wrong) + ".")
+    auditing.record("journal.download", resource, details={"format": "csv", "lines": len(lines)})
+    db_session().commit()
+    response = Response(render_csv(lines), content_type="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="journal-{environment.name}-{period}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _journal_refused(period: Period, resource: str, reason: str):
+    auditing.record("journal.download", resource, outcome=FAILURE, details={"format": "csv", "reason": reason})
+    db_session().commit()
+    return render_template("portal/reconciliation/journal.html", month=str(period), error=reason), 409
+
+
+def _timezone() -> str:
+    return (current_app.config["BILLING_ENVIRONMENT"].seller or {}).get("timezone") or "UTC"
+
+
+def _today() -> dt.date:
+    return current_app.config["PORTAL_CLOCK"]().astimezone(ZoneInfo(_timezone())).date()
 
 
 @blueprint.get("/reconciliation/<period>")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, String, func, select, type_coerce
+from sqlalchemy import Numeric, Select, String, case, cast, func, select, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -769,6 +769,71 @@ def latest_per_customer(session: Session, period: Period | None = None) -> list[
     newest = newest.subquery()
     return list(session.scalars(select(Reconciliation).join(newest, Reconciliation.id == newest.c.id)
                                 .order_by(Reconciliation.period.desc(), Reconciliation.customer)))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of the list of last runs: read from the database without the report's findings."""
+
+    id: int
+    customer: str
+    period: Period
+    passed: bool
+    explained: bool
+    difference: Decimal
+    currency: str
+    invoice_id: int | None
+    invoice_status: str | None
+    ran_at: dt.datetime
+    ran_by: str
+
+    @property
+    def outcome(self) -> str:
+        return "passed" if self.passed else "explained" if self.explained else "failed"
+
+
+OUTCOMES = ("failed", "explained", "passed")
+LIST_SORTS = ("period", "customer", "outcome", "difference", "ran")
+
+
+def last_runs(session: Session, *, period: Period | None = None, customer: str | None = None,
+              outcome: str | None = None, sort: str = "period", descending: bool = True, page: int = 1,
+              per_page: int = 50) -> tuple[list[Listed], int]:
+    """The last run of each (customer, period), filtered, sorted and paged by the database; and how many there
+    are in all. `customer`: contract ids containing it; `outcome`: one of OUTCOMES; `sort`: one of LIST_SORTS
+    (ties fall to the period, newest first, then the customer)."""
+    explained = select(ReconciliationExplanation.reconciliation_id).where(
+        ReconciliationExplanation.reconciliation_id == Reconciliation.id).exists()
+    newest = select(func.max(Reconciliation.id).label("id")).group_by(Reconciliation.customer, Reconciliation.period)
+    if period is not None:
+        newest = newest.where(Reconciliation.period == period)
+    if customer:
+        newest = newest.where(Reconciliation.customer.contains(customer, autoescape=True))
+    newest = newest.subquery()
+    conditions = []
+    if outcome == "passed":
+        conditions.append(Reconciliation.passed.is_(True))
+    elif outcome in ("failed", "explained"):
+        conditions += [Reconciliation.passed.is_(False), explained if outcome == "explained" else ~explained]
+    rank = case((Reconciliation.passed.is_(True), 2), (explained, 1), else_=0)
+    column = {"period": Reconciliation.period, "customer": Reconciliation.customer, "outcome": rank,
+              "difference": cast(Reconciliation.difference, Numeric(20, 6)),   # SQLite keeps decimals as text
+              "ran": Reconciliation.ran_at}[sort]
+    order = [column.desc() if descending else column.asc(), Reconciliation.period.desc(), Reconciliation.customer]
+    total = session.scalar(select(func.count()).select_from(Reconciliation)
+                           .join(newest, newest.c.id == Reconciliation.id).where(*conditions))
+    ids = list(session.scalars(select(Reconciliation.id).join(newest, newest.c.id == Reconciliation.id)
+                               .where(*conditions).order_by(*order).limit(per_page)
+                               .offset((max(page, 1) - 1) * per_page)))
+    if not ids:
+        return [], total
+    report = Reconciliation.report   # read from the page's rows only: a sort never carries the reports along
+    query = select(Reconciliation.id, Reconciliation.customer, Reconciliation.period, Reconciliation.passed,
+                   explained, Reconciliation.difference, report["currency"].as_string(),
+                   report["invoice"]["id"].as_integer(), report["invoice"]["status"].as_string(),
+                   Reconciliation.ran_at, Reconciliation.ran_by).where(Reconciliation.id.in_(ids))
+    rows = {row[0]: Listed(*row) for row in session.execute(query)}
+    return [rows[i] for i in ids], total
 
 
 class NothingToExplain(Exception):

@@ -5,22 +5,39 @@ role may reach any of it."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import html
+import io
 import re
+from dataclasses import replace
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from audit.log import AuditEntry
 from engine.periods import Period
+from invoicing.journal import Accounts, Posting, agreement, invoice_entries
+from ledger.models import Invoice
 from review.models import Reconciliation, ReconciliationExplanation
-from review.reconcile import Threshold, reconcile, store_report
+from review.reconcile import (
+    DISCREPANCY,
+    EventQuery,
+    Finding,
+    Report,
+    Threshold,
+    explain,
+    reconcile,
+    store_report,
+)
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER, TEST_ACTOR, csrf_token, form_post
 
 JUNE = "2026-06"
-PAGES = ("/reconciliation", f"/reconciliation/{JUNE}", f"/reconciliation/{JUNE}/events?customer={CUSTOMER}")
+PAGES = ("/reconciliation", f"/reconciliation/{JUNE}", f"/reconciliation/{JUNE}/events?customer={CUSTOMER}",
+         "/reconciliation/journal", f"/reconciliation/journal?period={JUNE}")
 
 
 @pytest.fixture
@@ -31,7 +48,7 @@ def reports(portal_sessions) -> dict[str, int]:
     with portal_sessions.begin() as session:
         for name, customer, period in (("failed", CUSTOMER, Period(2026, 6)),
                                        ("passed", OTHER_CUSTOMER, Period(2026, 2))):
-            report = reconcile(session, customer, period, Threshold(Decimal("0.01"), Decimal("0")))
+            report = reconcile(session, customer, period, Threshold(Decimal("0.01"), Decimal(0)))
             ids[name] = store_report(session, report, TEST_ACTOR).id
     return ids
 
@@ -46,6 +63,7 @@ def test_finance_sees_the_periods_and_the_failed_report_highlighted(signed_in_cl
     assert "2026-06" in index and "2026-02" in index
     assert re.search(r"acme-health</td>\s*<td><span class=\"verdict verdict-failed\">failed", index)
     assert re.search(r"northwind</td>\s*<td><span class=\"verdict verdict-passed\">passed", index)
+    assert "US$0.00" in index and "USD 0.00" not in index   # money as people read it (engine.money.display)
 
     response = client.get(f"/reconciliation/{JUNE}")
     assert response.status_code == 200
@@ -142,3 +160,104 @@ def test_pages_without_reports_or_with_a_bad_period(signed_in_client):
     assert "No reconciliation of 2026-06 yet" in text_of(client.get(f"/reconciliation/{JUNE}"))
     assert client.get("/reconciliation/June").status_code == 404
     assert client.get(f"/reconciliation/{JUNE}/events?customer=acme-health&from=junk").status_code == 200
+
+
+# --- the list at real size: filtered, sorted and paged by the database ------------------------------------------
+
+def store_runs(sessions, customers: int, periods: int) -> None:
+    """`customers` × `periods` stored runs; customer n's period p failed when n + p is a multiple of 4, with a
+    money difference of n + p; the first failed one is explained."""
+    with sessions.begin() as session:
+        first = None
+        for n in range(customers):
+            for p in range(periods):
+                period = Period(2024, 1).shift(p)
+                failed = (n + p) % 4 == 0
+                findings = (Finding("current", "x", "s1", "", "amount", Decimal(0), Decimal(n + p), DISCREPANCY,
+                                    EventQuery(f"c-{n:02d}", period.first_day, period.last_day)),) if failed else ()
+                report = Report(f"c-{n:02d}", period, "GBP", 2, Threshold(Decimal(0), Decimal(0)), None, None, None,
+                                dt.datetime(2026, 7, 1, tzinfo=dt.UTC), findings, {})
+                row = store_report(session, report, TEST_ACTOR)
+                if failed and first is None:
+                    first = row
+        explain(session, first, TEST_ACTOR, "known")
+
+
+def listed(page: str) -> list[tuple[str, str, str]]:
+    """(period, customer, outcome) of each row shown."""
+    return re.findall(r'<td><a href="/reconciliation/(\d{4}-\d{2})">[^<]*</a></td>\s*<td>([^<]+)</td>\s*'
+                      r'<td><span class="verdict verdict-(\w+)">', page)
+
+
+def test_the_list_is_paged_filtered_and_sorted_by_the_database(signed_in_client, portal_sessions):
+    store_runs(portal_sessions, 5, 24)     # 120 reports: three pages of 50
+    client = signed_in_client("finance")
+    first = text_of(client.get("/reconciliation"))
+    rows = listed(first)
+    assert len(rows) == 50 and "120 reports; page 1 of 3." in first
+    assert rows[0][0] == "2025-12" and [r[0] for r in rows] == sorted((r[0] for r in rows), reverse=True)
+    last = listed(text_of(client.get("/reconciliation?page=3")))
+    assert len(last) == 20 and last[-1][0] == "2024-01"
+    assert listed(text_of(client.get("/reconciliation?page=99"))) == last       # past the end: the last page
+
+    one = listed(text_of(client.get("/reconciliation?customer=c-03&sort=period&dir=asc")))
+    assert [r[1] for r in one] == ["c-03"] * 24 and one[0][0] == "2024-01"
+    failed = listed(text_of(client.get("/reconciliation?outcome=failed")))
+    assert len(failed) == 30 - 1 and {r[2] for r in failed} == {"failed"}     # 30 failed, one explained
+    assert [r[2] for r in listed(text_of(client.get("/reconciliation?outcome=explained")))] == ["explained"]
+    period = listed(text_of(client.get("/reconciliation?period=2025-06&sort=customer&dir=desc")))
+    assert [r[1] for r in period] == ["c-04", "c-03", "c-02", "c-01", "c-00"]
+    by_difference = text_of(client.get("/reconciliation?sort=difference&dir=desc"))
+    # the largest failed difference is 24 (n + p a multiple of 4), four times: ties fall to the newest period
+    assert [r[:2] for r in listed(by_difference)[:2]] == [("2025-12", "c-01"), ("2025-11", "c-02")]
+    assert "£24.00" in by_difference
+    bad = client.get("/reconciliation?period=June&sort=nonsense&dir=up&page=x")
+    assert bad.status_code == 200 and "Write the period as YYYY-MM" in text_of(bad)
+    assert len(listed(text_of(bad))) == 50
+    with portal_sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "reconciliation.list")
+                                .order_by(AuditEntry.sequence.desc())).first()
+    assert entry.details["of"] == 120 and entry.details["page"] == 1
+
+
+# --- the journal download ------------------------------------------------------------------------------------------
+
+def test_finance_downloads_the_journal_of_a_month_audited(signed_in_client, portal_sessions, portal_clock):
+    month = portal_clock().astimezone(ZoneInfo("Europe/London")).strftime("%Y-%m")
+    client = signed_in_client("finance")
+    form = client.get("/reconciliation/journal")
+    assert form.status_code == 200 and f'value="{month}"' in text_of(form)
+    response = client.get(f"/reconciliation/journal?period={month}")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert f'filename="journal-test-{month}.csv"' in response.headers["Content-Disposition"]
+    assert response.headers["Cache-Control"] == "no-store"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    with portal_sessions() as session:     # the fixture issued three invoices today (no legal fields: due = total)
+        issued = session.scalars(select(Invoice).where(Invoice.status == "issued")).all()
+    assert {r["document"] for r in rows} == {row.number or f"invoice #{row.id}" for row in issued}
+    for row in issued:
+        own = [r for r in rows if r["document"] == (row.number or f"invoice #{row.id}")]
+        assert sum(Decimal(r["debit"]) for r in own) == sum(Decimal(r["credit"]) for r in own) \
+            == Decimal(row.document["totals"]["total"])
+        lines = invoice_entries(row.document, Accounts(), Posting(portal_clock().date(), "x", "invoice"))
+        assert all(expected == found for _, expected, found in agreement(row.document, lines))
+    with portal_sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "journal.download")).one()
+    assert entry.resource == f"journal:{month}" and entry.actor == "finance@example.com"
+    assert entry.details["lines"] == len(rows)
+
+    empty = client.get("/reconciliation/journal?period=2020-01")
+    assert empty.status_code == 200 and empty.get_data(as_text=True).count("\n") == 1   # the header only
+    bad = client.get("/reconciliation/journal?period=June")
+    assert bad.status_code == 400 and "Write the month as YYYY-MM" in text_of(bad)
+
+
+def test_a_wrong_accounts_table_is_said_and_audited_not_a_traceback(signed_in_client, portal_app, portal_sessions,
+                                                                    portal_clock):
+    environment = portal_app.config["BILLING_ENVIRONMENT"]
+    portal_app.config["BILLING_ENVIRONMENT"] = replace(environment, accounts={"recievable": "1100"})
+    response = signed_in_client("finance").get("/reconciliation/journal?period=2026-06")
+    assert response.status_code == 409 and "recievable" in text_of(response)
+    with portal_sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "journal.download")).one()
+    assert entry.outcome == "failure"
