@@ -22,7 +22,7 @@ from billing.commands.db import database
 from billing.commands.lifecycle import require_writable, write_pdf
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import UsageError
-from billing.output import OK, emit
+from billing.output import OK, emit, money
 
 
 class _InOrder(argparse.Action):
@@ -67,7 +67,8 @@ def cmd_credit(args) -> int:
                 write_pdf(args.pdf, note.pdf)
             document = document_of(session, note)
             line = (f"{invoice.customer} {invoice.period}: credit note {note.number} of {args.number} "
-                    f"(credited {document.net:f} net + {document.tax_amount:f} tax = {note.total:f} {note.currency})")
+                    f"(credited {money(document.net, note.currency)} net + {money(document.tax_amount, note.currency)} tax "
+                    f"= {money(note.total, note.currency)})")
     if args.format == "json":
         emit(json.dumps(credit_note_json(document), indent=2) + "\n", None)
     elif args.format == "text":

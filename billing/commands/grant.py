@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from billing.commands.db import _period, database
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError
-from billing.output import OK, emit
+from billing.output import OK, emit, money
 
 
 def cmd_add(args) -> int:
@@ -36,7 +36,8 @@ def cmd_add(args) -> int:
         with sessions.begin() as session:
             grant = add_grant(session, args.customer, amount, cli_actor(), from_period=from_period, expires=expires,
                               priority=args.priority, reason=args.reason)
-            line = f"{args.customer}: grant {grant_name(grant.id)} of {amount:f} from {grant.from_period}"
+            line = (f"{args.customer}: grant {grant_name(grant.id)} of {money(amount, _currency(session, args.customer))} "
+                    f"from {grant.from_period}")
     print(line)
     return OK
 
@@ -48,6 +49,7 @@ def cmd_list(args) -> int:
     with database() as (_, sessions):
         with sessions() as session:
             ledger = grant_ledger(session, args.customer, today)
+            currency = _currency(session, args.customer)
     if args.format == "json":
         emit(json.dumps(ledger, indent=2) + "\n", None)
         return OK
@@ -55,12 +57,21 @@ def cmd_list(args) -> int:
     for grant in ledger:
         state = f"revoked by {grant['revoked']['by']}: {grant['revoked']['reason']}" if grant["revoked"] \
             else grant["state"]
-        lines.append(f"{grant['grant']}  {grant['amount']} from {grant['from']} until {grant['expires'] or '-'} "
-                     f"priority {grant['priority']}  remaining {grant['remaining']}  {state}  {grant['reason']}")
-        lines += [f"    drawn {draw['amount']} by {draw['invoice']} ({draw['period']})"
+        lines.append(f"{grant['grant']}  {money(grant['amount'], currency)} from {grant['from']} until "
+                     f"{grant['expires'] or '-'} priority {grant['priority']}  remaining "
+                     f"{money(grant['remaining'], currency)}  {state}  {grant['reason']}")
+        lines += [f"    drawn {money(draw['amount'], currency)} by {draw['invoice']} ({draw['period']})"
                   + (" given back (void)" if draw["given_back"] else "") for draw in grant["draws"]]
     emit("".join(f"{line}\n" for line in lines) or f"{args.customer} has no grants\n", None)
     return OK
+
+
+def _currency(session, customer: str) -> str | None:
+    """The currency of the customer's contract: grants are in it."""
+    from ledger.models import Contract
+
+    contract = session.get(Contract, customer)
+    return contract.currency if contract is not None else None
 
 
 def cmd_revoke(args) -> int:
