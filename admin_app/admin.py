@@ -17,7 +17,17 @@ change it (`init_app`'s hook, after access.py's check).
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -30,8 +40,8 @@ from admin_app.database import db_session
 from admin_app.forms import ActionForm, RoleForm, UserForm
 from admin_app.refusals import beside_field, not_done, refusal_text
 from admin_app.sessions import now
-from identity import accounts
 from engine.refusal import Refused
+from identity import accounts
 from identity.accounts import CUSTOMER_ROLE, User
 from identity.signin import recovery_codes_left
 from ledger.models import Contract
@@ -165,14 +175,17 @@ def _change(user_id: int, change, done: str):
 
 
 CONFIRMATIONS = {
-    "disable": ("Disable {email}?", "They can no longer sign in, and their open sessions end now. An admin can "
-                "enable them again.", "Disable the user"),
-    "reset-mfa": ("Reset the two-step sign-in of {email}?", "Their authenticator and recovery codes stop working "
-                  "and their open sessions end now. At their next sign-in they set up a new authenticator app.",
+    "disable": ("Disable {email}?",
+                ("They can no longer sign in, and their open sessions end now. An admin can enable them again."),
+                "Disable the user"),
+    "reset-mfa": ("Reset the two-step sign-in of {email}?",
+                  ("Their authenticator and recovery codes stop working and their open sessions end now. At their "
+                   "next sign-in they set up a new authenticator app."),
                   "Reset MFA"),
-    "reset-password": ("Reset the password of {email}?", "Their current password stops working and their open "
-                       "sessions end now. They sign in with the temporary password and must choose a new one "
-                       "before anything else.", "Reset the password"),
+    "reset-password": ("Reset the password of {email}?",
+                       ("Their current password stops working and their open sessions end now. They sign in with "
+                        "the temporary password and must choose a new one before anything else."),
+                       "Reset the password"),
 }
 
 

@@ -233,22 +233,38 @@ def chain_head(session: Session) -> AuditHead:
     return session.get(AuditHead, 1)
 
 
+# What the viewer sorts by; every order ends with the sequence, so that it is total and a page ends at one entry.
+# "when" is the sequence: entries are numbered in commit order.
+SORTS = {"when": AuditEntry.sequence, "actor": AuditEntry.actor, "action": AuditEntry.action,
+         "resource": AuditEntry.resource, "outcome": AuditEntry.outcome}
+
+
 @dataclass(frozen=True)
 class AuditQuery:
-    """The audit viewer's filters; empty ones do not filter."""
+    """The viewer's filters, order and page; empty filters do not filter."""
 
     actor: str = ""            # part of the actor, any case
     action: str = ""           # an action or its prefix: `login` finds login.password, login.mfa, …
     resource: str = ""         # part of the resource, any case
     since: dt.date | None = None
     until: dt.date | None = None   # inclusive, UTC days
-    before: int | None = None      # entries before this sequence (the next page)
+    sort: str = "when"             # a key of SORTS
+    descending: bool = True
+    after: int | None = None       # the sequence of the last entry of the page before (keyset paging)
     limit: int = 100
+
+    def __post_init__(self):
+        if self.sort not in SORTS:
+            raise ValueError(f"the audit log sorts by one of {tuple(SORTS)}, not {self.sort!r}")
 
 
 def search(session: Session, query: AuditQuery) -> list[AuditEntry]:
-    """The newest entries first."""
-    statement = select(AuditEntry).order_by(AuditEntry.sequence.desc()).limit(query.limit)
+    """One page of entries in the query's order, filtered, sorted and cut by the database: the page after
+    `query.after` starts past that entry's (sort value, sequence), so every page costs the same."""
+    column = SORTS[query.sort]
+    ordered = [column, AuditEntry.sequence] if column is not AuditEntry.sequence else [column]
+    statement = select(AuditEntry).order_by(*(c.desc() if query.descending else c.asc() for c in ordered)) \
+        .limit(query.limit)
     if query.actor:
         statement = statement.where(AuditEntry.actor.ilike(f"%{_escaped(query.actor)}%", escape="\\"))
     if query.action:
@@ -261,9 +277,20 @@ def search(session: Session, query: AuditQuery) -> list[AuditEntry]:
         statement = statement.where(AuditEntry.at >= _midnight(query.since))
     if query.until is not None:
         statement = statement.where(AuditEntry.at < _midnight(query.until + dt.timedelta(days=1)))
-    if query.before is not None:
-        statement = statement.where(AuditEntry.sequence < query.before)
+    if query.after is not None:
+        statement = statement.where(_past(session, column, query.after, query.descending))
     return list(session.scalars(statement))
+
+
+def _past(session: Session, column, sequence: int, descending: bool):
+    """Entries after the one numbered `sequence` in the order (its sort value, then the sequence)."""
+    beyond = (lambda a, b: a < b) if descending else (lambda a, b: a > b)
+    if column is AuditEntry.sequence:
+        return beyond(AuditEntry.sequence, sequence)
+    value = session.scalar(select(column).where(AuditEntry.sequence == sequence))
+    if value is None:   # no such entry: the page starts at the beginning
+        return AuditEntry.sequence.is_not(None)
+    return beyond(column, value) | ((column == value) & beyond(AuditEntry.sequence, sequence))
 
 
 def _escaped(text: str) -> str:

@@ -9,6 +9,7 @@ must then name the first entry edited, inserted or deleted.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 
 import pytest
@@ -29,7 +30,6 @@ from audit.log import (
     record,
     verify,
 )
-
 from ledger.models import Invoice
 
 from .conftest import form_post
@@ -215,8 +215,8 @@ def keys_by_entry_point(sessions, action: str) -> dict[tuple[str, str], set[froz
     return found
 
 
-def test_the_portal_and_the_command_line_record_a_save_with_the_same_keys(signed_in_client, portal_sessions, cli,
-                                                                          tmp_path, monkeypatch):  # noqa: F811
+def test_the_portal_and_the_command_line_record_a_save_with_the_same_keys(
+        signed_in_client, portal_sessions, cli, tmp_path, monkeypatch):  # noqa: F811
     from .test_contracts_pages import ACME, save
 
     monkeypatch.setenv("BILLING_ENV", "test")
@@ -263,3 +263,42 @@ def test_a_key_outside_an_actions_vocabulary_is_refused(portal_sessions):
     with portal_sessions() as session, pytest.raises(ValueError, match="effective"):
         record(session, WHO, "contract.save", "contract:acme-health", details={"effective": "2026-05"})
     assert details("invoice.void", reason="wrong sites") == {"number": None, "reason": "wrong sites", "code": None}
+
+
+def test_the_viewer_sorts_and_pages_on_the_server(signed_in_client, portal_sessions):
+    with portal_sessions.begin() as session:
+        for n in range(230):
+            record(session, Actor(f"actor-{n % 7}@example.com", "test"), "invoice.view", f"invoice:x/{n:03d}")
+    viewer = signed_in_client("admin")
+
+    def pages(**query) -> list[list[int]]:
+        """The sequences each page shows, following its Next link to the end."""
+        found, path = [], "/audit"
+        while path:
+            page = viewer.get(path, query_string=query if path == "/audit" else None).get_data(as_text=True)
+            found.append([int(n) for n in re.findall(r'<td class="num">(\d+)</td>', page)])
+            following = re.search(r'id="next-page" href="([^"]+)"', page)
+            path = following.group(1).replace("&amp;", "&") if following else None
+        return found
+
+    with portal_sessions() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.resource.like("invoice:x/%"))).all()
+    by_actor = [e.sequence for e in sorted(rows, key=lambda e: (e.actor, e.sequence))]
+    shown = pages(resource="invoice:x/", sort="actor", order="asc")
+    assert [len(page) for page in shown] == [100, 100, 30]
+    assert [n for page in shown for n in page] == by_actor
+    newest = pages(resource="invoice:x/")
+    assert [n for page in newest for n in page] == sorted((e.sequence for e in rows), reverse=True)
+    by_resource = pages(resource="invoice:x/", sort="resource", order="desc")[0]
+    assert by_resource == [e.sequence for e in sorted(rows, key=lambda e: e.resource, reverse=True)][:100]
+    page = viewer.get("/audit", query_string={"sort": "password_hash"}).get_data(as_text=True)
+    assert "Not a valid choice" in page
+
+
+def test_long_values_wrap_inside_the_card(signed_in_client, portal_sessions):
+    with portal_sessions.begin() as session:
+        record(session, WHO, "invoice.issue", "invoice:acme-health/2026-05#1", details={"pdf_sha256": "f" * 64})
+    page = signed_in_client("admin").get("/audit").get_data(as_text=True)
+    assert '<td class="details wrap-anywhere"><span>pdf sha256: ' + "f" * 64 in page
+    css = signed_in_client("admin").get("/static/audit.css").get_data(as_text=True)
+    assert "overflow-wrap: anywhere" in css and "audit.css" in page
