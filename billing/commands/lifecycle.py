@@ -23,7 +23,7 @@ from pathlib import Path
 from billing.commands.db import _period, database
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
-from billing.output import OK, WRONG_INPUT, say
+from billing.output import OK, WRONG_INPUT, money, say
 from billing.refusals import refusal_text
 
 
@@ -65,7 +65,7 @@ def charges_vat(environment) -> bool:
 
 
 def _total(row) -> str:
-    return f"{row.document['totals']['total']} {row.document.get('currency', '')}".rstrip()
+    return money(row.document["totals"]["total"], row.document.get("currency"))
 
 
 def customers_to(sessions, customer: str | None, period) -> list[str]:

@@ -78,24 +78,24 @@ def audit_outcomes(sessions) -> list[tuple[str, str]]:
 
 def test_close_approve_issue_void_and_reissue(customers, cli, sessions, tmp_path):
     assert cli("close", "--period", "2026-05")[0:2] == (0, "".join(
-        f"{name} 2026-05: draft created (total {total} GBP)\n" for name, total in [
+        f"{name} 2026-05: draft created (total £{total})\n" for name, total in [
             ("c1", "156.00"), ("c2", "180.00"), ("c3", "202.00"), ("c4", "230.00"), ("c5", "260.00"),
             ("tiny", "134.00")]))
     status, out, _ = cli("close", "--period", "2026-05", "--customer", "tiny")
-    assert (status, out) == (0, "tiny 2026-05: draft unchanged (total 134.00 GBP)\n")
+    assert (status, out) == (0, "tiny 2026-05: draft unchanged (total £134.00)\n")
     assert cli("approve", "--customer", "tiny", "--period", "2026-05")[0] == 0
     pdf_path = tmp_path / "issued.pdf"
     status, out, err = cli("issue", "--customer", "tiny", "--period", "2026-05", "--pdf", pdf_path)
     year = dt.datetime.now(dt.timezone.utc).year
     assert status == 0, err
-    assert out == f"tiny 2026-05: issued as TEST-{year}-000001 (total 134.00 GBP)\n"
+    assert out == f"tiny 2026-05: issued as TEST-{year}-000001 (total £134.00)\n"
     status, out, err = cli("void", "--number", f"TEST-{year}-000001", "--reason", "site list was wrong")
     assert status == 0, err
     assert cli("close", "--period", "2026-05", "--customer", "tiny")[1] == \
-        "tiny 2026-05: draft created (total 134.00 GBP)\n"
+        "tiny 2026-05: draft created (total £134.00)\n"
     assert cli("approve", "--customer", "tiny", "--period", "2026-05")[0] == 0
     assert cli("issue", "--customer", "tiny", "--period", "2026-05")[1] == \
-        f"tiny 2026-05: issued as TEST-{year}-000002 (total 134.00 GBP)\n"
+        f"tiny 2026-05: issued as TEST-{year}-000002 (total £134.00)\n"
 
     with sessions() as session:
         first, second = session.scalars(select(Invoice).where(Invoice.customer == "tiny")

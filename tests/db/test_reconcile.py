@@ -90,7 +90,7 @@ DRIFTS = {
 def test_a_clean_period_passes_with_a_difference_of_exactly_zero(tiny, cli, sessions):
     status, out, err = cli("close", *which())
     assert status == 0, err
-    assert out == "tiny 2026-05: draft created (total 190.00 GBP)\n"    # s1 100; s2 40 review + 50 true-up
+    assert out == "tiny 2026-05: draft created (total £190.00)\n"    # s1 100; s2 40 review + 50 true-up
     assert "tiny 2026-05: reconciliation passed (difference 0.00 GBP" in err
     report = report_of(sessions)
     assert report.passed and report.difference == Decimal("0.00") and str(report.difference) == "0.00"
