@@ -74,7 +74,8 @@ class AuditEntry(Base):
         Index("audit_log_actor", "actor", "at"),
         Index("audit_log_ip", "ip", "at"),
         Index("audit_log_resource", "resource", "at"),   # failed sign-ins per email (identity/signin.py)
-        Index("audit_log_action", "action", "at"),       # the viewer's action filter and sort
+        # the viewer's sorts (SORTS): each column, then the sequence (migration 0013)
+        *(Index(f"audit_log_by_{column}", column, "sequence") for column in ("actor", "action", "resource", "outcome")),
     )
 
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
