@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from audit.log import Actor, record
 from engine.evaluate import bill_invoice
 from engine.lines import line_kind
-from engine.money import EXACT, Money
+from engine.money import EXACT, Money, display
 from engine.periods import Period
 from invoicing.journal import Accounts, Posting, agreement, invoice_entries
 from invoicing.legal import with_legal
@@ -820,13 +820,14 @@ def last_runs(session: Session, *, period: Period | None = None, customer: str |
               "difference": cast(Reconciliation.difference, Numeric(20, 6)),   # SQLite keeps decimals as text
               "ran": Reconciliation.ran_at}[sort]
     order = [column.desc() if descending else column.asc(), Reconciliation.period.desc(), Reconciliation.customer]
-    total = session.scalar(select(func.count()).select_from(Reconciliation)
-                           .join(newest, newest.c.id == Reconciliation.id).where(*conditions))
-    ids = list(session.scalars(select(Reconciliation.id).join(newest, newest.c.id == Reconciliation.id)
-                               .where(*conditions).order_by(*order).limit(per_page)
-                               .offset((max(page, 1) - 1) * per_page)))
-    if not ids:
+    counted = session.execute(select(Reconciliation.id, func.count().over())   # the page's ids, and how many in all
+                              .join(newest, newest.c.id == Reconciliation.id).where(*conditions)
+                              .order_by(*order).limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
+    if not counted:
+        total = 0 if page <= 1 else session.scalar(select(func.count()).select_from(Reconciliation).join(
+            newest, newest.c.id == Reconciliation.id).where(*conditions))
         return [], total
+    ids, total = [row[0] for row in counted], counted[0][1]
     report = Reconciliation.report   # read from the page's rows only: a sort never carries the reports along
     query = select(Reconciliation.id, Reconciliation.customer, Reconciliation.period, Reconciliation.passed,
                    explained, Reconciliation.difference, report["currency"].as_string(),
@@ -872,18 +873,21 @@ def explanation_of(session: Session, invoice: Invoice, report: Report) -> Reconc
 
 # --- the report as text -------------------------------------------------------------------------------------
 
-def headline(report: Report) -> str:
+def headline(report: Report, locale: str = "en_GB") -> str:
+    """One line: the outcome, the money difference and the threshold, money as people read it (engine.money.display
+    in `locale`, the environment's)."""
     outcome = "passed" if report.passed else \
         f"FAILED: {len(report.discrepancies)} discrepanc{'y' if len(report.discrepancies) == 1 else 'ies'}"
-    return (f"reconciliation {outcome} (difference {report.difference:f} {report.currency}; "
-            f"threshold {report.threshold.amount:f} {report.currency} and {report.threshold.percent:f}%)")
+    return (f"reconciliation {outcome} (difference {_money(report.difference, report, locale)}; "
+            f"threshold {_money(report.threshold.amount, report, locale)} and {report.threshold.percent:f}%)")
 
 
-def render_text(report: Report, explanation: ReconciliationExplanation | None = None) -> str:
-    lines = [f"{report.customer} {report.period}: {headline(report)}"]
+def render_text(report: Report, explanation: ReconciliationExplanation | None = None, locale: str = "en_GB") -> str:
+    """What `billing reconcile` prints; money written the one way (engine.money.display in `locale`)."""
+    lines = [f"{report.customer} {report.period}: {headline(report, locale)}"]
     if report.invoice_id is not None:
         lines.append(f"  invoice #{report.invoice_id} ({report.invoice_status}), total "
-                     f"{report.invoice_total} {report.currency}")
+                     f"{_money(report.invoice_total, report, locale)}")
     for name, title in CHECK_TITLES.items():
         own = [f for f in report.findings if f.check == name]
         if name == "unbilled":
@@ -906,8 +910,8 @@ def render_text(report: Report, explanation: ReconciliationExplanation | None = 
                 lines.append(f"    !! {_where(f)}: {f.kind}: differs" + (f"; {f.detail}" if f.detail else ""))
                 continue
             lines.append(f"    {'!!' if f.status == DISCREPANCY else '~ '} {_where(f)}: {f.kind}: expected "
-                         f"{_figure(f, f.expected, report)}, found {_figure(f, f.found, report)} "
-                         f"(difference {_signed(f.difference)}{' ' + report.currency if f.unit == AMOUNT else ''})"
+                         f"{_figure(f, f.expected, report, locale)}, found {_figure(f, f.found, report, locale)} "
+                         f"(difference {_signed(f, report, locale)})"
                          + (f"; {f.detail}" if f.detail else ""))
     if explanation is not None:
         lines.append(f"  explained by {explanation.explained_by} at {explanation.explained_at:%Y-%m-%d %H:%M} UTC: "
@@ -919,9 +923,15 @@ def _where(finding: Finding) -> str:
     return " / ".join(part for part in (finding.site or "invoice", finding.category) if part)
 
 
-def _figure(finding: Finding, value: Decimal, report: Report) -> str:
-    return f"{value:f}" + (f" {report.currency}" if finding.unit == AMOUNT else "")
+def _money(amount, report: Report, locale: str) -> str:
+    return display(Decimal(str(amount)), report.currency, locale)
 
 
-def _signed(value: Decimal) -> str:
-    return f"+{value:f}" if value > 0 else f"{value:f}"
+def _figure(finding: Finding, value: Decimal, report: Report, locale: str = "en_GB") -> str:
+    return _money(value, report, locale) if finding.unit == AMOUNT else f"{value:f}"
+
+
+def _signed(finding: Finding, report: Report, locale: str = "en_GB") -> str:
+    value = finding.difference
+    text = _figure(finding, value, report, locale)
+    return f"+{text}" if value > 0 else text
