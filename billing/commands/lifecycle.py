@@ -23,7 +23,7 @@ from pathlib import Path
 from billing.commands.db import _period, database
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
-from billing.output import OK, WRONG_INPUT, money, say
+from billing.output import OK, WRONG_INPUT, locale, money, say
 from billing.refusals import refusal_text
 
 
@@ -107,10 +107,10 @@ def cmd_close(args) -> int:
             print(line)
             # stdout keeps one line per draft; the reconciliation's verdict goes beside it, on stderr
             if report.passed or explained is not None:
-                say(render_text(report, explained).splitlines()[0])
+                say(render_text(report, explained, locale()).splitlines()[0])
             else:
                 failed += 1
-                say(render_text(report))
+                say(render_text(report, locale=locale()))
     if failed:
         say(f"billing close: the reconciliation of {failed} draft{'s' if failed != 1 else ''} failed: they cannot be "
             "approved until each discrepancy is resolved (then close again) or explained (`billing reconcile "

@@ -21,7 +21,7 @@ from billing.commands.db import _period, database
 from billing.commands.lifecycle import customers_to
 from billing.commands.portal import cli_actor, cli_environment
 from billing.contracts import InputError, UsageError
-from billing.output import OK, WRONG_INPUT, say
+from billing.output import OK, WRONG_INPUT, locale, say
 
 
 def threshold():
@@ -63,7 +63,7 @@ def cmd_reconcile(args) -> int:
                     report, explained = reconcile_and_store(session, customer, period, limit, who, invoice)
                     if args.explain is not None:
                         explained = explain(session, latest(session, customer, period), who, args.explain)
-                    text = render_text(report, explained)
+                    text = render_text(report, explained, locale())
             except Refused as exc:
                 raise InputError(f"{customer} {period}: {refusal_text(exc.refusal)}") from None
             except (OutsideContract, NothingToExplain) as exc:

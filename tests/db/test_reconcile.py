@@ -91,7 +91,7 @@ def test_a_clean_period_passes_with_a_difference_of_exactly_zero(tiny, cli, sess
     status, out, err = cli("close", *which())
     assert status == 0, err
     assert out == "tiny 2026-05: draft created (total £190.00)\n"    # s1 100; s2 40 review + 50 true-up
-    assert "tiny 2026-05: reconciliation passed (difference 0.00 GBP" in err
+    assert "tiny 2026-05: reconciliation passed (difference £0.00" in err
     report = report_of(sessions)
     assert report.passed and report.difference == Decimal("0.00") and str(report.difference) == "0.00"
     assert {f.status for f in report.findings} <= {OK, NOTE}
@@ -100,7 +100,7 @@ def test_a_clean_period_passes_with_a_difference_of_exactly_zero(tiny, cli, sess
     assert [(f.kind, f.site, f.found, f.count) for f in unbilled] == [("unknown site", "s9", Decimal("7"), 1)]
     status, out, err = cli("reconcile", *which())
     assert status == 0, err
-    assert "reconciliation passed (difference 0.00 GBP; threshold 0.01 GBP and 0%)" in out
+    assert "reconciliation passed (difference £0.00; threshold £0.01 and 0%)" in out
     assert "unknown site: s9 / standard: 1 events, quantity 7" in out
     assert cli("approve", *which())[0] == 0
     assert cli("issue", *which())[0] == 0
@@ -175,7 +175,7 @@ def test_usage_after_the_close_is_caught_until_closed_again(tiny, cli, sessions)
     assert status == 1
     stale = [f for f in report_of(sessions).discrepancies if f.check == "current"]
     assert [(f.site, f.expected, f.found) for f in stale] == [("s1", Decimal("140.00"), Decimal("100.00"))]
-    assert "s1: invoice against the engine's computation now: expected 140.00 GBP, found 100.00 GBP" in out
+    assert "s1: invoice against the engine's computation now: expected £140.00, found £100.00" in out
     assert cli("approve", *which())[0] == 1
     assert cli("close", *which())[0] == 0          # resolved: the draft now bills it
     assert report_of(sessions).passed and cli("approve", *which())[0] == 0
@@ -205,7 +205,7 @@ def test_a_dashboard_that_showed_other_figures_is_judged_by_the_environments_thr
         site = session.scalars(select(DashboardSnapshotSite).where(DashboardSnapshotSite.site == "s1")).one()
         site.charges += Decimal("0.50")
     status, out, _ = cli("reconcile", *which())
-    assert status == 1 and "s1: dashboard snapshot against the invoice: expected 100.50 GBP, found 100.00 GBP" in out
+    assert status == 1 and "s1: dashboard snapshot against the invoice: expected £100.50, found £100.00" in out
     assert report_of(sessions).difference == Decimal("0.50")
 
     folder = tmp_path / "environments"

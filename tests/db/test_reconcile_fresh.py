@@ -84,7 +84,7 @@ def test_an_amendment_a_minimum_absorbs_fails_the_stale_draft_until_it_is_closed
 
     status, out, _ = cli("reconcile", *absorbed_which())
     assert status == 1
-    assert "s1 / standard: Usage line against the computation now: expected 30.00 GBP, found 20.00 GBP" in out
+    assert "s1 / standard: Usage line against the computation now: expected £30.00, found £20.00" in out
     assert "contract version against the version in force now: differs; the invoice was computed with" in out
     status, _, err = cli("approve", *absorbed_which())      # approval refuses it too: they agree
     assert status == 1 and "changed since the draft was made" in err
