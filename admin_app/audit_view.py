@@ -22,7 +22,7 @@ from audit.log import SORTS, AuditQuery, search
 
 blueprint = Blueprint("audit", __name__)
 PAGE = 100
-ORDERS = {"desc": "newest or Z first", "asc": "oldest or A first"}
+ORDERS = {"desc": "descending", "asc": "ascending"}
 
 
 class AuditForm(AuditFilterForm):

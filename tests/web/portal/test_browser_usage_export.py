@@ -101,7 +101,7 @@ def test_an_admin_resets_a_password_and_the_user_changes_it_first(live_portal, b
     temporary = page.inner_text("#temporary-password")
     screenshot(page, "admin-password-reset")
     page.goto(f"{base}/audit")
-    screenshot(page, "audit", full_page=True)
+    screenshot(page, "audit-long-values", full_page=True)
     cell = page.locator("td.details").first
     assert cell.evaluate("e => getComputedStyle(e).overflowWrap") == "anywhere"
     assert cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1")   # nothing runs past the cell
