@@ -176,7 +176,7 @@ class DiffRow:
 HUNK = re.compile(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
-def diff_rows(lines: list[str]) -> list[DiffRow]:
+def diff_rows(lines: list[str], old_name: str = "version a") -> list[DiffRow]:
     """The unified diff (store/history.py `text_diff`) for people: each line with its number in version a and in
     version b, the unchanged stretches between changes as a gap row; none of the ---/+++/@@ headers."""
     rows, old, new = [], 0, 0
@@ -186,8 +186,10 @@ def diff_rows(lines: list[str]) -> list[DiffRow]:
         if line.startswith("@@"):
             match = HUNK.match(line)
             start_old, start_new = int(match.group(1)), int(match.group(2))
-            if rows or start_old > 1 or start_new > 1:
-                rows.append(DiffRow("gap", None, None, "unchanged lines"))
+            first = old or 1
+            if start_old > first:
+                shown = f"line {first}" if start_old - 1 == first else f"lines {first}–{start_old - 1}"
+                rows.append(DiffRow("gap", None, None, f"{shown} of {old_name} unchanged"))
             old, new = start_old, start_new
         elif line.startswith("+"):
             rows.append(DiffRow("added", None, new, line[1:]))
@@ -242,9 +244,9 @@ def compare(customer: str):
             details["refused"] = refusal.message
         auditing.record("contract.compare", contract_resource(customer), details=details)
     db_session().commit()
+    rows = diff_rows(compared.diff, f"version {compared.a.number}") if compared else []
     return render_template("portal/whatif/compare.html", contract=contract, form=form, versions=versions,
-                           compared=compared, rows=diff_rows(compared.diff) if compared else []), \
-        400 if form.errors else 200
+                           compared=compared, rows=rows), 400 if form.errors else 200
 
 
 # ---------------------------------------------------------------- backtest

@@ -1,6 +1,6 @@
 """In a browser (headless Chromium): the account block's contract year on the dashboard, the charts' legends on
 one line and their ticks at round steps; the backtest's draft kept through "Back to editing". With
-BILLING_SCREENSHOTS=docs/images these write dashboard-account.png and whatif-backtest.png."""
+BILLING_SCREENSHOTS=docs/images these write dashboard-account.png and whatif-backtest-account.png."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_the_backtest_keeps_the_draft(live_portal, browser_page, portal_sessions
     page.click("text=Run the backtest")
     page.wait_for_selector("table.backtest")
     assert page.locator("table.backtest .account-row").count() == 2
-    screenshot(page, "whatif-backtest", full_page=True)
+    screenshot(page, "whatif-backtest-account", full_page=True)
     page.click("text=Back to editing")
     page.wait_for_url(f"{base}/contracts/{GLOBEX}/draft")
     assert "minimum 5_000.00 monthly" in page.input_value("textarea[name=source]")

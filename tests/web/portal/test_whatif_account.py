@@ -9,11 +9,12 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from admin_app.whatif import diff_rows
 from dsl.compile import compile_source
+from engine.money import display
 from engine.periods import Period
 from ledger.contracts import save_contract
-from engine.money import display
-from ledger.history import contract_history
+from ledger.history import contract_history, text_diff
 from ledger.models import Invoice
 from review import whatif
 
@@ -124,3 +125,15 @@ def test_finance_may_backtest_but_not_save(signed_in_client, globex):
     assert "Back to editing" in page and "Save this version" not in page
     assert client.post(f"/contracts/{GLOBEX}/save", data={"source": _raised(), "comment": "x",
                                                          "csrf_token": csrf_token(page)}).status_code == 403
+
+
+def test_the_diff_rows_carry_both_line_numbers_and_no_headers():
+    old = "\n".join(f"line {n}" for n in range(1, 30)) + "\n"
+    new = old.replace("line 3\n", "line three\n").replace("line 25\n", "line twenty-five\n")
+    rows = diff_rows(text_diff(old, new, "version 1", "version 2"), "version 1")
+    assert not any(row.text.startswith(("---", "+++", "@@")) for row in rows)
+    assert [(row.kind, row.old, row.new) for row in rows if row.kind in ("added", "removed")] == [
+        ("removed", 3, None), ("added", None, 3), ("removed", 25, None), ("added", None, 25)]
+    [gap] = [row for row in rows if row.kind == "gap"]
+    assert gap.text == "lines 7–21 of version 1 unchanged"
+    assert all(row.old == row.new for row in rows if row.kind == "context")
