@@ -150,12 +150,14 @@ class Check:
     sum: str
     printed: str     # which printed figure it must equal
     figure: str
+    key: str = ""    # its `totals` entry, when it is one
 
 
 @dataclass(frozen=True)
 class Verification:
     rows: tuple[tuple[SiteSection, dict[str, str]], ...]   # each site's lines added up by kind
     checks: tuple[Check, ...]
+    legal_checks: tuple[Check, ...] = ()                   # charges + credits = net, net + tax = due
 
 
 def _tier_rows(shares, numbers: Numbers) -> tuple[TierRow, ...]:
@@ -235,11 +237,12 @@ def verify(sites: tuple[SiteSection, ...], totals: dict[str, str], numbers: Numb
             problems.append(f"{added.lower()} add up to {numbers.amount(value)}, {printed.lower()} is {totals[key]}")
     if problems:
         raise InconsistentInvoice("the invoice does not add up: " + "; ".join(problems))
-    checks = tuple(Check(added, numbers.amount(value), printed, totals[key]) for added, value, printed, key in sums)
-    if legal is not None:
-        checks += tuple(Check(s.added, numbers.amount(s.value), s.printed, numbers.amount(s.figure))
-                        for s in legal_sums(stated["total"], legal, numbers.money.currency, total_title=total_title))
-    return Verification(tuple(rows), checks)
+    checks = tuple(Check(added, numbers.amount(value), printed, totals[key], key)
+                   for added, value, printed, key in sums)
+    legal_checks = () if legal is None else tuple(
+        Check(s.added, numbers.amount(s.value), s.printed, numbers.amount(s.figure))
+        for s in legal_sums(stated["total"], legal, numbers.money.currency, total_title=total_title))
+    return Verification(tuple(rows), checks, legal_checks)
 
 
 @dataclass(frozen=True)
