@@ -197,8 +197,8 @@ def unbalanced(lines: list[JournalLine]) -> list[str]:
 
 def agreement(document: dict, lines: list[JournalLine]) -> list[tuple[str, Decimal, Decimal]]:
     """(what, the invoice's figure, the journal's figure) for each figure the journal must agree with: debits and
-    credits, receivable and due, revenue and the charges' total, tax payable and tax, customer credits and the
-    credits drawn."""
+    credits, receivable and due, revenue and the charges' total, revenue less credits and the net, tax payable and
+    tax, customer credits and the credits drawn."""
     totals = document["totals"]
 
     def by_role(role: str) -> Decimal:
@@ -210,6 +210,8 @@ def agreement(document: dict, lines: list[JournalLine]) -> list[tuple[str, Decim
         ("journal debits equal credits", debits, sum((entry.credit for entry in lines), ZERO)),
         ("receivable debited with what is due", Decimal(totals.get("due", total)), by_role("receivable")),
         ("revenue credited with the charges' total", total, -by_role("revenue")),
+        ("revenue less the credits drawn is the net", Decimal(totals.get("net", total)),
+         -by_role("revenue") - by_role("customer_credits")),
         ("tax payable credited with the tax", Decimal(totals.get("tax", "0")), -by_role("tax_payable")),
         ("customer credits debited with the credits drawn", -Decimal(totals.get("credits", "0")),
          by_role("customer_credits")),

@@ -19,7 +19,7 @@ from .support import event, write_lines
 from .test_reconcile import tiny, which  # noqa: F401  (the fixture and its helper)
 
 MAY = Period(2026, 5)
-STRICT = Threshold(Decimal("0.01"), Decimal("0"))
+STRICT = Threshold(Decimal("0.01"), Decimal(0))
 ABSORBED = """\
 contract "absorbed" {{
     customer "Absorbed Ltd"
@@ -146,6 +146,7 @@ def test_a_legal_invoice_passes_every_figure_draft_and_issued(taxed, cli, sessio
     assert "credit G-000001: no more than the grant has left" in kinds
     assert kinds["journal: receivable debited with what is due"].found == Decimal("204.00")
     assert kinds["journal: journal debits equal credits"].expected == Decimal("224.00")
+    assert kinds["journal: revenue less the credits drawn is the net"].found == Decimal("170.00")
     assert cli("approve", *which())[0] == 0 and cli("issue", *which())[0] == 0
     issued = {f.kind: f for f in totals_findings(sessions)}
     assert all(f.status == OK for f in issued.values())
@@ -186,3 +187,15 @@ def test_a_credit_on_another_customers_grant_is_caught(taxed, sessions):
         draft.document = {**draft.document, "credits": credits}
     wrong = [f.kind for f in totals_findings(sessions) if f.status == DISCREPANCY]
     assert wrong == ["credit G-000099 draws on a grant of tiny"]
+
+
+def test_a_line_that_does_not_reach_the_total_unbalances_the_journal(taxed, sessions):
+    with sessions.begin() as session:
+        draft = session.scalar(select(Invoice).where(Invoice.customer == "tiny"))
+        sites = [dict(site) for site in draft.document["sites"]]
+        sites[0] = {**sites[0], "lines": [{**sites[0]["lines"][0], "amount": "101.00"}, *sites[0]["lines"][1:]]}
+        draft.document = {**draft.document, "sites": sites}
+    wrong = {f.kind: (f.expected, f.found) for f in totals_findings(sessions) if f.status == DISCREPANCY}
+    assert wrong == {"journal: revenue credited with the charges' total": (Decimal("190.00"), Decimal("191.00")),
+                     "journal: revenue less the credits drawn is the net": (Decimal("170.00"), Decimal("171.00")),
+                     "journal: journal debits equal credits": (Decimal("224.00"), Decimal("225.00"))}
