@@ -27,6 +27,7 @@ from ingest.pipeline import ingest_events
 from ledger.contracts import save_contract
 from ledger.models import Invoice
 from metering.events import read_events
+from review.dashboard_cache import DashboardCache
 
 from .conftest import CONTRACTS
 
@@ -174,3 +175,22 @@ def test_a_tampered_issued_invoice_is_withheld_and_reported(signed_in_client, gl
                                                             AuditEntry.outcome == "failure")).all()
     assert {entry.resource for entry in failures} == {f"dashboard:{GLOBEX}/2026-09"}
     assert all(entry.details["code"] == "tampered" for entry in failures) and len(failures) >= 3
+
+
+def test_the_cache_checks_the_shown_invoice_every_time_and_the_others_at_each_recheck(globex, portal_sessions):
+    clock = [0.0]
+    cache = DashboardCache(clock=lambda: clock[0], recheck=2)
+    with portal_sessions() as session:
+        september = cache.get(session, GLOBEX, SEPTEMBER)
+        december = cache.get(session, GLOBEX, DECEMBER)
+    assert september.tampered is None and december.withheld == ()
+    computations = cache.computations
+    _tamper_september(portal_sessions, globex[SEPTEMBER])
+    with portal_sessions() as session:
+        shown = cache.get(session, GLOBEX, SEPTEMBER)        # its own page: checked on every request
+        assert shown is not september and "is not the one issued" in shown.tampered
+        assert cache.get(session, GLOBEX, DECEMBER) is december   # within the recheck interval: kept
+        clock[0] = 3
+        rechecked = cache.get(session, GLOBEX, DECEMBER)
+    assert rechecked is not december and [p for p, _ in rechecked.withheld] == [SEPTEMBER]
+    assert cache.computations > computations
