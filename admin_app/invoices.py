@@ -109,7 +109,8 @@ NUL_MESSAGE = ("A NUL character cannot be kept in this text: it was taken out of
 
 
 def without_nul(form, field) -> None:
-    """Refuses a text holding a NUL (PostgreSQL's text cannot store one) and shows it again without it."""
+    """Refuses a text holding a NUL (PostgreSQL's text cannot store one) and shows it again without it.
+    After DataRequired, which clears the errors before it (a NUL is not blank to it)."""
     if isinstance(field.data, str) and "\x00" in field.data:
         field.data = field.data.replace("\x00", "")
         raise ValidationError(NUL_MESSAGE)
@@ -126,7 +127,7 @@ class InvoiceFilterForm(FlaskForm):
 
 
 class ClosePeriodForm(FlaskForm):
-    period = StringField("Period to close", validators=[without_nul, DataRequired("Give the period to close."),
+    period = StringField("Period to close", validators=[DataRequired("Give the period to close."), without_nul,
                                                         Regexp(r"^\d{4}-\d{2}$", message="Write it as YYYY-MM.")],
                          render_kw={"placeholder": "YYYY-MM", "inputmode": "numeric", "size": 8})
     customer = SelectField("Customers", choices=[], validate_choice=False,
@@ -134,7 +135,7 @@ class ClosePeriodForm(FlaskForm):
 
 
 class VoidForm(FlaskForm):
-    reason = TextAreaField("Reason for the void", validators=[without_nul, DataRequired("Give the reason for the void."),
+    reason = TextAreaField("Reason for the void", validators=[DataRequired("Give the reason for the void."), without_nul,
                                                                Length(max=2000)],
                            description="Kept with the void and in the audit log; the customer sees the invoice void.")
 
@@ -142,7 +143,7 @@ class VoidForm(FlaskForm):
 class CreditForm(FlaskForm):
     scope = RadioField("What to credit", choices=[SelectChoice("all", "Everything that remains creditable"),
                                                   SelectChoice("sites", "Stated amounts per site")], default="all")
-    reason = TextAreaField("Reason", validators=[without_nul, DataRequired("Give the reason for the credit note."),
+    reason = TextAreaField("Reason", validators=[DataRequired("Give the reason for the credit note."), without_nul,
                                                  Length(max=2000)],
                            description="Printed on the credit note and kept in the audit log.")
 
@@ -443,7 +444,7 @@ def void_invoice(invoice_id: int):
     form = VoidForm()
     if not form.validate_on_submit():
         invoice = _visible_or_404(invoice_id, "invoice.void")
-        return _page(invoice, "void", {"void": form, "credit": CreditForm(formdata=None)}, 400)
+        return _moot(invoice, "void") or _page(invoice, "void", {"void": form, "credit": CreditForm(formdata=None)}, 400)
     return _step(invoice_id, "void",
                  lambda invoice, who: void(db_session(), _selector(invoice), who, form.reason.data,
                                            charges_vat=_charges_vat(current_app.config["BILLING_ENVIRONMENT"]),
@@ -462,8 +463,10 @@ def credit_invoice(invoice_id: int):
                    for site in invoice.document["sites"]]
         amounts = [(site, text) for site, text in amounts if text]
     forms = {"void": VoidForm(formdata=None), "credit": form}
-    if not form.validate_on_submit():
-        return _page(invoice, "credit", forms, 400)
+    with_nul = {key[7:]: NUL_MESSAGE for key, value in request.form.items()
+                if key.startswith("amount-") and "\x00" in value}
+    if not form.validate_on_submit() or with_nul:
+        return _moot(invoice, "credit") or _page(invoice, "credit", forms, 400, site_errors=with_nul)
     env = current_app.config["BILLING_ENVIRONMENT"]
     try:
         note = credit(db_session(), invoice, auditing.actor(), form.reason.data, amounts,
@@ -485,6 +488,16 @@ def credit_invoice(invoice_id: int):
     db_session().commit()
     flash(f"Credit note {note.number} issued: {note.total:f} {note.currency} credited.", "done")
     return redirect(url_for("invoices.show", invoice_id=invoice_id))
+
+
+def _moot(invoice: Invoice, action: str) -> Response | None:
+    """A form refused for a step the invoice can no longer take (voided meanwhile, …): what to correct is not
+    the text but the step, said above the page as the lifecycle's refusal would be."""
+    state = status_of(db_session(), invoice)
+    if action in ACTIONS[state]:
+        return None
+    flash(f"Not done: the invoice is {state}: it cannot take this step.", "error")
+    return redirect(url_for("invoices.show", invoice_id=invoice.id))
 
 
 @blueprint.get("/invoices/<int:invoice_id>/pdf")
@@ -572,7 +585,7 @@ def _page(invoice: Invoice, confirm: str, forms: dict, status: int = 200, site_e
         "portal/invoice.html", invoice=invoice, document=invoice.document, status=state, actions=actions,
         confirm=confirm if confirm in actions else "", forms=forms, notes=notes, remaining=remaining,
         remaining_total=sum(remaining.values(), Decimal(0)), site_errors=site_errors or {},
-        amounts={key[7:]: value for key, value in request.form.items() if key.startswith("amount-")},
+        amounts={key[7:]: value.replace("\x00", "") for key, value in request.form.items() if key.startswith("amount-")},
         void=session.get(InvoiceVoid, invoice.id), view=_view(invoice, state),
         refresh=REFRESHED.get(state) if finance else None,
         freshness=_freshness(invoice, state) if finance else None,

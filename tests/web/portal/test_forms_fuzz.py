@@ -14,10 +14,12 @@ from markupsafe import escape
 
 from .conftest import CUSTOMER, csrf_token
 
-FIELD = re.compile(r'<(input|textarea|select)\b([^>]*)>', re.I)
+FIELD = re.compile(r'<(input|textarea|select)\b([^>]*)>', re.IGNORECASE)
 ATTRIBUTE = re.compile(r'(\w[\w-]*)="([^"]*)"')
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 TYPED = st.one_of(_TEXT, st.tuples(_TEXT, _TEXT).map("\x00".join))   # PostgreSQL's text cannot hold a NUL
+# What the invoice forms say of a text holding one (admin_app/invoices.py), on SQLite and PostgreSQL alike.
+NUL_REFUSED = "A NUL character cannot be kept in this text"
 
 PAGES = [   # (who, page holding the forms)
     ("anonymous", "/login"),
@@ -33,7 +35,7 @@ PAGES = [   # (who, page holding the forms)
 def _forms(html: str) -> list[tuple[str, dict[str, str]]]:
     """(action, {field name: input type}) of each POST form; hidden fields and buttons left out."""
     found = []
-    for match in re.finditer(r'<form\b[^>]*>', html, re.I):
+    for match in re.finditer(r'<form\b[^>]*>', html, re.IGNORECASE):
         tag = dict(ATTRIBUTE.findall(match.group(0)))
         if tag.get("method", "get").lower() != "post":
             continue
@@ -50,11 +52,7 @@ def _forms(html: str) -> list[tuple[str, dict[str, str]]]:
 
 @pytest.mark.parametrize("who, page", PAGES)
 def test_a_form_posted_with_any_text_never_fails_and_keeps_what_was_typed(signed_in_client, invoice_ids, who,
-                                                                           page, db_url, request):
-    if db_url.startswith("postgresql") and "confirm=void" in page:
-        # Found by this test, not yet fixed (outside the event readers' area): a void reason holding a NUL
-        # reaches PostgreSQL, which refuses it (DataError, a 500). The form should refuse it first.
-        request.applymarker(pytest.mark.xfail(reason="a void reason with a NUL is a 500 on PostgreSQL"))
+                                                                           page):
     client = signed_in_client(who)
     page = page.format(issued=invoice_ids["customer"])
     shown = client.get(page)
@@ -75,6 +73,10 @@ def test_a_form_posted_with_any_text_never_fails_and_keeps_what_was_typed(signed
             html = answer.get_data(as_text=True)
             for name, value in typed.items():
                 if fields[name] in ("text", "textarea", "email", "search") and value.strip():
-                    assert str(escape(value)) in html or str(escape(value.strip())) in html, (action, name, value)
+                    if "\x00" in value and page.startswith("/invoices/"):   # refused, and shown without the NUL
+                        assert NUL_REFUSED in html, (action, name, value)
+                        value = value.replace("\x00", "")
+                    if value.strip():
+                        assert str(escape(value)) in html or str(escape(value.strip())) in html, (action, name, value)
 
     posted()

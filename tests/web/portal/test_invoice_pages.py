@@ -569,3 +569,19 @@ def test_a_nul_in_a_reason_is_refused_beside_it_keeping_the_rest(signed_in_clien
     with portal_sessions() as session:
         assert session.get(InvoiceVoid, fresh_june_draft) is None
         assert session.scalars(select(CreditNote)).all() == []
+
+
+def test_a_nul_in_a_credited_amount_is_refused_beside_its_site(signed_in_client, fresh_june_draft, portal_sessions):
+    client = signed_in_client("finance")
+    _approve_and_issue(client, fresh_june_draft)
+    with portal_sessions() as session:
+        site = session.get(Invoice, fresh_june_draft).document["sites"][0]["site"]
+    refused = form_post(client, f"/invoices/{fresh_june_draft}/credit",
+                        {"scope": "sites", f"amount-{site}": "1\x000.00", "reason": "goodwill"},
+                        page=f"/invoices/{fresh_june_draft}?confirm=credit")
+    html = _page(refused)
+    beside = re.search(rf'<p class="error" id="amount-{site}-error">([^<]*)</p>', html)
+    assert refused.status_code == 400 and beside is not None and "A NUL character" in beside.group(1)
+    assert 'value="10.00"' in html and "goodwill</textarea>" in html and "\x00" not in html
+    with portal_sessions() as session:
+        assert session.scalars(select(CreditNote)).all() == []
