@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.numbers import format_decimal, format_percent
 
+from engine.lines import kind_of
 from engine.money import format_quantity
 from review.dashboard import Dashboard
 
@@ -106,8 +107,8 @@ def board_view(board: Dashboard, fmt: Formats) -> dict:
         "events": board.events, "unbilled_events": board.unbilled_events,
         "categories": _categories(board, fmt, display, bars),
         "sites": [_site(board, site, fmt, display, bars) for site in board.sites],
-        "account_lines": [{"kind": line.kind, "amount": amount(line.amount), "explanation": line.explanation}
-                          for line in board.account_lines],
+        "account_lines": [{"kind": line.kind, "title": kind_of(line).title, "amount": amount(line.amount),
+                           "explanation": line.explanation} for line in board.account_lines],
         "account": account_view(board, fmt, display, bars, (day, days)),
         "history": _history(board, fmt, display, bars),
         "history_ticks": sum(key.startswith("hist:tick:") for key in bars),
@@ -161,67 +162,89 @@ def _axis(board: Dashboard, fmt: Formats, prefix: str, top: Decimal, display: di
 
 def account_view(board: Dashboard, fmt: Formats, display: dict, bars: dict, elapsed: tuple[int, int]) -> dict | None:
     """The account block's contract year: the cap's progress, the commitment's balance, the months of the year
-    (actual, then projected at the run rate, review/account_year.py) and the projection's outcome."""
+    and, for an open period, the projection (review/account_year.py): its months continue the burn-down, and what
+    it says of the cap and the commitment. An issued period shows its year up to itself, nothing projected."""
     year = board.account
     if year is None:
         return None
-    amount, money = board.money.format, (lambda value: fmt.money(board, value))
-    day, days = (elapsed[1], elapsed[1]) if board.issued else elapsed
-    outlook = year.projection(day, days)
+    amount = board.money.format
+    outlook = None if board.issued else year.projection(*elapsed)
     view = {"year_start": str(year.year_start), "year_end": str(year.year_end),
             "minimum": amount(year.minimum) if year.minimum is not None else None}
     if year.cap_limit is not None:
-        limit = board.money.round(year.cap_limit)
-        view["cap"] = {"limit": amount(limit), "counted": amount(year.cap_counted),
-                       "remaining": amount(year.cap_remaining), "reached": not year.cap_remaining,
-                       "projected_reached_in": str(outlook.cap_reached_in) if outlook.cap_reached_in else None,
-                       "projected_overrun": amount(outlook.overrun)}
-        bars["acct:cap"] = _fraction(year.cap_counted, limit)
-        display["acct:cap"] = f"{money(year.cap_counted)} of {money(limit)}"
-        display["acct:cap:state"] = "reached" if not year.cap_remaining else f"{money(year.cap_remaining)} left"
-        display["acct:proj:cap"] = (
-            f"reached in {outlook.cap_reached_in}: {money(outlook.overrun)} above the cap is not billed"
-            if outlook.cap_reached_in else f"not reached: {money(limit - outlook.year_counted)} to spare")
+        view["cap"] = _account_cap(board, year, outlook, fmt, display, bars)
     if year.commitment is not None:
-        commitment = board.money.round(year.commitment)
-        used = year.drawn if year.billing == "prepaid" else year.spent
-        view["commitment"] = {"amount": amount(commitment), "billing": year.billing, "drawn": amount(year.drawn),
-                              "spent": amount(year.spent), "balance": amount(year.balance),
-                              "projected_shortfall": amount(outlook.shortfall),
-                              "shortfall_in": str(outlook.shortfall_in) if outlook.shortfall_in else None,
-                              "met_in": str(outlook.commitment_met_in) if outlook.commitment_met_in else None}
-        bars["acct:commit"] = _fraction(used, commitment)
-        if year.billing == "prepaid":
-            display["acct:commit"] = f"{money(year.balance)} left of {money(commitment)}"
-        else:
-            display["acct:commit"] = f"{money(year.spent)} spent of {money(commitment)}"
+        view["commitment"] = _commitment(board, year, outlook, fmt, display, bars)
+    view["months"] = _burn_down(board, year, outlook, fmt, display, bars)
+    view["ticks"] = sum(key.startswith("burn:tick:") for key in bars)
+    view["projection"] = None
+    if outlook is not None:
+        display["acct:proj:spend"] = fmt.money(board, outlook.year_spend)
+        display["acct:proj:rate"] = fmt.money(board, outlook.rate)
+        view["projection"] = {"method": outlook.method, "rate": amount(outlook.rate),
+                              "year_counted": amount(outlook.year_counted), "year_spend": amount(outlook.year_spend)}
+    return view
+
+
+def _account_cap(board: Dashboard, year, outlook, fmt: Formats, display: dict, bars: dict) -> dict:
+    amount, limit = board.money.format, board.money.round(year.cap_limit)
+    bars["acct:cap"] = _fraction(year.cap_counted, limit)
+    display["acct:cap"] = f"{fmt.money(board, year.cap_counted)} of {fmt.money(board, limit)}"
+    display["acct:cap:state"] = "reached" if not year.cap_remaining else f"{fmt.money(board, year.cap_remaining)} left"
+    cap = {"limit": amount(limit), "counted": amount(year.cap_counted), "remaining": amount(year.cap_remaining),
+           "reached": not year.cap_remaining, "projected_reached_in": None, "projected_overrun": None}
+    if outlook is not None:
+        reached = outlook.cap_reached_in
+        cap.update(projected_reached_in=str(reached) if reached else None, projected_overrun=amount(outlook.overrun))
+        display["acct:proj:cap"] = (
+            f"reached in {reached}: {fmt.money(board, outlook.overrun)} above the cap is not billed" if reached
+            else f"not reached: {fmt.money(board, limit - outlook.year_counted)} to spare")
+    return cap
+
+
+def _commitment(board: Dashboard, year, outlook, fmt: Formats, display: dict, bars: dict) -> dict:
+    amount, commitment = board.money.format, board.money.round(year.commitment)
+    prepaid = year.billing == "prepaid"
+    bars["acct:commit"] = _fraction(year.drawn if prepaid else year.spent, commitment)
+    display["acct:commit"] = (f"{fmt.money(board, year.balance)} left of {fmt.money(board, commitment)}" if prepaid
+                              else f"{fmt.money(board, year.spent)} spent of {fmt.money(board, commitment)}")
+    view = {"amount": amount(commitment), "billing": year.billing, "drawn": amount(year.drawn),
+            "spent": amount(year.spent), "balance": amount(year.balance), "projected_shortfall": None,
+            "shortfall_in": None, "met_in": None}
+    if outlook is not None:
+        view.update(projected_shortfall=amount(outlook.shortfall),
+                    shortfall_in=str(outlook.shortfall_in) if outlook.shortfall_in else None,
+                    met_in=str(outlook.commitment_met_in) if outlook.commitment_met_in else None)
         if outlook.shortfall:
-            what = "expires unrefunded" if year.billing == "prepaid" else "billed as a true-up"
-            display["acct:proj:commit"] = f"short {money(outlook.shortfall)}: {what} in {outlook.shortfall_in}"
+            what = "expires unrefunded" if prepaid else "billed as a true-up"
+            display["acct:proj:commit"] = (f"short {fmt.money(board, outlook.shortfall)}: {what} in "
+                                           f"{outlook.shortfall_in}")
         else:
             display["acct:proj:commit"] = f"met in {outlook.commitment_met_in}"
-    display["acct:proj:spend"] = money(outlook.year_spend)
-    display["acct:proj:rate"] = money(outlook.rate)
-    top = max([outlook.year_spend, outlook.year_counted, *(board.money.round(v) for v in (year.cap_limit,
-              year.commitment) if v is not None)])
-    end = _axis(board, fmt, "burn", top, display, bars)
-    months, running = [], Decimal(0)
-    for month in outlook.months:
+    return view
+
+
+def _burn_down(board: Dashboard, year, outlook, fmt: Formats, display: dict, bars: dict) -> list[dict]:
+    """The year's spend by month, cumulative (the projection's months after the actual ones, when there is one),
+    on an axis of round steps that holds the commitment and the cap's limit."""
+    amount, money = board.money.format, board.money
+    months = outlook.months if outlook is not None else year.months
+    spent = sum((month.billed for month in months), Decimal(0))
+    limits = {name: money.round(value) for name, value in (("commit", year.commitment), ("cap", year.cap_limit))
+              if value is not None}
+    end = _axis(board, fmt, "burn", max([spent, *limits.values()]), display, bars)
+    shown, running = [], Decimal(0)
+    for month in months:
         running += month.billed
         key = f"burn:{month.period}"
         bars[key] = _fraction(running, end)
-        display[key] = money(running)
-        display[f"{key}:month"] = money(month.billed)
-        months.append({"period": str(month.period), "source": month.source, "counted": amount(month.counted),
-                       "billed": amount(month.billed), "cumulative": amount(running)})
-    for name, value in (("commit", year.commitment), ("cap", year.cap_limit)):
-        if value is not None:
-            bars[f"burn:line:{name}"] = _fraction(board.money.round(value), end)
-    view["ticks"] = sum(key.startswith("burn:tick:") for key in bars)
-    view["projection"] = {"method": outlook.method, "rate": amount(outlook.rate),
-                          "year_counted": amount(outlook.year_counted), "year_spend": amount(outlook.year_spend),
-                          "months": months}
-    return view
+        display[key] = fmt.money(board, running)
+        display[f"{key}:month"] = fmt.money(board, month.billed)
+        shown.append({"period": str(month.period), "source": month.source, "counted": amount(month.counted),
+                      "billed": amount(month.billed), "cumulative": amount(running)})
+    for name, value in limits.items():
+        bars[f"burn:line:{name}"] = _fraction(value, end)
+    return shown
 
 
 def _usage_json(board: Dashboard, usage) -> dict:

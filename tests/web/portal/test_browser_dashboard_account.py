@@ -1,6 +1,7 @@
 """In a browser (headless Chromium): the account block's contract year on the dashboard, the charts' legends on
 one line and their ticks at round steps; the backtest's draft kept through "Back to editing". With
-BILLING_SCREENSHOTS=docs/images these write dashboard-account.png and whatif-backtest-account.png."""
+BILLING_SCREENSHOTS=docs/images these write dashboard-account.png,
+dashboard-account-page.png, dashboard-issued.png and whatif-backtest-account.png."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def test_the_account_year_and_round_ticks(live_portal, browser_page, portal_sess
         line = float(legend.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 20"))
         assert box["height"] < 2 * line, legend.inner_text()           # one line: it does not wrap
     screenshot(panel, "dashboard-account")
+    screenshot(page, "dashboard-account-page", full_page=True)
+
+    page.goto(f"{base}/dashboard/{GLOBEX}?period=2026-09")
+    status = page.inner_text("section.dash-status")
+    assert "TEST-2026-000002" in status and "so far" not in status and "closed now" not in status
+    assert "day 30 of 30" not in page.inner_text("#dashboard")
+    screenshot(page, "dashboard-issued", full_page=True)
 
 
 def test_the_backtest_keeps_the_draft(live_portal, browser_page, portal_sessions, globex, screenshot):  # noqa: F811

@@ -78,7 +78,7 @@ def test_the_account_year_is_the_engines_counts_and_the_months_invoices(signed_i
     commitment = account["commitment"]
     assert commitment["billing"] == "prepaid" and Decimal(commitment["drawn"]) == COMMITMENT
     assert Decimal(commitment["balance"]) == 0 and Decimal(commitment["spent"]) == spent
-    months = account["projection"]["months"]
+    months = account["months"]
     assert [(m["period"], m["source"]) for m in months[:5]] == [
         ("2026-08", "issued"), ("2026-09", "issued"), ("2026-10", "computed"), ("2026-11", "computed"),
         ("2026-12", "projected")]
@@ -132,7 +132,9 @@ def test_an_issued_period_shows_its_invoice_and_its_number(signed_in_client, glo
     assert data["totals"] == {kind: document["totals"][kind] for kind in data["totals"]}
     assert [(s["site"], s["charges"]) for s in data["sites"]] == [(s["site"], s["total"]) for s in document["sites"]]
     assert [line["kind"] for line in data["account_lines"]] == [line["kind"] for line in document["account"]["lines"]]
-    assert "Year-end projection" not in page
+    assert "Year-end projection" not in page and data["account"]["projection"] is None
+    assert [m["source"] for m in data["account"]["months"]] == ["issued", "issued"]     # nothing projected
+    assert data["account"]["cap"]["projected_reached_in"] is None
 
 
 def test_an_open_period_says_it_is_open(signed_in_client, globex):
@@ -168,7 +170,7 @@ def test_a_tampered_issued_invoice_is_withheld_and_reported(signed_in_client, gl
     current = client.get(f"/dashboard/{GLOBEX}")
     text = current.get_data(as_text=True)
     assert current.status_code == 200 and "2026-09: the stored document of invoice" in text
-    months = client.get(f"/dashboard/{GLOBEX}/data").get_json()["account"]["projection"]["months"]
+    months = client.get(f"/dashboard/{GLOBEX}/data").get_json()["account"]["months"]
     assert "2026-09" not in [m["period"] for m in months[:4]]
     with portal_sessions() as session:
         failures = session.scalars(select(AuditEntry).where(AuditEntry.action.like("dashboard.%"),
