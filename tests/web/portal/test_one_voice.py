@@ -127,3 +127,16 @@ def test_no_page_writes_money_another_way(signed_in_client, portal_sessions, who
     # and money is on these pages, written the one way
     assert any(re.search(r"£\d[\d,]*\.\d\d", page) for page in pages.values())
 
+
+
+def test_the_filter_writes_in_the_environments_locale(portal_app):
+    from dataclasses import replace
+
+    from flask import render_template_string
+
+    template = "{{ a|money('USD') }} {{ b|money('GBP', signed=true) }} {{ c|money('GBP', signed=true) }} [{{ n|money('GBP') }}]"
+    with portal_app.test_request_context():
+        assert render_template_string(template, a=Decimal(7802), b="250", c="-0.001", n=None) == \
+            "US$7,802.00 +£250.00 £0.00 []"
+        portal_app.config["BILLING_ENVIRONMENT"] = replace(portal_app.config["BILLING_ENVIRONMENT"], locale="en_US")
+        assert render_template_string(template, a=Decimal(7802), b="-12", c="0", n="") == "$7,802.00 -£12.00 £0.00 []"
