@@ -150,6 +150,8 @@ def save(customer: str):
     if not form.validate():
         return render_template("portal/customers/edit.html", contract=contract, profile=profile_of(session, customer),
                                form=form), 400
+    before = profile_of(session, customer)
+    revision = before.revision if before is not None else 0
     try:
         profile = save_profile(session, customer, auditing.actor(), form.changes(), treatments=_treatments(),
                                now=now())
@@ -164,7 +166,8 @@ def save(customer: str):
                                form=form), 400
     missing = missing_for(profile)
     session.commit()
-    flash(f"Saved as revision {profile.revision}."
+    flash((f"Saved as revision {profile.revision}." if profile.revision != revision else
+           f"Nothing changed: the profile stays at revision {revision}.")
           + (f" Before its invoices are approved it still needs {', '.join(missing)}." if missing else ""), "done")
     return redirect(url_for("customers.show", customer=customer))
 

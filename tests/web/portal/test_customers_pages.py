@@ -103,6 +103,9 @@ def test_finance_edits_a_profile_audited_as_the_command_line(signed_in_client, p
     assert main(["customer", "set", CUSTOMER, "--purchase-order", "PO-9000"]) == 0
     capsys.readouterr()
     assert form_post(client, path, {**PROFILE, "purchase_order": "PO-9001", "terms_days": ""}).status_code == 302
+    unchanged = form_post(client, path, {**PROFILE, "purchase_order": "PO-9001", "terms_days": ""},
+                          follow_redirects=True)
+    assert "Nothing changed: the profile stays at revision 3." in unchanged.get_data(as_text=True)
     web, cli, web_again = audit(portal_sessions, "customer.profile")
     assert (web.actor, web.outcome, web.resource) == ("finance@example.com", "success", f"customer:{CUSTOMER}")
     assert web.details["changed"]["tax_treatment"] == ["none", "uk_standard"]
