@@ -83,9 +83,8 @@ def cmd_show(args) -> int:
     from lifecycle.credit_notes import document_of, find_note
 
     locale = cli_environment().locale
-    with database() as (_, sessions):
-        with sessions() as session:
-            document = document_of(session, find_note(session, args.credit_note))
+    with database() as (_, sessions), sessions() as session:
+        document = document_of(session, find_note(session, args.credit_note))
     if args.format == "json":
         emit(json.dumps(credit_note_json(document), indent=2) + "\n", None)
     else:
