@@ -120,15 +120,6 @@ def _form_errors(form: FlaskForm) -> dict:
     return {"fields": {name: list(errors) for name, errors in form.errors.items()}}
 
 
-@blueprint.app_template_filter("whatif_money")
-def money_text(amount, signed: bool = False) -> str:
-    """An exact amount with thousands separators: `12,345.60`, signed `+250.00` / `-12.00` / `0.00`."""
-    value = Decimal(amount)
-    if not value:
-        return format(abs(value), ",f")     # never "-0.00"
-    return format(value, "+,f" if signed else ",f")
-
-
 @blueprint.app_template_filter("whatif_sign")
 def sign_class(amount) -> str:
     """The class of a difference: more (the draft charges more), less, or same."""
