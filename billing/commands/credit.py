@@ -80,11 +80,18 @@ def cmd_credit(args) -> int:
 
 def cmd_show(args) -> int:
     from invoicing.credit_note import credit_note_json, credit_note_text
+    from audit.log import invoice_resource, record
+    from ledger.models import Invoice
     from lifecycle.credit_notes import document_of, find_note
 
     locale = cli_environment().locale
-    with database() as (_, sessions), sessions() as session:
-        document = document_of(session, find_note(session, args.credit_note))
+    with database() as (_, sessions), sessions.begin() as session:
+        row = find_note(session, args.credit_note)
+        document = document_of(session, row)
+        invoice = session.get(Invoice, row.invoice_id)
+        # a read of financial data is recorded like the portal's, before it is shown
+        record(session, cli_actor(), "invoice.view", invoice_resource(invoice.customer, invoice.period, invoice.id),
+               details={"credit_note": row.number, "format": args.format})
     if args.format == "json":
         emit(json.dumps(credit_note_json(document), indent=2) + "\n", None)
     else:

@@ -127,6 +127,10 @@ def test_the_text_and_the_pdf_show_net_tax_and_total_as_money_is_written(custome
         [line] = [line for line in text.splitlines() if label in line]
         assert line.rstrip().endswith(display(amount, "GBP", "en_GB")), line
     assert invoice.number in text and "4 July 2026" in text
+    with sessions() as session:   # each read of a credit note is recorded, as the portal's are
+        reads = session.scalars(select(AuditEntry).where(AuditEntry.action == "invoice.view")).all()
+    assert [(entry.details["credit_note"], entry.resource == f"invoice:tiny/2026-05#{invoice.id}") for entry in reads] == [
+        (note["number"], True)]
     with sessions() as session:
         pdf = session.scalars(select(CreditNote)).one().pdf
     pages = "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
