@@ -45,6 +45,7 @@ from engine.periods import Period
 from engine.refusal import Refusal, Refused
 from invoicing.invoice import Invoice as InvoiceDocument
 from invoicing.legal import with_legal
+from invoicing.stored import legal_fields
 from invoicing.tax import needs_fx_rate
 from ledger.billing_from_db import ComputedInvoice, invoice_from_db
 from ledger.contracts import UnknownContract
@@ -370,7 +371,7 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
                                   params={"currency": currency, "date": tax_point}))
     number = next_number(session, who.environment, prefix, now.year)
     try:
-        pdf = render(computed.invoice, number, now.date(), locale)
+        pdf = render(replace(computed.invoice, legal=legal_fields(computed.document)), number, now.date(), locale)
     except Exception as exc:   # whatever the renderer's failure, nothing is issued and the number is not used
         raise Refused(Refusal("pdf-failed", f"{which}: the PDF cannot be made, so nothing was issued: {exc}")) \
             from exc

@@ -235,6 +235,7 @@ def cmd_invoice_from_db(args) -> int:
     rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
     from audit.log import invoice_resource
     from invoicing.render import render_document
+    from invoicing.stored import invoice_from_document
     from ledger.billing_from_db import invoice_from_db
     from ledger.invoices import Selector, find, status_of
 
@@ -245,13 +246,23 @@ def cmd_invoice_from_db(args) -> int:
         with sessions() as session:
             computed = invoice_from_db(session, args.customer, period)   # refusals are said by billing/cli.py
             # interfaces §4: the JSON of a stored draft or issued invoice, with its seller, buyer, credits and tax
+            # and every format renders that stored document, as the portal does (numbered when issued)
             stored = find(session, Selector(args.customer, period))
-            document = stored.document if stored is not None and status_of(session, stored) != "void" \
-                and args.format == "json" else computed.document
+            state = status_of(session, stored) if stored is not None else None
+            invoice, document, marks = computed.invoice, computed.document, {}
+            if stored is not None and state != "void":
+                document = stored.document
+                invoice = invoice_from_document(document, timezone=computed.invoice.timezone)
+                if stored.number:
+                    marks = {"number": stored.number, "status": "issued", "issued_on": stored.issued_at.date()}
+                else:
+                    marks = {"status": state}
         _record_read(sessions, "invoice.view", invoice_resource(args.customer, period),
                      {"computed": document is computed.document, "format": args.format,
                       "output": args.output or "standard output"})
-    emit(render_document(computed.invoice, args.format, document=document), args.output)
+    if args.format != "pdf":
+        marks = {"number": marks["number"]} if "number" in marks else {}
+    emit(render_document(invoice, args.format, document=document, **marks), args.output)
     return OK
 
 

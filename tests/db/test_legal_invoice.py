@@ -111,3 +111,34 @@ def test_where_the_seller_charges_vat_an_issued_invoice_is_credited_never_voided
         void(session, Selector(number=number), WHO, "wrong sites", charges_vat=True)
     assert refused.value.refusal.code == "vat-invoice-not-voided" and refused.value.refusal.action == "credit"
     assert snapshot(sessions) == before
+
+
+def test_the_issued_pdf_and_the_command_line_show_the_legal_invoice(customers, sessions, cli):
+    """The PDF frozen at issue carries the seller, the buyer, the dates, the VAT and the amount due; `billing
+    invoice --customer` renders the stored invoice in every format, numbered once issued."""
+    import io
+
+    from pypdf import PdfReader
+
+    from ledger.invoices import find
+    from ledger.models import InvoicePdf
+
+    _profile(sessions)
+    assert cli("close", "--period", "2026-05", "--customer", "tiny")[0] == 0
+    status, draft_text, _ = cli("invoice", "--customer", "tiny", "--period", "2026-05", "--format", "text")
+    assert status == 0 and "Not a VAT invoice" in draft_text and "Tiny Ltd" in draft_text
+    assert cli("approve", "--customer", "tiny", "--period", "2026-05")[0] == 0
+    assert cli("issue", "--customer", "tiny", "--period", "2026-05")[0] == 0
+    with sessions() as session:
+        row = find(session, Selector("tiny", MAY))
+        number, document = row.number, row.document
+        pdf = session.query(InvoicePdf).filter_by(invoice_id=row.id).one().pdf
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    flat = " ".join(text.split())
+    for expected in (number, TEST_SELLER["name"], TEST_SELLER["tax_id"], "Tiny Ltd", "PO-7781", "20%"):
+        assert expected in flat, expected
+    assert document["totals"]["due"] in flat.replace(",", "")
+    status, issued_text, _ = cli("invoice", "--customer", "tiny", "--period", "2026-05", "--format", "text")
+    assert status == 0 and number in issued_text and document["due_date"] is not None
+    status, csv_text, _ = cli("invoice", "--customer", "tiny", "--period", "2026-05", "--format", "csv")
+    assert status == 0 and number in csv_text and "PO-7781" in csv_text
