@@ -41,7 +41,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, Integer, String, select
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, Integer, String, literal, select, tuple_
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.base import Base
@@ -291,7 +291,7 @@ def _past(session: Session, column, sequence: int, descending: bool):
     value = session.scalar(select(column).where(AuditEntry.sequence == sequence))
     if value is None:   # no such entry: the page starts at the beginning
         return AuditEntry.sequence.is_not(None)
-    return beyond(column, value) | ((column == value) & beyond(AuditEntry.sequence, sequence))
+    return beyond(tuple_(column, AuditEntry.sequence), tuple_(literal(value), literal(sequence)))   # one index range
 
 
 def _escaped(text: str) -> str:
