@@ -46,7 +46,7 @@ from ledger.grants import add_grant
 from ledger.profiles import save_profile
 from lifecycle import transitions as lifecycle
 from metering.events import Event, EventData
-from review.reconcile import Threshold, reconcile, store_report
+from review.reconcile import Threshold
 from rules.activity_window import WindowParams
 from rules.category_toggle import DisableParams
 from settings.environment import load as load_environment
@@ -183,10 +183,9 @@ class Step:
 
 
 def _close(step: Step, session, who: Actor, environment) -> None:
-    """As `billing close` does: the draft, then its reconciliation, stored."""
-    draft, _ = lifecycle.close(session, step.customer, step.period, now=step.at, seller=environment.seller)
-    store_report(session, reconcile(session, step.customer, step.period, Threshold.of(environment),
-                                    invoice=draft, now=step.at), who)
+    """As `billing close` does: the draft, then its reconciliation, stored (lifecycle's close_and_reconcile)."""
+    lifecycle.close_and_reconcile(session, step.customer, step.period, who, threshold=Threshold.of(environment),
+                                  seller=environment.seller, now=step.at)
 
 
 def _approve(step: Step, session, who: Actor, environment) -> None:
