@@ -5,7 +5,7 @@
     text.py         plain text, every line with why it is there
     csv_view.py     CSV for finance spreadsheets
     pdf.py          PDF (templates/invoice.html, WeasyPrint); TEMPLATES: where the installed templates are
-    credit_note.py  a credit note as a PDF
+    credit_note.py  a credit note: its JSON, text and PDF (net, tax and total credited)
     stored.py       an issued invoice read back from its stored JSON
     legal.py        the legal invoice: seller, buyer, dates, credits, tax, net and due (database mode)
     tax.py          tax treatments, UK VAT's dated rates, tax rounded down once on the net
