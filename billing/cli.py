@@ -37,7 +37,7 @@ NEED_RECORDS = (
     db.cmd_contract_history, customer.cmd_show, customer.cmd_set, grant.cmd_list, grant.cmd_add, grant.cmd_revoke,
     lifecycle.cmd_close, lifecycle.cmd_approve, lifecycle.cmd_issue, lifecycle.cmd_void, credit.cmd_credit, credit.cmd_show,
     reconcile.cmd_reconcile, portal.cmd_user_list, portal.cmd_user_change, portal.cmd_audit_verify,
-    web.cmd_apikey_list, web.cmd_apikey_revoke,
+    web.cmd_apikey_list, web.cmd_apikey_revoke, journal.cmd_journal,
 )
 
 

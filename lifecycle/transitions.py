@@ -303,7 +303,7 @@ def close_and_reconcile(session: Session, customer: str, period: Period, who: Ac
     run on it and stored, audited as `reconciliation.run` (review/reconcile.py), in the caller's transaction.
     A failed reconciliation keeps the draft; approval refuses it until it is resolved or explained."""
     row, outcome = close(session, customer, period, now=now, seller=seller)
-    report = reconcile(session, customer, period, threshold, invoice=row, now=now)
+    report = reconcile(session, customer, period, threshold, invoice=row, seller=seller, now=now)
     store_report(session, report, who)
     explained = explanation_of(session, row, report) if not report.passed else None
     return Closed(row, outcome, report, explained)
