@@ -91,19 +91,15 @@ def usage_export(session: Session, customer: str, first: dt.date, last: dt.date)
     late = session.execute(select(LateRollup.day, LateRollup.site, LateRollup.category, LateRollup.quantity,
                                   LateRollup.events, LateRollup.billed_on).where(
         LateRollup.customer == customer, LateRollup.day >= first, LateRollup.day <= last)).all()
+    billed_on = {(day, site, category): on for day, site, category, _, _, on in late}
     rows = []
     for period, cells in _by_period(on_time).items():
         statuses = _statuses(timeline.plan_for(period), period, cells)
-        rows += [UsageRow(day, site, category, tally.quantity, tally.events, statuses[key],
-                          period if statuses[key] == BILLED else None)
-                 for key, tally in cells.items() for day, site, category in (key,)]
+        rows += [_row(key, tally, statuses[key], period) for key, tally in cells.items()]
     for period, cells in _by_period([row[:5] for row in late]).items():
         statuses = _statuses(timeline.plan_for(period), period, cells)
-        billed_on = {(day, site, category): on for day, site, category, _, _, on in late}
-        rows += [UsageRow(day, site, category, tally.quantity, tally.events,
-                          BILLED_LATE if statuses[key] == BILLED else statuses[key],
-                          billed_on[key] if statuses[key] == BILLED else None)
-                 for key, tally in cells.items() for day, site, category in (key,)]
+        rows += [_row(key, tally, BILLED_LATE if statuses[key] == BILLED else statuses[key], billed_on[key])
+                 for key, tally in cells.items()]
     rows.sort(key=lambda row: (row.day, row.site, row.category, row.status))
     return UsageExport(customer, first, last, contract.zone.key, tuple(rows))
 
@@ -119,6 +115,13 @@ def usage_csv(export: UsageExport) -> str:
             export.customer, row.day.isoformat(), row.site, row.category, decimal_text(row.quantity), row.events,
             row.status, str(row.invoice_period) if row.invoice_period else "")])
     return out.getvalue()
+
+
+def _row(key: Key, tally: Tally, status: str, invoice_period: Period | None) -> UsageRow:
+    """`invoice_period` is kept for billed rows only: what is not billed belongs to no invoice."""
+    day, site, category = key
+    billed = status in (BILLED, BILLED_LATE)
+    return UsageRow(day, site, category, tally.quantity, tally.events, status, invoice_period if billed else None)
 
 
 def _by_period(cells) -> dict[Period, dict[Key, Tally]]:
