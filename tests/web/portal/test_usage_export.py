@@ -15,7 +15,7 @@ from audit.log import DENIED, FAILURE, SUCCESS, AuditEntry
 from engine.periods import Period
 from ledger.billing_from_db import invoice_from_db
 from ledger.models import Invoice
-from metering.models import Rollup
+from metering.models import LateRollup, Rollup
 
 from .conftest import CUSTOMER, OTHER_CUSTOMER
 
@@ -144,3 +144,19 @@ def test_the_page_shows_the_sums_the_csv_adds_up_to(signed_in_client, portal_ses
     with portal_sessions() as session:
         assert session.scalar(select(AuditEntry.resource).where(AuditEntry.action == "usage.view")) == \
             "usage:acme-health/2026-05-01..2026-05-31"
+
+
+def test_late_usage_is_listed_with_the_invoice_that_bills_it(signed_in_client, portal_sessions):
+    with portal_sessions.begin() as session:
+        session.add(LateRollup(customer=CUSTOMER, site="lon-01", category="standard", day=Period(2026, 5).first_day,
+                               quantity=Decimal("7"), events=1, billed_on=Period(2026, 6)))
+        session.add(LateRollup(customer=CUSTOMER, site="lon-01", category="standard", day=Period(2026, 5).last_day,
+                               quantity=Decimal("3"), events=1, billed_on=None))
+        session.add(LateRollup(customer=CUSTOMER, site="lon-01", category="ocr", day=Period(2026, 5).last_day,
+                               quantity=Decimal("2"), events=1, billed_on=None))
+    rows = rows_of(download(signed_in_client("customer_finance"), CUSTOMER, "2026-05-01", "2026-05-31"))
+    late = [(row["day"], row["category"], row["quantity"], row["status"], row["invoice_period"]) for row in rows
+            if row["status"] == "billed late" or (row["category"] == "ocr" and row["day"] == "2026-05-31")]
+    assert late == [("2026-05-01", "standard", "7", "billed late", "2026-06"),
+                    ("2026-05-31", "ocr", "2", "not billed: unknown category", ""),
+                    ("2026-05-31", "standard", "3", "billed late", "")]
