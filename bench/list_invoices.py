@@ -33,11 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from ingest_db import machine  # noqa: E402
+from ingest_db import machine
 
 CUSTOMERS, PERIODS = 100, 24
 FIRST = (2024, 5)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PAGES = {
     "first page": "/invoices",
     "status = Issued": "/invoices?status=issued",
