@@ -89,11 +89,13 @@ CASES = {
     "unknown-role": ((), ("user", "add", "kim@example.com", "--role", "boss"),
                      ["not added: the role must be one of admin, deal_desk, finance, customer_finance"]),
     "customer-needed": ((), ("user", "add", "kim@example.com", "--role", "customer_finance"),
-                        ["a customer_finance user needs the customer (contract id) it may see"]),
+                        ["choose the customer whose invoices and usage this customer finance user may see"]),
     "unknown-customer": ((), ("user", "add", "kim@example.com", "--role", "customer_finance", "--customer", "nobody"),
                          ["there is no contract 'nobody'"]),
     "customer-not-allowed": ((), ("user", "add", "kim@example.com", "--role", "finance", "--customer", "tiny"),
-                             ["only a customer_finance user is bound to a customer"]),
+                             ["only a customer finance user sees one customer: leave the customer empty for this role"]),
+    "no-credit-note": ((), ("credit-note", "TEST-CN-2026-000001"),
+                       ["there is no credit note numbered TEST-CN-2026-000001"]),
     "unknown-api-key": ((), ("apikey", "revoke", "000000000000"), ["no API key with prefix '000000000000'"]),
     "last-admin": ((("user", "add", "root@example.com", "--role", "admin"),), ("user", "disable", "root@example.com"),
                    ["root@example.com: cannot disable the last active admin"]),
@@ -105,6 +107,8 @@ ELSEWHERE = {
     "pdf-failed": "tests/db/test_lifecycle.py and tests/db/test_credit_notes.py (a renderer that fails)",
     "password-too-short": "tests/web/portal/test_refusals.py (the command line asks no password but on stdin)",
     "password-is-email": "tests/web/portal/test_account.py",
+    "more-than-net": "tests/db/test_credit_notes_tax.py (grants paid part of the invoice: its net is less than its charges)",
+    "not-a-charge": "tests/db/test_credit_notes_tax.py (an account line that reduces the invoice: drawdown, account cap)",
 }
 
 

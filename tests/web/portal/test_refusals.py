@@ -61,14 +61,14 @@ CASES = {
                                  "Site lon-01: '12,50' is not an amount (write it like 120.50).", ('value="12,50"',)),
     "more-than-remains": credit_case({"amount-lon-01": "99999999"}, "amount-lon-01",
                                      "that remains creditable on it.", ('value="99999999"',)),
-    "no-amount": credit_case({}, "scope", "State an amount for at least one site, or credit everything that "
-                                          "remains."),
+    "no-amount": credit_case({}, "scope", "State an amount for at least one site or account line, or credit "
+                                          "everything that remains."),
     "email-taken": Case("admin", "/admin/users/new", {"email": "Finance@Example.com", "role": "finance",
                                                       "customer": ""}, 200, "email",
                         "A user with this email already exists.", ('value="Finance@Example.com"',)),
     "customer-needed": Case("admin", "/admin/users/new", {"email": "kim@example.com", "role": "customer_finance",
                                                           "customer": ""}, 200, "customer",
-                            "A customer_finance user needs the customer (contract id) it may see.",
+                            "Choose the customer whose invoices and usage this customer finance user may see.",
                             ('value="kim@example.com"',)),
     "last-admin": Case("admin", "/admin/users/{admin}/role", {"role": "finance", "customer": ""}, 400, "role",
                        "Cannot take the admin role from the last active admin.", page="/admin/users/{admin}"),
