@@ -77,7 +77,8 @@ from invoicing.render import render_document
 from invoicing.stored import invoice_from_document
 from ledger.invoices import Selector, find, frozen_mismatch, status_of
 from ledger.models import Contract, Invoice, InvoiceVoid, in_force
-from lifecycle.credit_notes import credit, creditable, notes_of
+from lifecycle.credit_notes import Remaining, credit, notes_of
+from lifecycle.credit_notes import remaining as remaining_of
 from lifecycle.models import CreditNote
 from lifecycle.transitions import (
     Closed,
@@ -142,7 +143,8 @@ class VoidForm(FlaskForm):
 
 class CreditForm(FlaskForm):
     scope = RadioField("What to credit", choices=[SelectChoice("all", "Everything that remains creditable"),
-                                                  SelectChoice("sites", "Stated amounts per site")], default="all")
+                                                  SelectChoice("sites", "Stated amounts per site and account line")],
+                       default="all")
     reason = TextAreaField("Reason", validators=[DataRequired("Give the reason for the credit note."), without_nul,
                                                  Length(max=2000)],
                            description="Printed on the credit note and kept in the audit log.")
@@ -397,7 +399,8 @@ def _verdict(done: Closed) -> str:
         return "its reconciliation passed: it may be approved."
     if done.explanation is not None:
         return f"its reconciliation found discrepancies explained by {done.explanation.explained_by}: it may be approved."
-    return (f"its {headline(done.report)}: it cannot be approved until they are resolved or explained "
+    locale = current_app.config["BILLING_ENVIRONMENT"].locale
+    return (f"its {headline(done.report, locale)}: it cannot be approved until they are resolved or explained "
             "(the invoice page lists them).")
 
 
@@ -459,13 +462,18 @@ def void_invoice(invoice_id: int):
 @blueprint.post("/invoices/<int:invoice_id>/credit")
 @allow("finance")
 def credit_invoice(invoice_id: int):
+    """A credit note as `billing credit` makes it: everything that remains, or the amounts typed beside the
+    invoice's sites (`amount-<site>`) and account lines (`amount-account-<kind>`), each refusal beside its field."""
     form = CreditForm()
     invoice = _visible_or_404(invoice_id, "credit_note.issue")
-    amounts = None
+    amounts, account = None, []
     if form.scope.data == "sites":
-        amounts = [(site["site"], request.form.get(f"amount-{site['site']}", "").strip())
-                   for site in invoice.document["sites"]]
-        amounts = [(site, text) for site, text in amounts if text]
+        amounts = [(site, text) for site, text in
+                   ((site["site"], request.form.get(f"amount-{site['site']}", "").strip())
+                    for site in invoice.document["sites"]) if text]
+        account = [(kind, text) for kind, text in
+                   ((kind, request.form.get(f"amount-{_account_field(kind)}", "").strip())
+                    for kind in _account_kinds(invoice.document)) if text]
     forms = {"void": VoidForm(formdata=None), "credit": form}
     with_nul = {key[7:]: NUL_MESSAGE for key, value in request.form.items()
                 if key.startswith("amount-") and "\x00" in value}
@@ -473,25 +481,65 @@ def credit_invoice(invoice_id: int):
         return _moot(invoice, "credit") or _page(invoice, "credit", forms, 400, site_errors=with_nul)
     env = current_app.config["BILLING_ENVIRONMENT"]
     try:
-        note = credit(db_session(), invoice, auditing.actor(), form.reason.data, amounts,
+        # the same call as `billing credit`: sites and account lines stated, or neither for all that remains
+        note = credit(db_session(), invoice, auditing.actor(), form.reason.data,
+                      amounts, account=account,
                       prefix=env.invoice_prefix, locale=env.locale, now=now())
     except Refused as refused:
         db_session().rollback()
         refusal = refused.refusal
         _record_refusal("credit_note.issue", invoice, refusal)
-        if refusal.field == "amount":   # beside the site's amount, or beside the choice when no site is named
+        if refusal.field == "amount":   # beside the line's amount, or beside the choice when no line is named
             form.scope.data = "sites"
-            site = refusal.params.get("site")
-            if site is None:
-                form.scope.errors = [refusal_text(refusal)]
-                return _page(invoice, "credit", forms, 400)
-            return _page(invoice, "credit", forms, 400, site_errors={site: refusal_text(refusal)})
+            if "site" in refusal.params:
+                return _page(invoice, "credit", forms, 400, site_errors={refusal.params["site"]: refusal_text(refusal)})
+            if "account" in refusal.params:
+                return _page(invoice, "credit", forms, 400,
+                             site_errors={_account_field(refusal.params["account"]): refusal_text(refusal)})
+            form.scope.errors = [refusal_text(refusal)]
+            return _page(invoice, "credit", forms, 400)
         if not beside_field(form, refusal):
             flash(not_done(refusal), "error")
         return _page(invoice, "credit", forms, 400)
     db_session().commit()
-    flash(f"Credit note {note.number} issued: {note.total:f} {note.currency} credited.", "done")
+    tax = Decimal(note.tax["amount"]) if note.tax else Decimal(0)
+    flash(f"Credit note {note.number} issued: {money(note.total, note.currency)} credited"
+          + (f" ({money(note.total - tax, note.currency)} net + {money(tax, note.currency)} tax)." if tax else "."),
+          "done")
     return redirect(url_for("invoices.show", invoice_id=invoice_id))
+
+
+def _account_kinds(document: dict) -> list[str]:
+    """The kinds of the invoice's account lines, in its order (none when it has no account block)."""
+    return [line["kind"] for line in (document.get("account") or {}).get("lines", ())]
+
+
+def _account_field(kind: str) -> str:
+    """What follows `amount-` in the name of an account line's amount field (and keys its error)."""
+    return f"account-{kind}"
+
+
+@dataclass(frozen=True)
+class CreditableAccountLine:
+    """An account line as the credit form offers it: its title from the line-kind registry (lifecycle's
+    `Remaining.names`), its amount on the invoice, and what remains creditable on it (None: it reduces the
+    invoice or charges nothing, so it has nothing to credit)."""
+
+    kind: str
+    field: str
+    title: str
+    charged: Decimal
+    creditable: Decimal | None
+
+
+def _creditable_account_lines(document: dict, left: Remaining) -> list[CreditableAccountLine]:
+    lines = []
+    for kind in _account_kinds(document):
+        key = ("account", kind)
+        charged = left.charged[key]
+        lines.append(CreditableAccountLine(kind, _account_field(kind), left.names[key], charged,
+                                           left.of(key) if charged > 0 else None))
+    return lines
 
 
 def _moot(invoice: Invoice, action: str) -> Response | None:
@@ -584,11 +632,17 @@ def _page(invoice: Invoice, confirm: str, forms: dict, status: int = 200, site_e
     finance = current_user.role == "finance"
     actions = ACTIONS[state] if finance else ()
     notes = notes_of(session, [invoice.id]).get(invoice.id, [])
-    remaining = creditable(session, invoice) if state == "issued" else {}
+    left = remaining_of(session, invoice) if state == "issued" else None
+    remaining = {ref: left.of((on, ref)) for on, ref in left.lines if on == "site"} if left else {}
+    account_lines = _creditable_account_lines(invoice.document, left) if left else []
+    # what a credit note may still credit in all: each line's remainder, never more than the net that remains
+    remaining_total = min(sum(remaining.values(), Decimal(0))
+                          + sum((line.creditable for line in account_lines if line.creditable), Decimal(0)),
+                          left.left.net) if left else Decimal(0)
     return render_template(
         "portal/invoice.html", invoice=invoice, document=invoice.document, status=state, actions=actions,
         confirm=confirm if confirm in actions else "", forms=forms, notes=notes, remaining=remaining,
-        remaining_total=sum(remaining.values(), Decimal(0)), site_errors=site_errors or {},
+        remaining_total=remaining_total, account_lines=account_lines, site_errors=site_errors or {},
         amounts={key[7:]: value.replace("\x00", "") for key, value in request.form.items() if key.startswith("amount-")},
         void=session.get(InvoiceVoid, invoice.id), view=_view(invoice, state),
         refresh=REFRESHED.get(state) if finance else None,
