@@ -67,7 +67,7 @@ from admin_app.forms import ActionForm
 from admin_app.portal import money
 from admin_app.refusals import beside_field, not_done, refusal_text, sentence
 from admin_app.sessions import SignedIn, now
-from audit.log import DENIED, FAILURE, invoice_resource
+from audit.log import DENIED, FAILURE, details, invoice_resource, refusal_details
 from engine.evaluate import OutsideContract
 from engine.periods import Period
 from engine.refusal import Refusal, Refused
@@ -366,14 +366,13 @@ def _close(customer: str, period: Period) -> Closed | Refusal:
     else:
         row = closed.invoice
         auditing.record("invoice.close", invoice_resource(row.customer, row.period, row.id),
-                        details={"outcome": closed.outcome, "total": row.document["totals"]["total"],
-                                 "reconciliation": "passed" if closed.report.passed else
-                                 "explained" if closed.explanation else "failed"})
+                        details=details("invoice.close", result=closed.outcome, total=row.document["totals"]["total"],
+                                        reconciliation=closed.verdict))
         session.commit()
         return closed
     session.rollback()
     auditing.record("invoice.close", f"invoice:{customer}/{period}", outcome=FAILURE,
-                    details={"reason": refusal.message, "code": refusal.code})
+                    details=details("invoice.close", reason=refusal.message, code=refusal.code))
     session.commit()
     return refusal
 
@@ -409,7 +408,8 @@ def _verdict(done: Closed) -> str:
 def show(invoice_id: int):
     invoice = _visible_or_404(invoice_id, "invoice.view")
     auditing.record("invoice.view", invoice_resource(invoice.customer, invoice.period, invoice.id),
-                    details={"status": status_of(db_session(), invoice)})
+                    details=details("invoice.view", status=status_of(db_session(), invoice), format="html",
+                                    computed=False))
     db_session().commit()
     confirm = request.args.get("confirm", "")
     forms = {"void": VoidForm(formdata=None), "credit": CreditForm(formdata=None)}
@@ -575,13 +575,13 @@ def _visible_or_404(invoice_id: int, action: str) -> Invoice:
         row = db_session().get(Invoice, invoice_id)
         resource = invoice_resource(row.customer, row.period, row.id) if row else f"invoice:#{invoice_id}"
         auditing.record(action, resource, outcome=DENIED if row else FAILURE,
-                        details={"reason": "not visible to this user" if row else "no such invoice"})
+                        details=refusal_details(action, "not visible to this user" if row else "no such invoice"))
         db_session().commit()
         abort(404)
     mismatch = frozen_mismatch(db_session(), invoice)
     if mismatch:   # recorded, and nothing of it shown or sent as if it were what was issued
         auditing.record(action, invoice_resource(invoice.customer, invoice.period, invoice.id), outcome=FAILURE,
-                        details={"reason": mismatch, "code": "tampered"})
+                        details=refusal_details(action, mismatch, "tampered"))
         db_session().commit()
         abort(500, f"{mismatch}; it is not shown or sent. Tell the engineers: the database was changed outside "
                    "the application.")
@@ -622,7 +622,7 @@ def _step(invoice_id: int, action: str, run, done: str, form: FlaskForm | None =
 def _record_refusal(action: str, invoice: Invoice, refusal: Refusal) -> None:
     invoice = db_session().get(Invoice, invoice.id)
     auditing.record(action, invoice_resource(invoice.customer, invoice.period, invoice.id), outcome=FAILURE,
-                    details={"reason": refusal.message, "code": refusal.code})
+                    details=refusal_details(action, refusal.message, refusal.code))
     db_session().commit()
 
 

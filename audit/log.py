@@ -56,13 +56,19 @@ HEAD_RECORDED = "audit.head"
 # The detail keys of the actions both the portal and the command line record. A refused step records `reason`
 # (what the user is told) and `code` (the refusal's code); `result` is what a save did (created, saved, replaced,
 # unchanged: the entry's own `outcome` says whether it succeeded), `in_effect_from` the period a version takes
-# effect, `source` where the text came from (the portal's editor, or a file).
+# effect, `source` where the text came from (the portal's editor, or a file). A close's `result` is what it did to
+# the draft (created, refreshed, unchanged) and `reconciliation` the verdict (passed, explained, failed). A view's
+# `status` is the invoice's, `format` what it was shown as (html in the portal; text, json, csv, pdf… on the command
+# line), `computed` whether it was computed afresh rather than read as stored, `credit_note` the credit note shown,
+# and `output` where it went (a file, or standard output). No detail is named `outcome`: that is the entry's own.
 _REFUSAL = ("reason", "code")
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "contract.save": ("result", "in_effect_from", "comment", "author", "source", "replaces", *_REFUSAL),
     "invoice.approve": ("total", "usage_hash", *_REFUSAL),
     "invoice.issue": ("number", "total", "pdf_sha256", "document_sha256", "replaces", *_REFUSAL),
     "invoice.void": ("number", "reason", "code"),
+    "invoice.view": ("status", "format", "computed", "credit_note", "output", *_REFUSAL),
+    "invoice.close": ("result", "total", "reconciliation", *_REFUSAL),
 }   # session.info: (sequence, hash, actions) of the transaction's last entry
 
 
@@ -155,6 +161,13 @@ def details(action: str, **values) -> dict:
     """The details of `action` in its vocabulary: every key, None where no value is given."""
     _check_vocabulary(action, values)
     return {key: values.get(key) for key in VOCABULARY[action]}
+
+
+def refusal_details(action: str, reason: str, code: str | None = None) -> dict:
+    """A refused or denied step's details: in the action's vocabulary when it has one, else just these two."""
+    if action in VOCABULARY:
+        return details(action, reason=reason, code=code)
+    return {"reason": reason, **({"code": code} if code is not None else {})}
 
 
 def _check_vocabulary(action: str, values: dict) -> None:

@@ -296,6 +296,11 @@ class Closed:
         """Approval may follow: no discrepancy above the threshold, or each one explained."""
         return self.report.passed or self.explanation is not None
 
+    @property
+    def verdict(self) -> str:
+        """The reconciliation's verdict as the audit log records it (`invoice.close`): passed, explained or failed."""
+        return "passed" if self.report.passed else "explained" if self.explanation is not None else "failed"
+
 
 def close_and_reconcile(session: Session, customer: str, period: Period, who: Actor, *, threshold: Threshold,
                         seller: Mapping | None = None, now: dt.datetime | None = None) -> Closed:

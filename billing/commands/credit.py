@@ -80,7 +80,8 @@ def cmd_credit(args) -> int:
 
 def cmd_show(args) -> int:
     from invoicing.credit_note import credit_note_json, credit_note_text
-    from audit.log import invoice_resource, record
+    from audit.log import details, invoice_resource, record
+    from ledger.invoices import status_of
     from ledger.models import Invoice
     from lifecycle.credit_notes import document_of, find_note
 
@@ -91,7 +92,8 @@ def cmd_show(args) -> int:
         invoice = session.get(Invoice, row.invoice_id)
         # a read of financial data is recorded like the portal's, before it is shown
         record(session, cli_actor(), "invoice.view", invoice_resource(invoice.customer, invoice.period, invoice.id),
-               details={"credit_note": row.number, "format": args.format})
+               details=details("invoice.view", status=status_of(session, invoice), format=args.format,
+                               credit_note=row.number, output="standard output"))
     if args.format == "json":
         emit(json.dumps(credit_note_json(document), indent=2) + "\n", None)
     else:

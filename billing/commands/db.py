@@ -233,7 +233,7 @@ def _count(n: int, noun: str) -> str:
 def cmd_invoice_from_db(args) -> int:
     """`billing invoice --customer ID --period P`: file_mode's invoice command hands over here; every format is
     rendered by the same helper as in file mode (invoicing/render.py), so both give the same documents."""
-    from audit.log import invoice_resource
+    from audit.log import details, invoice_resource
     from invoicing.render import render_document
     from invoicing.stored import invoice_from_document
     from ledger.billing_from_db import invoice_from_db
@@ -258,8 +258,8 @@ def cmd_invoice_from_db(args) -> int:
                 else:
                     marks = {"status": state}
         _record_read(sessions, "invoice.view", invoice_resource(args.customer, period),
-                     {"computed": document is computed.document, "format": args.format,
-                      "output": args.output or "standard output"})
+                     details("invoice.view", status=state, format=args.format,
+                             computed=document is computed.document, output=args.output or "standard output"))
     if args.format != "pdf":
         marks = {"number": marks["number"]} if "number" in marks else {}
     emit(render_document(invoice, args.format, document=document, **marks), args.output)

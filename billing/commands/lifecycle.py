@@ -43,7 +43,7 @@ def _selector(args):
 def recorded_refusal(sessions, who, action: str, which):
     """A refused approve, issue or void is in the audit log as the portal records it (admin_app/invoices.py):
     a failure with the refusal's reason and code (audit/log.py VOCABULARY), then said as usual."""
-    from audit.log import FAILURE, invoice_resource, record
+    from audit.log import FAILURE, invoice_resource, record, refusal_details
     from engine.refusal import Refused
     from ledger.invoices import find
 
@@ -55,7 +55,7 @@ def recorded_refusal(sessions, who, action: str, which):
             resource = invoice_resource(row.customer, row.period, row.id) if row is not None else \
                 f"invoice:{which.number or invoice_resource(which.customer, which.period).removeprefix('invoice:')}"
             record(session, who, action, resource, outcome=FAILURE,
-                   details={"reason": exc.refusal.message, "code": exc.refusal.code})
+                   details=refusal_details(action, exc.refusal.message, exc.refusal.code))
         raise
 
 
@@ -82,6 +82,7 @@ def customers_to(sessions, customer: str | None, period) -> list[str]:
 
 
 def cmd_close(args) -> int:
+    from audit.log import FAILURE, details, invoice_resource, record
     from billing.commands.reconcile import threshold
     from engine.refusal import Refused
     from lifecycle.transitions import close_and_reconcile
@@ -96,9 +97,16 @@ def cmd_close(args) -> int:
             try:
                 with sessions.begin() as session:
                     closed = close_and_reconcile(session, customer, period, who, threshold=limit, seller=seller)
+                    row = closed.invoice   # recorded as the portal's close is (admin_app/invoices.py)
+                    record(session, who, "invoice.close", invoice_resource(row.customer, row.period, row.id),
+                           details=details("invoice.close", result=closed.outcome,
+                                           total=row.document["totals"]["total"], reconciliation=closed.verdict))
                     line = f"{customer} {period}: draft {closed.outcome} (total {_total(closed.invoice)})"
                     report, explained = closed.report, closed.explanation
             except Refused as exc:
+                with sessions.begin() as session:   # rolled back, then recorded as a failure, as in the portal
+                    record(session, who, "invoice.close", f"invoice:{customer}/{period}", outcome=FAILURE,
+                           details=details("invoice.close", reason=exc.refusal.message, code=exc.refusal.code))
                 if args.customer:
                     raise
                 say(f"{customer} {period}: skipped: {refusal_text(exc.refusal)}")

@@ -40,7 +40,7 @@ WHO = Actor("tester@example.com", "test", ip="192.0.2.7")
 def chain(sessions, count: int = 5) -> None:
     with sessions.begin() as session:
         for n in range(1, count + 1):
-            record(session, WHO, "invoice.view", f"invoice:acme-health/2026-0{n}", details={"n": n})
+            record(session, WHO, "invoice.list", f"invoice:acme-health/2026-0{n}", details={"n": n})
 
 
 def tamper(sessions, *statements: str) -> None:
@@ -254,9 +254,66 @@ def test_a_refused_lifecycle_step_is_recorded_alike_from_the_portal_and_the_comm
     assert form_post(finance, f"{draft}/void", {"reason": "wrong sites"}, page=draft).status_code in (302, 400)
     for action in ("invoice.approve", "invoice.issue", "invoice.void"):
         found = keys_by_entry_point(portal_sessions, action)
-        assert found.get(("portal", "failure")) == found.get(("cli", "failure")) == {frozenset({"reason", "code"})}, \
+        assert found.get(("portal", "failure")) == found.get(("cli", "failure")) == {frozenset(VOCABULARY[action])}, \
             (action, found)
         assert all(keys <= set(VOCABULARY[action]) for keysets in found.values() for keys in keysets)
+
+
+def test_the_portal_and_the_command_line_record_a_view_with_the_same_keys(
+        signed_in_client, portal_sessions, invoice_ids, cli, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BILLING_ENV", "test")
+    finance = signed_in_client("finance")
+    assert finance.get(f"/invoices/{invoice_ids['customer']}").status_code == 200
+    assert finance.get("/invoices/999999").status_code == 404
+    assert cli("invoice", "--customer", "acme-health", "--period", "2026-04", "--format", "json")[0] == 0
+    found = keys_by_entry_point(portal_sessions, "invoice.view")
+    vocabulary = {frozenset(VOCABULARY["invoice.view"])}
+    assert found == {("portal", "success"): vocabulary, ("portal", "failure"): vocabulary,
+                     ("cli", "success"): vocabulary}, found
+    with portal_sessions() as session:
+        views = session.scalars(select(AuditEntry).where(AuditEntry.action == "invoice.view")
+                                .order_by(AuditEntry.sequence)).all()
+    assert [(e.outcome, e.details["status"], e.details["format"], e.details["computed"], e.details["reason"])
+            for e in views] == [("success", "issued", "html", False, None),
+                                ("failure", None, None, None, "no such invoice"),
+                                ("success", "issued", "json", False, None)]
+    assert views[2].details["output"] == "standard output"
+
+
+def test_the_portal_and_the_command_line_record_a_close_with_the_same_keys(
+        signed_in_client, portal_sessions, invoice_ids, cli, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BILLING_ENV", "test")
+    finance = signed_in_client("finance")
+    for period in ("2026-06", "2026-05"):   # June's draft recomputed; May is issued: refused
+        assert form_post(finance, "/invoices/close", {"period": period, "customer": "acme-health"},
+                         page="/invoices").status_code == 302
+        assert cli("close", "--period", period, "--customer", "acme-health")[0] in (0, 1)
+    found = keys_by_entry_point(portal_sessions, "invoice.close")
+    vocabulary = {frozenset(VOCABULARY["invoice.close"])}
+    assert found == {(where, outcome): vocabulary for where in ("portal", "cli") for outcome in ("success", "failure")}
+    assert "outcome" not in VOCABULARY["invoice.close"]   # the entry's own column says whether it succeeded
+    with portal_sessions() as session:
+        closes = session.scalars(select(AuditEntry).where(AuditEntry.action == "invoice.close")
+                                 .order_by(AuditEntry.sequence)).all()
+        june = session.scalar(select(Invoice.id).where(Invoice.customer == "acme-health", Invoice.status == "draft"))
+    assert [(e.outcome, e.details["code"]) for e in closes] == [
+        ("success", None), ("success", None), ("failure", "already-issued"), ("failure", "already-issued")]
+    assert [e.resource for e in closes[:2]] == [f"invoice:acme-health/2026-06#{june}"] * 2
+    assert closes[0].details["result"] in ("created", "refreshed", "unchanged")
+    assert closes[1].details["result"] == "unchanged" and closes[0].details["total"] == closes[1].details["total"]
+    assert {e.details["reconciliation"] for e in closes[:2]} <= {"passed", "explained", "failed"}
+    assert closes[0].details["reconciliation"] == closes[1].details["reconciliation"]
+
+
+def test_the_audit_page_shows_a_close_and_a_view_in_their_vocabulary(signed_in_client, portal_sessions, invoice_ids):
+    finance = signed_in_client("finance")
+    form_post(finance, "/invoices/close", {"period": "2026-06", "customer": "acme-health"}, page="/invoices")
+    assert finance.get(f"/invoices/{invoice_ids['customer']}").status_code == 200
+    html = finance.get("/audit").get_data(as_text=True)
+    assert re.search(r"<span>result: (created|refreshed|unchanged)</span>", html), html
+    assert re.search(r"<span>reconciliation: (passed|explained|failed)</span>", html)
+    assert "<span>format: html</span>" in html and "<span>status: issued</span>" in html
+    assert "outcome: " not in html and "reason: " not in html   # no detail named outcome; none shown when None
 
 
 def test_a_key_outside_an_actions_vocabulary_is_refused(portal_sessions):
