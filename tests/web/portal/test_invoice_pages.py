@@ -439,7 +439,7 @@ def test_a_stale_draft_says_why_before_approve_and_refreshing_it_reconciles(
         row = session.get(Invoice, fresh_june_draft)
         assert row.status == "draft" and row.contract_sha != contract_then
     [closed] = _audit(portal_sessions, "invoice.close")
-    assert (closed.actor, closed.outcome, closed.details["outcome"]) == ("finance@example.com", "success", "refreshed")
+    assert (closed.actor, closed.outcome, closed.details["result"]) == ("finance@example.com", "success", "refreshed")
     runs = [e for e in _audit(portal_sessions, "reconciliation.run") if e.actor == "finance@example.com"]
     assert len(runs) == 1 and runs[0].details["passed"] is True and runs[0].details["invoice_id"] == fresh_june_draft
     _approve_and_issue(client, fresh_june_draft)
@@ -485,7 +485,7 @@ def test_finance_closes_a_period_for_every_customer_billing_it(signed_in_client,
         drafts = {row.customer: row for row in session.scalars(select(Invoice).where(Invoice.period == JUNE))}
     assert set(drafts) == set(billed) and all(row.status == "draft" for row in drafts.values())
     assert drafts[CUSTOMER].id == invoice_ids["draft"]            # the stale draft recomputed, not a second one
-    assert {e.details["outcome"] for e in _audit(portal_sessions, "invoice.close")} <= {"created", "refreshed"}
+    assert {e.details["result"] for e in _audit(portal_sessions, "invoice.close")} <= {"created", "refreshed"}
     assert len(_audit(portal_sessions, "reconciliation.run")) == len(billed)
     one = form_post(client, "/invoices/close", {"period": "2026-06", "customer": CUSTOMER}, page="/invoices")
     assert one.headers["Location"].endswith(f"/invoices/{invoice_ids['draft']}")
