@@ -6,6 +6,9 @@ is shown beside its field with what was typed; the success message writes money 
 The invoice is globex's August 2026 (contracts/globex-research.pricing, tests/web/portal/test_dashboard_account.py's
 `globex` fixture): its prepaid commitment is billed that month (a commitment fee that charges) and drawn down by the
 month's charges (a commitment drawdown that reduces the invoice).
+
+Also here: a close whose reconciliation fails says its headline (review/reconcile.py `headline`) in the
+environment's locale.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ import re
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from audit.log import AuditEntry
 from engine.lines import line_kind
 from engine.money import display
 from ledger.models import Invoice
 from lifecycle.models import CreditNote
+from review.reconcile import Report, headline, latest
 
-from .conftest import add_portal_user, form_post
+from .conftest import CUSTOMER, add_portal_user, form_post
 from .test_dashboard_account import AUGUST, GLOBEX, globex  # noqa: F401  (the fixture)
+from .test_invoice_pages import JUNE, fresh_june_draft  # noqa: F401  (the fixture)
 
 CENT = Decimal("0.01")
 
@@ -179,3 +184,22 @@ def test_globex_own_user_sees_the_invoice_but_no_credit_form(globex_user_client,
     assert "amount-account-" not in html and f'action="{path}"' not in html
     assert globex_user_client.post(path, data={"scope": "all", "reason": "x"}).status_code == 403
     assert _notes(portal_sessions) == []
+
+
+def test_a_failed_reconciliation_is_said_in_the_environments_locale(signed_in_client, portal_app, portal_sessions,
+                                                                    fresh_june_draft):  # noqa: F811
+    env = portal_app.config["BILLING_ENVIRONMENT"]
+    portal_app.config["BILLING_ENVIRONMENT"] = dataclasses.replace(env, locale="de_DE")
+    client = signed_in_client("finance")
+    with portal_sessions.begin() as session:   # a rollup changed behind the engine: it no longer sums its events
+        session.execute(text("UPDATE rollups SET quantity = quantity + 100 WHERE customer = :c AND day = "
+                             "(SELECT MIN(day) FROM rollups WHERE customer = :c AND day >= :d)"),
+                        {"c": CUSTOMER, "d": JUNE.first_day})
+    page = f"/invoices/{fresh_june_draft}"
+    done = html_lib.unescape(form_post(client, f"{page}/refresh", {}, page=page,
+                                       follow_redirects=True).get_data(as_text=True))
+    with portal_sessions() as session:
+        report = Report.from_json(latest(session, CUSTOMER, JUNE).report)
+    assert not report.passed and headline(report, "de_DE") != headline(report, "en_GB")
+    assert f"its {headline(report, 'de_DE')}: it cannot be approved" in done
+    assert headline(report, "en_GB") not in done
