@@ -43,7 +43,7 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.refusals import refusal_text
-from audit.log import FAILURE
+from audit.log import FAILURE, details
 from engine.evaluate import OutsideContract
 from engine.periods import Period
 from engine.refusal import Refused
@@ -181,7 +181,7 @@ def journal():
     wrong = unbalanced(lines)
     if wrong:
         return _journal_refused(period, resource, "The journal does not balance: " + "; ".join(wrong) + ".")
-    auditing.record("journal.download", resource, details={"format": "csv", "lines": len(lines)})
+    auditing.record("journal.download", resource, details=details("journal.download", format="csv", lines=len(lines)))
     db_session().commit()
     response = Response(render_csv(lines), content_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="journal-{environment.name}-{period}.csv"'
@@ -190,7 +190,8 @@ def journal():
 
 
 def _journal_refused(period: Period, resource: str, reason: str):
-    auditing.record("journal.download", resource, outcome=FAILURE, details={"format": "csv", "reason": reason})
+    auditing.record("journal.download", resource, outcome=FAILURE,
+                    details=details("journal.download", format="csv", reason=reason))
     db_session().commit()
     return render_template("portal/reconciliation/journal.html", month=str(period), error=reason), 409
 

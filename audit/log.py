@@ -62,6 +62,7 @@ HEAD_RECORDED = "audit.head"
 # line), `computed` whether it was computed afresh rather than read as stored, `credit_note` the credit note shown,
 # and `output` where it went (a file, or standard output). No detail is named `outcome`: that is the entry's own.
 _REFUSAL = ("reason", "code")
+_JOURNAL = ("format", "customer", "lines", "output", *_REFUSAL)
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "contract.save": ("result", "in_effect_from", "comment", "author", "source", "replaces", *_REFUSAL),
     "invoice.approve": ("total", "usage_hash", *_REFUSAL),
@@ -69,6 +70,16 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "invoice.void": ("number", "reason", "code"),
     "invoice.view": ("status", "format", "computed", "credit_note", "output", *_REFUSAL),
     "invoice.close": ("result", "total", "reconciliation", *_REFUSAL),
+    # the journal: downloaded in the portal, exported by `billing journal`; one read, two names, one set of keys
+    "journal.download": _JOURNAL,
+    "journal.export": _JOURNAL,
+    # recorded for both entry points by the one function that does the step (review/, lifecycle/, ledger/), so
+    # their keys are the same by construction; named here so that a new key is a decision, not a drift
+    "reconciliation.run": ("passed", "difference", "discrepancies", "invoice_id"),
+    "credit_note.issue": ("number", "invoice", "net", "tax", "total", "reason", "pdf_sha256", "code"),
+    "grant.add": ("customer", "amount", "from", "expires", "priority", "reason", "code"),
+    "grant.revoke": ("customer", "reason", "remaining", "code"),
+    "customer.profile": ("revision", "changed", *_REFUSAL),
 }   # session.info: (sequence, hash, actions) of the transaction's last entry
 
 

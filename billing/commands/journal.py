@@ -19,6 +19,7 @@ from billing.output import OK, emit
 
 
 def cmd_journal(args) -> int:
+    from audit.log import details
     from invoicing.journal import Accounts, render_csv, unbalanced
     from lifecycle.journal import period_journal
 
@@ -36,7 +37,8 @@ def cmd_journal(args) -> int:
         if wrong:
             raise InputError(f"the journal of {period} does not balance: {'; '.join(wrong)}; nothing was written")
         _record_read(sessions, "journal.export", f"journal:{period}",
-                     {"customer": args.customer, "lines": len(lines), "output": args.output or "standard output"})
+                     details("journal.export", format="csv", customer=args.customer, lines=len(lines),
+                             output=args.output or "standard output"))
     emit(render_csv(lines), args.output)
     return OK
 

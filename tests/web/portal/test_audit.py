@@ -303,6 +303,28 @@ def test_the_portal_and_the_command_line_record_a_close_with_the_same_keys(
     assert closes[1].details["result"] == "unchanged" and closes[0].details["total"] == closes[1].details["total"]
     assert {e.details["reconciliation"] for e in closes[:2]} <= {"passed", "explained", "failed"}
     assert closes[0].details["reconciliation"] == closes[1].details["reconciliation"]
+    runs = keys_by_entry_point(portal_sessions, "reconciliation.run")   # one function records it for both
+    assert runs == {(where, "success"): {frozenset(VOCABULARY["reconciliation.run"])} for where in ("portal", "cli")}
+
+
+def test_the_journal_is_recorded_with_the_same_keys_downloaded_or_exported(
+        signed_in_client, portal_sessions, cli, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BILLING_ENV", "test")
+    finance = signed_in_client("finance")
+    assert finance.get("/reconciliation/journal?period=2026-05").status_code == 200
+    target = tmp_path / "journal.csv"
+    assert cli("journal", "--period", "2026-05", "--customer", "acme-health", "--output", target)[0] == 0
+    assert VOCABULARY["journal.download"] == VOCABULARY["journal.export"]   # one read, named by where it went
+    keys = {frozenset(VOCABULARY["journal.export"])}
+    assert keys_by_entry_point(portal_sessions, "journal.download") == {("portal", "success"): keys}
+    assert keys_by_entry_point(portal_sessions, "journal.export") == {("cli", "success"): keys}
+    with portal_sessions() as session:
+        download, export = (session.scalars(select(AuditEntry).where(AuditEntry.action == action)).one()
+                            for action in ("journal.download", "journal.export"))
+    assert (download.details["format"], download.details["customer"], download.details["output"]) == ("csv", None, None)
+    assert (export.details["format"], export.details["customer"], export.details["output"]) == (
+        "csv", "acme-health", str(target))
+    assert target.read_text(encoding="utf-8").count("\n") == export.details["lines"] + 1   # the header, then each line
 
 
 def test_the_audit_page_shows_a_close_and_a_view_in_their_vocabulary(signed_in_client, portal_sessions, invoice_ids):
