@@ -92,8 +92,8 @@ PORTAL_CHECK = textwrap.dedent("""
     assert login.status_code == 200 and 'name="password"' in login.get_data(as_text=True), login.status_code
 
     with app.test_request_context("/"):
-        for page in ("portal/error.html", "portal/dashboard/index.html", "portal/contracts/index.html",
-                     "portal/reconciliation/index.html"):
+        for page in ("portal/error.html", "portal/dashboard/index.html", "portal/contracts/index.html"):
+            # rendered whole from where the wheel put them (pages with richer views are compiled below)
             assert "</html>" in render_template(page, status=404, title="t", message="m", rows=[], contracts=[],
                                                 runs=[], fmt=None), page
     names = app.jinja_env.list_templates(filter_func=lambda name: name.startswith("portal/"))
