@@ -423,7 +423,7 @@ def approve_invoice(invoice_id: int):
     return _step(invoice_id, "approve",
                  lambda invoice, who: approve(db_session(), _selector(invoice), who, threshold=Threshold.of(env),
                                               profile_required=env.production, treatments=env.tax_treatments,
-                                              seller=env.seller, now=now()),
+                                              seller=env.seller, now=now(), locale=env.locale),
                  "Approved: it may now be issued.")
 
 

@@ -76,11 +76,13 @@ NUMBER_DIGITS = 6
 @dataclass(frozen=True)
 class Policy:
     """What the environment asks of an approval, handed in by the caller: the reconciliation's threshold, and
-    whether every invoice needs a complete billing profile (production) with a treatment it issues."""
+    whether every invoice needs a complete billing profile (production) with a treatment it issues, and the
+    locale its refusals write money in (the environment's)."""
 
     threshold: Threshold
     profile_required: bool = False
     treatments: tuple[str, ...] = ()
+    locale: str = "en_GB"
 
 
 # Checks that a draft must pass to be approved, in order: each returns None, or why it may not be approved.
@@ -234,7 +236,8 @@ def reconciliation_passed(session: Session, draft: Invoice, computed: ComputedIn
                        invoice=draft)
     if report.passed or explanation_of(session, draft, report) is not None:
         return None
-    return Refusal("reconciliation-failed", f"its {headline(report)}", params=_period_of(draft), action="reconcile")
+    return Refusal("reconciliation-failed", f"its {headline(report, policy.locale)}", params=_period_of(draft),
+                   action="reconcile")
 
 
 APPROVAL_GATES: tuple[Gate, ...] = (draft_is_current, profile_complete, reconciliation_passed)
@@ -316,9 +319,9 @@ def close_and_reconcile(session: Session, customer: str, period: Period, who: Ac
 
 def approve(session: Session, which: Selector, who: Actor, *, threshold: Threshold, profile_required: bool = False,
             treatments: tuple[str, ...] = (), seller: Mapping | None = None,
-            now: dt.datetime | None = None) -> Invoice:
+            now: dt.datetime | None = None, locale: str = "en_GB") -> Invoice:
     now = now or dt.datetime.now(UTC)
-    policy = Policy(threshold, profile_required, treatments)
+    policy = Policy(threshold, profile_required, treatments, locale)
     row = _locked(session, which)
     status = status_of(session, row)
     if status == "approved":
@@ -364,7 +367,7 @@ def issue(session: Session, which: Selector, who: Actor, *, threshold: Threshold
         raise Refused(Refusal("changed-since-approval", f"{which} changed since it was approved (usage or contract), "
                                                         "so it must be reviewed and approved again",
                               params=_period_of(row), action="close"))
-    refusal = reconciliation_passed(session, row, computed, Policy(threshold))
+    refusal = reconciliation_passed(session, row, computed, Policy(threshold, locale=locale))
     if refusal is not None:
         raise Refused(refusal.prefixed(f"{which} cannot be issued"))
     if seller is not None:   # the dates, and the tax at the tax point's rate, are known now

@@ -136,7 +136,7 @@ def cmd_approve(args) -> int:
         with sessions.begin() as session:
             row = approve(session, which, who, threshold=Threshold.of(environment),
                           profile_required=environment.production, treatments=environment.tax_treatments,
-                          seller=environment.seller)
+                          seller=environment.seller, locale=environment.locale)
             line = f"{row.customer} {row.period}: approved by {who.name} (total {_total(row)})"
     print(line)
     return OK

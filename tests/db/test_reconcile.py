@@ -281,3 +281,16 @@ def test_the_reconciliation_is_an_approval_gate_and_runs_on_issue(tiny, sessions
     delete_an_event(sessions, tiny, cli)
     with sessions.begin() as session, pytest.raises(Refused, match="cannot be issued: its reconciliation FAILED"):
         issue(session, Selector("tiny", MAY), WHO, threshold=STRICT, prefix="TEST", seller=TEST_SELLER)
+
+
+def test_the_gates_refusal_writes_money_in_the_environments_locale(tiny, sessions, cli):
+    """The reconciliation's headline inside an approval or issue refusal is said as the environment writes money."""
+    assert cli("close", *which())[0] == 0
+    delete_an_event(sessions, tiny, cli)
+    with sessions.begin() as session, pytest.raises(Refused) as refused:
+        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT, seller=TEST_SELLER, locale="de_DE")
+    assert refused.value.refusal.code == "reconciliation-failed"
+    assert "\xa0£" in refused.value.refusal.message and "£0.01" not in refused.value.refusal.message
+    with sessions.begin() as session, pytest.raises(Refused) as refused:
+        approve(session, Selector("tiny", MAY), WHO, threshold=STRICT, seller=TEST_SELLER)
+    assert "£0.01" in refused.value.refusal.message
