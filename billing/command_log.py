@@ -24,18 +24,25 @@ QUIET = ("weasyprint", "fontTools")   # a line per step of every PDF: their warn
 
 
 def start(args) -> float:
+    global _installed
     try:
         env = load()
     except UnknownEnvironment:   # the command says so itself, as a misuse
         return time.perf_counter()
     if env.log_file or args.command == "serve":
         install(env.name, env.log_file)
+        _installed = True
         for name in QUIET:
             logging.getLogger(name).setLevel(logging.WARNING)
     return time.perf_counter()
 
 
+_installed = False   # whether start() installed the JSON log: without it there is no line to write
+
+
 def finished(args, status: int, started: float) -> None:
+    if not _installed:   # nothing to write, and nothing to load (the file mode never loads the database's code)
+        return
     from ledger.contracts import author_name
 
     log.info("command", extra={"command": _name(args), "status": status,

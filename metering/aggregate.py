@@ -21,8 +21,9 @@ from zoneinfo import ZoneInfo
 from engine.periods import Period
 from engine.usage import Unbilled, Usage
 from metering.days import QUARTER_HOUR_SECONDS, QUARTER_HOURS_A_DAY, LocalDays, local_days
-from metering.dedup import CONFLICT, DUPLICATE, content_hash
+from metering.dedup import CONFLICT, DUPLICATE
 from metering.events import EPOCH, Event, EventData, Rejection, read_batches
+
 
 @dataclass
 class Summary:
@@ -80,7 +81,10 @@ class _Meter:
         for event in events:
             data = event.data
             instant = event.time - EPOCH
-            content = content_hash(instant, data)
+            # content_hash(instant, data), written out: a call per event costs a tenth of the file mode's time
+            # (tests/test_file_batches.py checks the two agree)
+            content = hash((instant.days, instant.seconds, instant.microseconds, data.customer, data.site,
+                            data.category, data.quantity.as_integer_ratio()))
             ids = seen.get(event.source)
             if ids is None:
                 ids = seen[event.source] = {}

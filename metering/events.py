@@ -242,8 +242,9 @@ def _whole_lines(stream, size: int = CHUNK_BYTES) -> Iterator[bytes]:
 
 
 # What the one-call decoders leave to the line-by-line one, found in the bytes: a seventh fractional digit (msgspec
-# would round the time), any \\u escape (a NUL, or a key such as "quantit\\u0079"), a quantity string that is
-# not a plain decimal number (msgspec would take " 5 " and "1_000").
+# would round the time), any backslash (a \\u escape is a NUL, or a key such as "quantit\\u0079"; looking for the
+# one byte is a memchr, 15 times faster than looking for the two, and events rarely hold another escape), a
+# quantity string that is not a plain decimal number (msgspec would take " 5 " and "1_000").
 # Three searches, each skipping to a literal of its own: one pattern of three alternatives tries every byte
 # (3 times slower: a third of a file reader's time, 2 ms of an event API request of 500).
 _PAST_MICROSECONDS = re.compile(rb"\.[0-9]{7}")
@@ -251,12 +252,13 @@ _ODD_QUANTITY = re.compile(rb'"quantity"\s*:\s*"(?!\+?[0-9]*\.?[0-9]+(?:[eE][+-]
 
 
 def _usual(text: bytes) -> bool:
-    return _PAST_MICROSECONDS.search(text) is None and b"\\u" not in text and _ODD_QUANTITY.search(text) is None
+    return b"\\" not in text and _PAST_MICROSECONDS.search(text) is None and _ODD_QUANTITY.search(text) is None
 
 
-def _valid_events(lines: list[bytes]) -> list[Event] | None:
-    """Each line's event, or None unless every line is a valid event."""
-    if not _usual(b"\n".join(lines)):
+def _valid_events(lines: list[bytes], text: bytes | None = None) -> list[Event] | None:
+    """Each line's event, or None unless every line is a valid event. `text`: the lines' bytes as they were read
+    (the chunk they were split from), searched once rather than joined again."""
+    if not _usual(b"\n".join(lines) if text is None else text):
         return None
     try:
         events = list(map(_DECODER.decode, lines))
@@ -319,7 +321,7 @@ def _jsonl(path: Path, name: str) -> Iterator[tuple[int, list[Event] | Rejection
             lines = chunk.split(b"\n")
             if not lines[-1]:
                 lines.pop()  # what follows the chunk's last newline
-            events = _valid_events(lines)
+            events = _valid_events(lines, chunk)
             if events is not None:
                 yield first, events
             else:

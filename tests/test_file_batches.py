@@ -170,3 +170,32 @@ def test_outcomes_are_counted_as_one_by_one(drawn, shared):
     outcomes = [(_ACCEPTED_LATE if late else _ACCEPTED) if shared and status == "accepted"
                 else Outcome(status, late=late) for status, late in drawn]
     assert count_outcomes(outcomes) == Counter(drawn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["s1", "s2"]), st.sampled_from(["a", "b"]),
+                          st.decimals(min_value=0, max_value=1000, places=3, allow_nan=False),
+                          st.integers(0, 86_400 * 60 - 1), st.integers(0, 999_999)), min_size=1, max_size=40))
+def test_the_file_modes_written_out_content_hash_is_content_hash(rows):
+    """metering/aggregate.py writes metering.dedup.content_hash out in its loop: what it keeps for each identity is
+    content_hash of the first event read, and a repeat is a duplicate exactly when content_hash says so."""
+    from metering.aggregate import _Meter
+    from metering.dedup import content_hash
+    from metering.events import EPOCH
+
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
+    events = [Event(specversion="1.0", id=f"e{n}", source="src", type="usage",
+                    time=start + dt.timedelta(seconds=seconds, microseconds=micro),
+                    data=EventData(customer="c", site=site, category=category, quantity=quantity))
+              for n, site, category, quantity, seconds, micro in rows]
+    meter = _Meter("c", ZoneInfo("Europe/London"), None)
+    meter.add(events)
+    first: dict[str, Event] = {}
+    for event in events:
+        first.setdefault(event.id, event)
+    assert meter.first_seen["src"] == {id: content_hash(e.time - EPOCH, e.data) for id, e in first.items()}
+    duplicates = sum(1 for n, e in enumerate(events) if events.index(first[e.id]) != n
+                     and content_hash(e.time - EPOCH, e.data) == content_hash(first[e.id].time - EPOCH,
+                                                                              first[e.id].data))
+    repeats = sum(r.events for (_, reason, _, _), r in meter.repeats.items() if reason == "duplicate")
+    assert repeats == duplicates
