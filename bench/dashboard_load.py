@@ -190,10 +190,7 @@ def run(backend: str, args, events: Path, contracts: list[Path]) -> list[dict]:
         log = open(args.workdir / f"dashboard-serve-{backend}.log", "w")
         server = subprocess.Popen([str(BIN / "billing"), "serve", "--host", "127.0.0.1", "--port", str(port),
                                    "--threads", "8"], env=env, cwd=args.workdir, stdout=log, stderr=log)
-        try:
-            wait_until_serving(server, port)
-        except AttributeError:   # it stopped: it says why in its log
-            raise SystemExit(f"billing serve stopped: {Path(log.name).read_text()[-2000:]}") from None
+        wait_until_serving(server, port, Path(log.name))   # if it stops, says why from its log
         browser = Browser(port)
         browser.sign_in(secret)
         cold, status, size = browser.timed(PAGE)
