@@ -24,8 +24,9 @@ The areas (BLUEPRINTS), one blueprint each:
     usage.py           usage exports: a customer's usage per site, category and local day, as CSV
     customers.py       billing profiles (with their history) and credit grants (their ledger)
 and what they share: database.py (engines, sessions), access.py, auditing.py (the
-audit log's web side), security.py (cookies, secret key, headers), refusals.py (a
-refusal as a page says it).
+audit log's web side), listing.py (a list page: its sort, page and links, with
+templates/portal/_pager.html), security.py (cookies, secret key, headers),
+refusals.py (a refusal as a page says it).
 """
 
 from __future__ import annotations

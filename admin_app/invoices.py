@@ -39,7 +39,6 @@ same figures.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -64,6 +63,7 @@ from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
 from admin_app.forms import ActionForm
+from admin_app.listing import PAGE_SIZE, Listing, asked_page, asked_sort, page_count
 from admin_app.portal import money
 from admin_app.refusals import beside_field, not_done, refusal_text, sentence
 from admin_app.sessions import SignedIn, now
@@ -104,7 +104,6 @@ ACTIONS = {"draft": ("approve",), "approved": ("issue",), "issued": ("void", "cr
 REFRESHED = {"draft": "Refresh the draft", "approved": "Recompute (back to draft if it changed)",
              "void": "Make the replacement draft"}
 CONTENT_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8"}
-PAGE_SIZE = 50
 NUL_MESSAGE = ("A NUL character cannot be kept in this text: it was taken out of what you typed; "
                "check the text and send it again.")
 
@@ -203,39 +202,13 @@ SORT_LABELS = {"customer": "Customer", "period": "Period", "status": "Status", "
 FIRST_DIRECTION = {"period": "desc", "issued": "desc", "total": "desc"}   # the others start ascending
 
 
-@dataclass(frozen=True)
-class Listing:
-    rows: list[Listed]
-    page: int
-    pages: int
-    count: int
-    sort: str
-    direction: str
-    args: dict        # the filters and sort as query arguments, for the links that keep them
-
-    def url(self, **changes) -> str:
-        return url_for("invoices.index", **{**self.args, **changes})
-
-    def sort_url(self, column: str) -> str:
-        direction = FIRST_DIRECTION.get(column, "asc")
-        if column == self.sort:
-            direction = "asc" if self.direction == "desc" else "desc"
-        return self.url(sort=column, dir=direction, page=None)
-
-
 def _listing(conditions: list, filters: dict) -> Listing:
     sorts = _sorts()
-    sort = request.args.get("sort", "period")
-    sort = sort if sort in sorts else "period"
-    direction = request.args.get("dir", FIRST_DIRECTION.get(sort, "asc"))
-    direction = direction if direction in ("asc", "desc") else "asc"
+    sort, direction = asked_sort(request.args, sorts, "period", FIRST_DIRECTION)
     session = db_session()
     count = session.scalar(select(func.count(Invoice.id)).where(*conditions))
-    pages = max(1, math.ceil(count / PAGE_SIZE))
-    try:
-        page = min(max(1, int(request.args.get("page", "1"))), pages)
-    except ValueError:
-        page = 1
+    pages = page_count(count, PAGE_SIZE)
+    page = min(asked_page(request.args), pages)
     column = sorts[sort]
     order = [column.desc() if direction == "desc" else column.asc()]
     order += [Invoice.period.desc(), Invoice.customer, Invoice.id]
@@ -251,7 +224,7 @@ def _listing(conditions: list, filters: dict) -> Listing:
                Invoice.document["currency"].as_string()).where(Invoice.id.in_(ids)))}
     rows = [shown[i] for i in ids]
     args = {**filters, "sort": sort, "dir": direction}
-    return Listing(rows, page, pages, count, sort, direction, args)
+    return Listing("invoices.index", rows, page, pages, count, sort, direction, args, FIRST_DIRECTION)
 
 
 @blueprint.get("/invoices")

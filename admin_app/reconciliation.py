@@ -19,8 +19,6 @@ may reach any of it (deny by default: an admin manages users, not money; custome
 from __future__ import annotations
 
 import datetime as dt
-import math
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -42,6 +40,7 @@ from wtforms.validators import DataRequired, Length
 from admin_app import auditing
 from admin_app.access import allow
 from admin_app.database import db_session
+from admin_app.listing import PAGE_SIZE, Listing, asked_page, asked_sort, page_count
 from admin_app.refusals import refusal_text
 from audit.log import FAILURE, details
 from engine.evaluate import OutsideContract
@@ -57,7 +56,6 @@ from review.reconcile import (
     LIST_SORTS,
     OUTCOMES,
     EventQuery,
-    Listed,
     NothingToExplain,
     Report,
     Threshold,
@@ -71,7 +69,6 @@ from review.reconcile import (
 
 blueprint = Blueprint("reconciliation", __name__)
 EVENTS_SHOWN = 500
-PAGE_SIZE = 50
 SORT_LABELS = {"period": "Period", "customer": "Customer", "outcome": "Outcome", "difference": "Money difference",
                "ran": "Run (UTC)"}
 FIRST_DIRECTION = {"period": "desc", "difference": "desc", "ran": "desc"}   # the others start ascending
@@ -88,28 +85,6 @@ class ExplanationForm(FlaskForm):
 
 class RunForm(FlaskForm):
     customer = HiddenField()
-
-
-@dataclass(frozen=True)
-class Listing:
-    rows: list[Listed]
-    page: int
-    pages: int
-    count: int
-    sort: str
-    direction: str
-    args: dict        # the filters and sort as query arguments, for the links that keep them
-    errors: dict      # filter → why its value was not used
-
-    def url(self, **changes) -> str:
-        arguments = {name: value for name, value in {**self.args, **changes}.items() if value not in (None, "")}
-        return url_for("reconciliation.index", **arguments)
-
-    def sort_url(self, column: str) -> str:
-        direction = FIRST_DIRECTION.get(column, "asc")
-        if column == self.sort:
-            direction = "asc" if self.direction == "desc" else "desc"
-        return self.url(sort=column, dir=direction, page=None)
 
 
 @blueprint.get("/reconciliation")
@@ -141,22 +116,17 @@ def _listing() -> Listing:
     outcome = arguments.get("outcome", "")
     if outcome in OUTCOMES:
         filters["outcome"] = outcome
-    sort = arguments.get("sort", "period")
-    sort = sort if sort in LIST_SORTS else "period"
-    direction = arguments.get("dir", FIRST_DIRECTION.get(sort, "asc"))
-    direction = direction if direction in ("asc", "desc") else "asc"
-    try:
-        page = max(1, int(arguments.get("page", "1")))
-    except ValueError:
-        page = 1
+    sort, direction = asked_sort(arguments, LIST_SORTS, "period", FIRST_DIRECTION)
+    page = asked_page(arguments)
     query = {"period": period, "customer": customer or None, "outcome": filters.get("outcome"), "sort": sort,
              "descending": direction == "desc", "per_page": PAGE_SIZE}
     rows, count = last_runs(db_session(), page=page, **query)
-    pages = max(1, math.ceil(count / PAGE_SIZE))
+    pages = page_count(count, PAGE_SIZE)
     if page > pages:   # past the end (the list shrank): the last page
         page = pages
         rows, count = last_runs(db_session(), page=page, **query)
-    return Listing(rows, page, pages, count, sort, direction, {**filters, "sort": sort, "dir": direction}, errors)
+    return Listing("reconciliation.index", rows, page, pages, count, sort, direction,
+                   {**filters, "sort": sort, "dir": direction}, FIRST_DIRECTION, errors)
 
 
 @blueprint.get("/reconciliation/journal")
