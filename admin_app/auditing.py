@@ -15,7 +15,8 @@ from flask_login import current_user
 
 from admin_app.database import db_session
 from audit import log as audit
-from audit.log import SUCCESS, Actor, AuditEntry
+from audit.log import FAILURE, SUCCESS, Actor, AuditEntry, refusal_details
+from engine.refusal import Refusal
 
 
 def actor(name: str | None = None) -> Actor:
@@ -28,6 +29,14 @@ def record(action: str, resource: str = "", *, outcome: str = SUCCESS, details: 
            actor_name: str | None = None) -> AuditEntry:
     return audit.record(db_session(), actor(actor_name), action, resource, outcome=outcome, details=details,
                         at=current_app.config["PORTAL_CLOCK"]())
+
+
+def record_refusal(action: str, resource: str, refusal: Refusal) -> None:
+    """A refused step, after its own changes were rolled back: recorded as a failure in its action's vocabulary
+    (the command line's words for the same refusal), and committed."""
+    db_session().rollback()
+    record(action, resource, outcome=FAILURE, details=refusal_details(action, refusal.message, refusal.code))
+    db_session().commit()
 
 
 def printable(text: str) -> str:

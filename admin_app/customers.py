@@ -156,10 +156,7 @@ def save(customer: str):
         profile = save_profile(session, customer, auditing.actor(), form.changes(), treatments=_treatments(),
                                now=now())
     except Refused as refused:
-        session.rollback()
-        auditing.record("customer.profile", customer_resource(customer), outcome=FAILURE,
-                        details={"reason": refused.refusal.message, "code": refused.refusal.code})
-        session.commit()
+        auditing.record_refusal("customer.profile", customer_resource(customer), refused.refusal)
         if not beside_field(form, refused.refusal):
             flash(not_done(refused.refusal), "error")
         return render_template("portal/customers/edit.html", contract=contract, profile=profile_of(session, customer),
@@ -210,10 +207,7 @@ def add(customer: str):
                           priority=DEFAULT_PRIORITY if form.priority.data is None else form.priority.data,
                           reason=(form.reason.data or "").strip(), now=now())
     except Refused as refused:
-        session.rollback()
-        auditing.record("grant.add", customer_resource(customer), outcome=FAILURE,
-                        details={"reason": refused.refusal.message, "code": refused.refusal.code})
-        session.commit()
+        auditing.record_refusal("grant.add", customer_resource(customer), refused.refusal)
         if not beside_field(form, refused.refusal):
             flash(not_done(refused.refusal), "error")
         return _grants_page(contract, form, RevokeForm(formdata=None), status=400)
@@ -235,10 +229,7 @@ def revoke(customer: str, grant: str):
     try:
         revoke_grant(session, row.id, auditing.actor(), form.reason.data, now=now())
     except Refused as refused:
-        session.rollback()
-        auditing.record("grant.revoke", grant_resource(row.id), outcome=FAILURE,
-                        details={"reason": refused.refusal.message, "code": refused.refusal.code})
-        session.commit()
+        auditing.record_refusal("grant.revoke", grant_resource(row.id), refused.refusal)
         if not beside_field(form, refused.refusal):
             flash(not_done(refused.refusal), "error")
             return redirect(url_for("customers.grants", customer=customer))

@@ -594,9 +594,7 @@ def _step(invoice_id: int, action: str, run, done: str, form: FlaskForm | None =
 
 def _record_refusal(action: str, invoice: Invoice, refusal: Refusal) -> None:
     invoice = db_session().get(Invoice, invoice.id)
-    auditing.record(action, invoice_resource(invoice.customer, invoice.period, invoice.id), outcome=FAILURE,
-                    details=refusal_details(action, refusal.message, refusal.code))
-    db_session().commit()
+    auditing.record_refusal(action, invoice_resource(invoice.customer, invoice.period, invoice.id), refusal)
 
 
 def _page(invoice: Invoice, confirm: str, forms: dict, status: int = 200, site_errors: dict | None = None):
